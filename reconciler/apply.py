@@ -1,0 +1,260 @@
+"""The executor: runs a plan's actions against the API and records progress in the state.
+
+All side effects of apply live here. Each action is dispatched exhaustively on its type; the
+state is written (atomically) after every action, and before each create an intent is journalled
+so that a run killed half-way is settled by the next one, never repeated blindly.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from reconciler.errors import (
+    AmbiguousCreateError,
+    ApiError,
+    FailedPreconditionError,
+    NotFoundError,
+    ReconcilerError,
+)
+from reconciler.models import DesiredModel, ObservedJob, StateClass
+from reconciler.observe import to_observed
+from reconciler.plan import CREATING, Change, Observation, Plan, derive_models
+from reconciler.state.local import utc_now
+from reconciler.state.model import JournalEntry, ModelEntry, State
+from reconciler.vertex.wire import TuningJob
+
+
+class TuningApi(Protocol):
+    def create_tuning_job(self, parent: str, job: TuningJob, request_id: str) -> TuningJob: ...
+    def cancel_tuning_job(self, name: str) -> None: ...
+    def find_by_request(self, parent: str, request_id: str) -> TuningJob | None: ...
+
+
+class StateRecorder(Protocol):
+    def write(self, state: State) -> State: ...
+
+
+Observer = Callable[[Sequence[str]], Observation]
+
+
+@dataclass
+class Outcome:
+    """What happened to one change."""
+
+    change: Change
+    ok: bool
+    message: str
+    job: str | None = None
+
+
+@dataclass
+class ApplyResult:
+    outcomes: list[Outcome] = field(default_factory=list)
+    state: State | None = None
+
+    @property
+    def failed(self) -> list[Outcome]:
+        return [o for o in self.outcomes if not o.ok]
+
+
+class _Recorder:
+    """Serialises state changes and writes after each one."""
+
+    def __init__(self, store: StateRecorder, state: State) -> None:
+        self._store = store
+        self._lock = threading.Lock()
+        self.state = state
+
+    def update(self, mutate: Callable[[State], None]) -> None:
+        with self._lock:
+            draft = self.state.model_copy(deep=True)
+            mutate(draft)
+            self.state = self._store.write(draft)
+
+
+def apply_plan(
+    plan: Plan,
+    desired: Sequence[DesiredModel],
+    api: TuningApi,
+    store: StateRecorder,
+    state: State,
+    observe: Observer,
+    *,
+    concurrency: int = 8,
+    on_outcome: Callable[[Outcome], None] = lambda _o: None,
+) -> ApplyResult:
+    """Run every actionable change (bounded concurrency), then refresh the state from the API."""
+    recorder = _Recorder(store, state)
+    desired_by_name = {d.name: d for d in desired}
+    result = ApplyResult()
+    results_lock = threading.Lock()
+
+    def run(change: Change) -> None:
+        try:
+            outcome = _execute(change, api, recorder, desired_by_name.get(change.name))
+        except ReconcilerError as exc:
+            outcome = Outcome(change, False, str(exc))
+        with results_lock:
+            result.outcomes.append(outcome)
+        on_outcome(outcome)
+
+    actionable = plan.actionable
+    if actionable:
+        with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(actionable)))) as pool:
+            list(pool.map(run, actionable))
+    # The API is the truth: re-read it once and derive the entries of every name the plan covered.
+    names = {c.name for c in plan.changes}
+    result.state = refresh_state(recorder, desired, observe(plan.parents), stack=plan.stack, names=names)
+    return result
+
+
+def refresh_state(
+    recorder: _Recorder | StateRecorder,
+    desired: Sequence[DesiredModel],
+    observation: Observation,
+    *,
+    stack: str,
+    names: set[str] | None = None,
+    state: State | None = None,
+) -> State:
+    """Recompute state entries from an observation and write them; settle journal entries."""
+    rec = recorder if isinstance(recorder, _Recorder) else _Recorder(recorder, state or State(stack=stack))
+    labels_seen = {j.labels.get("reconciler-request") for j in observation.jobs}
+
+    def mutate(draft: State) -> None:
+        draft.models = derive_models(desired, observation, draft, stack=stack, names=names)
+        draft.journal = [j for j in draft.journal if j.request_id not in labels_seen
+                         and j.parent not in observation.parents]
+
+    rec.update(mutate)
+    return rec.state
+
+
+def _execute(
+    change: Change, api: TuningApi, recorder: _Recorder, desired: DesiredModel | None
+) -> Outcome:
+    action = change.action
+    if action in CREATING:
+        return _create(change, api, recorder, desired)
+    if action == "cancel":
+        messages = [_cancel(api, recorder, change.name, job) for job in change.cancel_jobs]
+        return Outcome(change, True, "; ".join(messages), change.job)
+    if action == "forget":
+        def drop(draft: State) -> None:
+            draft.models.pop(change.name, None)
+
+        recorder.update(drop)
+        return Outcome(change, True, "removed from the state", change.job)
+    if action == "noop":
+        return Outcome(change, True, "no change", change.job)
+    raise AssertionError(f"unhandled action {action}")  # the Literal makes this unreachable
+
+
+def _create(change: Change, api: TuningApi, recorder: _Recorder, desired: DesiredModel | None) -> Outcome:
+    assert change.parent and change.request is not None and change.request_id and change.spec_hash
+    parent, rid = change.parent, change.request_id
+    journalled = any(j.request_id == rid for j in recorder.state.journal)
+    if journalled:
+        # An earlier run wrote this intent and did not record its outcome: look before creating.
+        found = api.find_by_request(parent, rid)
+    else:
+        found = None
+        entry = JournalEntry(name=change.name, requestId=rid, parent=parent, specHash=change.spec_hash,
+                             started=utc_now())
+        recorder.update(lambda draft: draft.journal.append(entry))
+    try:
+        job = found or api.create_tuning_job(parent, TuningJob.model_validate(change.request), rid)
+    except AmbiguousCreateError:
+        raise  # the journal entry stays: the next run settles it
+    except ApiError:
+        recorder.update(lambda draft: _drop_journal(draft, rid))
+        raise
+    observed = to_observed(job, parent)
+
+    def record(draft: State) -> None:
+        _drop_journal(draft, rid)
+        previous = draft.models.get(change.name)
+        entry = _entry_after_create(observed, parent, desired, previous)
+        draft.models[change.name] = entry
+
+    recorder.update(record)
+    messages = [("found job created by an interrupted run: " if found else "created ") + observed.name]
+    messages += [_cancel(api, recorder, change.name, old) for old in change.cancel_jobs]
+    return Outcome(change, True, "; ".join(messages), observed.name)
+
+
+def _drop_journal(draft: State, rid: str) -> None:
+    draft.journal = [j for j in draft.journal if j.request_id != rid]
+
+
+def _entry_after_create(
+    job: ObservedJob, parent: str, desired: DesiredModel | None, previous: ModelEntry | None
+) -> ModelEntry:
+    update: dict[str, Any] = {
+        "parent": parent,
+        "job": job.name,
+        "state": job.state,
+        "spec_hash": job.spec_hash,
+        "spec": desired.tuning_spec() if desired else None,
+        "cosmetic": desired.cosmetic() if desired else None,
+        "create_time": job.create_time or None,
+        "end_time": None,
+        "error": None,
+        "protect": desired.protect if desired else False,
+    }
+    if previous is None:
+        return ModelEntry.model_validate({"parent": parent}).model_copy(update=update)
+    return previous.model_copy(update=update)
+
+
+def _cancel(api: TuningApi, recorder: _Recorder, name: str, job: str) -> str:
+    try:
+        api.cancel_tuning_job(job)
+        message = f"cancel requested for {job}"
+    except FailedPreconditionError:
+        message = f"{job} had already finished"
+    except NotFoundError:
+        message = f"{job} no longer exists"
+
+    def record(draft: State) -> None:
+        entry = draft.models.get(name)
+        if entry is not None and job not in entry.cancel_requested:
+            draft.models[name] = entry.model_copy(update={"cancel_requested": [*entry.cancel_requested, job]})
+
+    recorder.update(record)
+    return message
+
+
+def wait_for_jobs(
+    observe: Observer,
+    parents: Sequence[str],
+    stack: str,
+    names: set[str],
+    *,
+    poll_interval: float,
+    timeout: float | None,
+    on_poll: Callable[[Observation], None] = lambda _o: None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Observation:
+    """Poll (one list per parent) until no job of `names` is live or cancelling."""
+    start = time.monotonic()
+    while True:
+        observation = observe(parents)
+        on_poll(observation)
+        busy = [
+            j for j in observation.managed(stack)
+            if j.model_name in names and j.state_class in (StateClass.LIVE, StateClass.CANCELLING)
+        ]
+        if not busy:
+            return observation
+        if timeout is not None and time.monotonic() - start + poll_interval > timeout:
+            raise ReconcilerError(
+                f"--wait gave up after {timeout:.0f} s with {len(busy)} job(s) still running; "
+                "the jobs go on: run `reconciler refresh` or `apply --wait` later"
+            )
+        sleep(poll_interval)

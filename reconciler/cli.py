@@ -1,0 +1,610 @@
+"""The command line: `reconciler validate | plan | apply | refresh | status | output | emulator |
+schema | force-unlock`.
+
+This is the only module that prints or reads `os.environ`/`argv`. Exit codes: 0 success,
+1 error, 2 (with `plan --detailed-exitcode`) success with changes — as terraform. Expected errors
+print one `Error: …` block; an unexpected one says how to get details (`--debug`).
+Heavy libraries (httpx, google-auth, deepdiff, uvicorn) are imported only by the commands that
+need them, so `--help` and `validate` start fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
+import typer
+
+from reconciler import __version__
+from reconciler.errors import ConfigError, ManifestError, PlanError, ReconcilerError, StalePlanError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from reconciler.config import Settings
+    from reconciler.manifest import LoadResult
+    from reconciler.observe import Observation
+    from reconciler.plan import Plan
+    from reconciler.state.local import LocalStateStore
+    from reconciler.state.model import State
+    from reconciler.vertex.client import VertexClient
+
+app = typer.Typer(
+    name="reconciler",
+    help="Declarative plan/apply for Vertex AI tuned models (supervised tuning jobs).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
+DEFAULT_PATHS = [Path("manifests")]
+
+
+@dataclass
+class Runtime:
+    """What the global options decide, shared by every command of one invocation."""
+
+    flags: dict[str, Any]
+    config_file: Path | None
+    debug: bool
+    no_color: bool
+    allow_insecure_http: bool
+    _settings: Settings | None = None
+    _console: Console | None = None
+    _err_console: Console | None = None
+    exit_stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            from reconciler.config import load_settings
+
+            self._settings = load_settings(
+                config_file=self.config_file, cwd=Path.cwd(), env=os.environ, flags=self.flags
+            )
+        return self._settings
+
+    def _make_console(self, stderr: bool) -> Console:
+        from rich.console import Console
+
+        return Console(stderr=stderr, no_color=self.no_color or bool(os.environ.get("NO_COLOR")),
+                       highlight=False, soft_wrap=True)
+
+    @property
+    def out(self) -> Console:
+        if self._console is None:
+            self._console = self._make_console(False)
+        return self._console
+
+    @property
+    def err(self) -> Console:
+        if self._err_console is None:
+            self._err_console = self._make_console(True)
+        return self._err_console
+
+    def warn(self, message: str) -> None:
+        from rich.markup import escape
+
+        self.err.print(f"[yellow]Warning:[/] {escape(message)}")
+
+    def info(self, message: str) -> None:
+        from rich.markup import escape
+
+        self.err.print(escape(message))
+
+
+def _rt(ctx: typer.Context) -> Runtime:
+    runtime = ctx.find_object(Runtime)
+    assert runtime is not None
+    return runtime
+
+
+@app.callback()
+def _global(
+    ctx: typer.Context,
+    api_endpoint: Annotated[Optional[str], typer.Option("--api-endpoint", help="API root URL for every region (env RECONCILER_API_ENDPOINT); 'embedded' or 'embedded:FILE' runs a local emulator in-process.", show_default=False)] = None,
+    state: Annotated[Optional[str], typer.Option("--state", help="State file path (default reconciler.state.json).", show_default=False)] = None,
+    project: Annotated[Optional[str], typer.Option("--project", help="Default project for manifests without spec.project.", show_default=False)] = None,
+    region: Annotated[Optional[str], typer.Option("--region", help="Default region for manifests without spec.region.", show_default=False)] = None,
+    stack: Annotated[Optional[str], typer.Option("--stack", help="Stack name: which managed jobs this run owns.", show_default=False)] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="Settings file (default ./reconciler.yaml).", show_default=False)] = None,
+    allow_insecure_http: Annotated[bool, typer.Option("--allow-insecure-http", help="Allow a plain http:// endpoint on a non-loopback host.")] = False,
+    no_color: Annotated[bool, typer.Option("--no-color", help="No colour (NO_COLOR is honoured too).")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Tracebacks and a log of API calls on stderr.")] = False,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.", is_eager=True)] = False,
+) -> None:
+    """Global options come before the command: `reconciler --stack prod plan manifests/`."""
+    if version:
+        typer.echo(f"vertex-tuning-reconciler {__version__}")
+        raise typer.Exit(0)
+    flags = {"api_endpoint": api_endpoint, "state": state, "project": project, "region": region, "stack": stack}
+    runtime = Runtime(flags=flags, config_file=config, debug=debug, no_color=no_color,
+                      allow_insecure_http=allow_insecure_http)
+    ctx.obj = runtime
+    ctx.call_on_close(runtime.exit_stack.close)
+    if debug:
+        import logging
+
+        logging.basicConfig(level=logging.DEBUG, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+        for noisy in ("httpcore", "urllib3", "google"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+# -- shared steps ---------------------------------------------------------------------------------
+def _load(rt: Runtime, paths: Sequence[Path], *, allow_empty: bool = False) -> LoadResult:
+    from reconciler.manifest import Defaults, load_manifests
+
+    s = rt.settings
+    result = load_manifests(paths or DEFAULT_PATHS, Defaults(project=s.project, region=s.region))
+    for warning in result.warnings:
+        rt.warn(warning)
+    if not result.models and not allow_empty:
+        where = ", ".join(str(p) for p in (paths or DEFAULT_PATHS))
+        raise PlanError(
+            f"no manifests found in {where}: refusing to plan for zero models (a wrong path or a bad "
+            "checkout would cancel every job). Pass --allow-empty if that is really intended."
+        )
+    return result
+
+
+def _client(rt: Runtime) -> VertexClient:
+    from reconciler.vertex.auth import check_endpoint, resolve_auth
+    from reconciler.vertex.client import VertexClient
+    from reconciler.vertex.transport import RetryPolicy
+
+    s = rt.settings
+    endpoint = s.api_endpoint
+    if endpoint is not None and (endpoint == "embedded" or endpoint.startswith("embedded:")):
+        from reconciler.emulator.server import start_embedded
+
+        data = Path(endpoint.partition(":")[2] or "reconciler-emulator.json")
+        server = start_embedded(data)
+        rt.exit_stack.callback(server.stop)
+        endpoint = server.url
+        if rt.debug:
+            rt.info(f"embedded emulator at {endpoint}, data in {data}")
+    root = check_endpoint(endpoint, allow_insecure_http=rt.allow_insecure_http) if endpoint else None
+    token = os.environ.get("RECONCILER_ACCESS_TOKEN") or None
+    auth = resolve_auth(root, token)
+    r = s.retry
+    client = VertexClient(
+        endpoint=root,
+        auth=auth,
+        retry=RetryPolicy(initial=r.initial, multiplier=r.multiplier, maximum=r.maximum,
+                          deadline=r.deadline, max_attempts=r.max_attempts),
+        max_connections=max(8, s.concurrency * 2),
+    )
+    rt.exit_stack.callback(client.close)
+    return client
+
+
+def _store(rt: Runtime) -> LocalStateStore:
+    from reconciler.state.local import LocalStateStore
+
+    location = rt.settings.state
+    if "://" in location:
+        raise ConfigError(f"state {location!r}: only local state files are supported in this version")
+    return LocalStateStore(Path(location))
+
+
+def _observer(rt: Runtime, client: VertexClient) -> Any:
+    from reconciler.observe import observe
+
+    def run(parents: Sequence[str]) -> Observation:
+        return observe(client, parents, workers=rt.settings.concurrency)
+
+    return run
+
+
+def _make_plan(
+    rt: Runtime,
+    client: VertexClient,
+    state: State,
+    desired: Sequence[Any],
+    *,
+    targets: Sequence[str],
+    replace: Sequence[str],
+) -> tuple[Plan, Observation]:
+    from reconciler.observe import parents_to_observe
+    from reconciler.plan import compute_plan
+
+    parents = parents_to_observe(desired, state)
+    observation = _observer(rt, client)(parents)
+    plan = compute_plan(desired, observation, state, stack=rt.settings.stack, targets=targets, replace=replace)
+    for entry in state.journal:
+        found = any(j.labels.get("reconciler-request") == entry.request_id for j in observation.jobs)
+        rt.warn(
+            f"{entry.name}: an interrupted run started a create at {entry.started} (request "
+            f"{entry.request_id}); " + ("its job exists and is adopted." if found else
+                                        "no job was made; it is planned again.")
+        )
+    return plan, observation
+
+
+def _print_plan(rt: Runtime, plan: Plan, fmt: str) -> None:
+    from reconciler import render
+
+    if fmt == "json":
+        rt.out.print(render.plan_json(plan), markup=False, highlight=False)
+    elif fmt == "markdown":
+        rt.out.print(render.plan_markdown(plan), markup=False, highlight=False)
+    else:
+        rt.out.print(render.plan_text(plan))
+
+
+@contextlib.contextmanager
+def _locked(rt: Runtime, store: LocalStateStore, operation: str, timeout: float | None) -> Iterator[str]:
+    lock_id = store.lock(operation, timeout=rt.settings.lock_timeout if timeout is None else timeout, warn=rt.warn)
+    try:
+        yield lock_id
+    finally:
+        store.unlock(lock_id)
+
+
+FormatOpt = Annotated[str, typer.Option("--format", help="text, json or markdown.")]
+PathsArg = Annotated[Optional[list[Path]], typer.Argument(help="Manifest files or folders (default: manifests/).", show_default=False)]
+TargetOpt = Annotated[Optional[list[str]], typer.Option("--target", help="Limit the run to these model names (repeatable).", show_default=False)]
+ReplaceOpt = Annotated[Optional[list[str]], typer.Option("--replace", help="Force a new tuning job for this model (repeatable).", show_default=False)]
+AllowEmptyOpt = Annotated[bool, typer.Option("--allow-empty", help="Allow planning with zero manifests (would cancel every managed job).")]
+
+
+def _check_format(fmt: str) -> str:
+    if fmt not in ("text", "json", "markdown"):
+        raise ConfigError(f"--format must be text, json or markdown, not {fmt!r}")
+    return fmt
+
+
+# -- commands -------------------------------------------------------------------------------------
+@app.command()
+def validate(ctx: typer.Context, paths: PathsArg = None) -> int:
+    """Check manifests offline (no API call): syntax, fields, names, models."""
+    rt = _rt(ctx)
+    result = _load(rt, paths or [])
+    rt.out.print(f"{len(result.models)} manifest(s) in {len(result.files)} file(s) are valid.", markup=False)
+    return EXIT_OK
+
+
+@app.command()
+def plan(
+    ctx: typer.Context,
+    paths: PathsArg = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Save the plan to apply it later exactly.", show_default=False)] = None,
+    fmt: FormatOpt = "text",
+    detailed_exitcode: Annotated[bool, typer.Option("--detailed-exitcode", help="Exit 0 no changes, 2 changes, 1 error.")] = False,
+    target: TargetOpt = None,
+    replace: ReplaceOpt = None,
+    allow_empty: AllowEmptyOpt = False,
+    show_unchanged: Annotated[bool, typer.Option("--show-unchanged", help="List unchanged models too (text).")] = False,
+) -> int:
+    """Show what apply would do: observe the API (one list per region) and diff."""
+    rt = _rt(ctx)
+    _check_format(fmt)
+    loaded = _load(rt, paths or [], allow_empty=allow_empty)
+    client = _client(rt)
+    store = _store(rt)
+    state = store.read(stack=rt.settings.stack)
+    the_plan, _ = _make_plan(rt, client, state, loaded.models, targets=target or [], replace=replace or [])
+    if fmt == "text" and show_unchanged:
+        from reconciler import render
+
+        rt.out.print(render.plan_text(the_plan, show_noop=True))
+    else:
+        _print_plan(rt, the_plan, fmt)
+    if out is not None:
+        from reconciler.state.local import atomic_write
+
+        atomic_write(out, the_plan.model_dump_json(indent=2).encode())
+        rt.info(f"Saved the plan to {out}; run `reconciler apply {out}` to apply exactly this plan.")
+    if detailed_exitcode and the_plan.has_changes:
+        return EXIT_CHANGES
+    return EXIT_OK
+
+
+def _read_saved_plan(path: Path) -> Plan | None:
+    """The plan in `path` if it is a saved plan file, else None (it is a manifest path)."""
+    from pydantic import ValidationError
+
+    from reconciler.plan import Plan
+
+    if not path.is_file():
+        return None
+    head = path.read_bytes()[:4096].lstrip()
+    if not head.startswith(b"{"):
+        return None
+    try:
+        return Plan.model_validate_json(path.read_bytes())
+    except ValidationError as exc:
+        raise PlanError(f"{path}: not a saved plan of this version ({exc.error_count()} problems)") from None
+
+
+@app.command()
+def apply(
+    ctx: typer.Context,
+    paths: Annotated[Optional[list[Path]], typer.Argument(help="A saved plan file, or manifest files/folders (default: manifests/).", show_default=False)] = None,
+    auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Do not ask for confirmation.")] = False,
+    max_cancel: Annotated[Optional[int], typer.Option("--max-cancel", help="Refuse a plan that cancels more jobs than this (default 5, or maxCancel).", show_default=False)] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the jobs to a final state, then write the state.")] = False,
+    wait_timeout: Annotated[Optional[float], typer.Option("--wait-timeout", help="Seconds --wait may take (default: no limit).", show_default=False)] = None,
+    poll_interval: Annotated[Optional[float], typer.Option("--poll-interval", help="Seconds between polls of --wait (default 30).", show_default=False)] = None,
+    target: TargetOpt = None,
+    replace: ReplaceOpt = None,
+    allow_empty: AllowEmptyOpt = False,
+    lock_timeout: Annotated[Optional[float], typer.Option("--lock-timeout", help="Seconds to wait for the state lock (default 0).", show_default=False)] = None,
+    concurrency: Annotated[Optional[int], typer.Option("--concurrency", help="Actions at once (default 8).", show_default=False)] = None,
+) -> int:
+    """Create, replace, recreate, cancel and forget so that the API matches the manifests."""
+    from reconciler import render
+    from reconciler.apply import apply_plan
+    from reconciler.models import DesiredModel
+    from reconciler.plan import compute_plan
+
+    rt = _rt(ctx)
+    s = rt.settings
+    saved = _read_saved_plan(paths[0]) if paths and len(paths) == 1 else None
+    if saved is not None:
+        if target or replace:
+            raise ConfigError("--target and --replace cannot be combined with a saved plan")
+        desired: list[DesiredModel] = [DesiredModel.from_dict(d) for d in saved.desired]
+        if saved.stack != s.stack:
+            raise StalePlanError(f"{paths[0]}: the plan is for stack {saved.stack!r}, not {s.stack!r}")
+    else:
+        desired = list(_load(rt, paths or [], allow_empty=allow_empty).models)
+    client = _client(rt)
+    store = _store(rt)
+    with _locked(rt, store, "apply", lock_timeout):
+        state = store.read(stack=s.stack)
+        if saved is not None:
+            from reconciler.observe import parents_to_observe
+
+            observation = _observer(rt, client)(parents_to_observe(desired, state, saved.parents))
+            fresh = compute_plan(desired, observation, state, stack=s.stack, targets=saved.targets, replace=saved.replace)
+            if fresh.fingerprint != saved.fingerprint:
+                raise StalePlanError(
+                    f"{paths[0]} is stale: the jobs or the state changed since it was made "
+                    f"({render.summary_line(saved)} → now {render.summary_line(fresh)}). Run plan again."
+                )
+            the_plan = saved
+        else:
+            the_plan, _ = _make_plan(rt, client, state, desired, targets=target or [], replace=replace or [])
+            rt.out.print(render.plan_text(the_plan))
+        limit = s.max_cancel if max_cancel is None else max_cancel
+        if the_plan.cancel_count > limit:
+            raise PlanError(
+                f"this plan cancels {the_plan.cancel_count} running job(s), more than --max-cancel {limit}; "
+                "check the plan, then raise --max-cancel if it is intended"
+            )
+        if not the_plan.has_changes and not wait:
+            rt.info("Nothing to apply.")
+            return EXIT_OK
+        if the_plan.has_changes and not auto_approve:
+            if not sys.stdin.isatty():
+                raise PlanError("apply needs --auto-approve when it is not run interactively (no TTY)")
+            answer = typer.prompt("Apply this plan? Only 'yes' will be accepted", default="", show_default=False)
+            if answer.strip() != "yes":
+                rt.info("Apply cancelled; nothing was changed.")
+                return EXIT_ERROR
+        def report(outcome: Any) -> None:
+            from rich.markup import escape
+
+            c = outcome.change
+            colour = "green" if outcome.ok else "red"
+            mark = "✓" if outcome.ok else "✗"
+            rt.err.print(f"[{colour}]{mark}[/] {c.action} {escape(c.name)}: {escape(outcome.message)}")
+
+        result = apply_plan(
+            the_plan, desired, client, store, state, _observer(rt, client),
+            concurrency=concurrency or s.concurrency, on_outcome=report,
+        )
+        done = len(result.outcomes) - len(result.failed)
+        rt.info(f"Apply finished: {done} action(s) done, {len(result.failed)} failed. State: {store.describe()} "
+                f"(serial {result.state.serial if result.state else '?'}).")
+        if wait:
+            _wait(rt, client, store, desired, the_plan, poll_interval, wait_timeout)
+    return EXIT_ERROR if result.failed else EXIT_OK
+
+
+def _wait(rt: Runtime, client: VertexClient, store: LocalStateStore, desired: Sequence[Any], the_plan: Plan,
+          poll_interval: float | None, timeout: float | None) -> None:
+    from reconciler.apply import refresh_state, wait_for_jobs
+    from reconciler.progress import JobProgress
+
+    names = {c.name for c in the_plan.changes}
+    observer = _observer(rt, client)
+    with JobProgress(rt.err, the_plan.stack, names) as progress:
+        observation = wait_for_jobs(
+            observer, the_plan.parents, the_plan.stack, names,
+            poll_interval=poll_interval or rt.settings.poll_interval, timeout=timeout, on_poll=progress.update,
+        )
+    state = store.read(stack=the_plan.stack)
+    new_state = refresh_state(store, desired, observation, stack=the_plan.stack, names=names, state=state)
+    failed = [n for n, e in new_state.models.items() if n in names and e.state and e.state.endswith("FAILED")]
+    rt.info(f"All jobs reached a final state; state written (serial {new_state.serial}).")
+    if failed:
+        rt.warn(f"tuning failed for: {', '.join(sorted(failed))} (see `reconciler status`)")
+
+
+@app.command()
+def refresh(ctx: typer.Context, paths: PathsArg = None, allow_empty: AllowEmptyOpt = False) -> int:
+    """Update the state from the API (job states, endpoints); change no job."""
+    from reconciler.apply import refresh_state
+    from reconciler.observe import parents_to_observe
+
+    rt = _rt(ctx)
+    desired = _load(rt, paths or [], allow_empty=allow_empty).models
+    client = _client(rt)
+    store = _store(rt)
+    with _locked(rt, store, "refresh", None):
+        state = store.read(stack=rt.settings.stack)
+        observation = _observer(rt, client)(parents_to_observe(desired, state))
+        new_state = refresh_state(store, desired, observation, stack=rt.settings.stack, state=state)
+    rt.info(f"State refreshed: {len(new_state.models)} model(s), serial {new_state.serial}.")
+    return EXIT_OK
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    paths: PathsArg = None,
+    fmt: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
+    allow_empty: AllowEmptyOpt = False,
+) -> int:
+    """Desired versus actual: one row per model, plus the unmanaged jobs found."""
+    from reconciler.observe import parents_to_observe
+    from reconciler.plan import compute_plan
+    from reconciler.status import status_rows, status_table
+
+    rt = _rt(ctx)
+    desired = _load(rt, paths or [], allow_empty=allow_empty).models
+    client = _client(rt)
+    state = _store(rt).read(stack=rt.settings.stack)
+    observation = _observer(rt, client)(parents_to_observe(desired, state))
+    the_plan = compute_plan(desired, observation, state, stack=rt.settings.stack)
+    rows, others = status_rows(the_plan, observation, state)
+    if fmt == "json":
+        rt.out.print(json.dumps({"models": rows, "unmanaged": others}, indent=2), markup=False)
+    else:
+        rt.out.print(status_table(rows, others, rt.settings.stack))
+    return EXIT_OK
+
+
+@app.command()
+def output(
+    ctx: typer.Context,
+    name: Annotated[Optional[str], typer.Argument(help="One model (default: all).", show_default=False)] = None,
+    fmt: Annotated[str, typer.Option("--format", help="json or env (KEY=value lines).")] = "json",
+) -> int:
+    """Print the tuned models' endpoints from the state (no API call)."""
+    rt = _rt(ctx)
+    state = _store(rt).read(stack=rt.settings.stack)
+    entries = state.models
+    if name is not None:
+        if name not in entries:
+            raise ReconcilerError(f"no model named {name!r} in the state {rt.settings.state}")
+        entries = {name: entries[name]}
+    data = {
+        n: {"endpoint": e.tuned_model.endpoint if e.tuned_model else None,
+            "model": e.tuned_model.model if e.tuned_model else None,
+            "job": e.serving_job, "state": e.state}
+        for n, e in entries.items()
+    }
+    if fmt == "json":
+        rt.out.print(json.dumps(data, indent=2), markup=False)
+    elif fmt == "env":
+        for n, d in data.items():
+            key = n.upper().replace("-", "_")
+            rt.out.print(f"{key}_ENDPOINT={d['endpoint'] or ''}", markup=False)
+            rt.out.print(f"{key}_MODEL={d['model'] or ''}", markup=False)
+    else:
+        raise ConfigError(f"--format must be json or env, not {fmt!r}")
+    return EXIT_OK
+
+
+@app.command()
+def schema(ctx: typer.Context) -> int:
+    """Print the JSON Schema of a manifest (for editors and CI)."""
+    from reconciler.manifest import json_schema
+
+    typer.echo(json.dumps(json_schema(), indent=2))
+    return EXIT_OK
+
+
+@app.command("force-unlock")
+def force_unlock(ctx: typer.Context, lock_id: Annotated[str, typer.Argument(help="The lock id an error message named.")]) -> int:
+    """Remove a state lock left by a run that died. Only when that run is surely gone."""
+    rt = _rt(ctx)
+    store = _store(rt)
+    store.force_unlock(lock_id)
+    rt.info(f"Lock {lock_id} on {store.describe()} removed.")
+    return EXIT_OK
+
+
+@app.command()
+def emulator(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0 picks a free one).")] = 8080,
+    data: Annotated[Optional[Path], typer.Option(help="Keep jobs in this file across restarts.", show_default=False)] = None,
+    pending_seconds: Annotated[float, typer.Option(help="Seconds a job stays PENDING.")] = 5.0,
+    running_seconds: Annotated[float, typer.Option(help="Seconds a job stays RUNNING.")] = 60.0,
+    cancelling_seconds: Annotated[float, typer.Option(help="Seconds a job stays CANCELLING.")] = 2.0,
+    clock: Annotated[str, typer.Option(help="real, or manual (time moves only by POST /_emulator/advance).")] = "real",
+    latency_ms: Annotated[float, typer.Option(help="Latency added to every API request.")] = 0.0,
+    rate_503: Annotated[float, typer.Option("--rate-503", help="Fraction of API requests answered 503.")] = 0.0,
+    rate_429: Annotated[float, typer.Option("--rate-429", help="Fraction answered 429 with Retry-After.")] = 0.0,
+    lost_create_rate: Annotated[float, typer.Option(help="Fraction of creates whose response is lost (the job is made).")] = 0.0,
+    fault_seed: Annotated[Optional[int], typer.Option(help="Seed for fault injection.", show_default=False)] = None,
+    submissions_per_minute: Annotated[int, typer.Option(help="Create quota per project and region (0: none).")] = 60,
+    requests_per_minute: Annotated[int, typer.Option(help="Request quota per project and region (0: none).")] = 600,
+) -> int:
+    """Serve a local emulator of the Vertex AI tuning-jobs API (no Google account needed)."""
+    from reconciler.emulator.backend import Backend, EmulatorConfig
+    from reconciler.emulator.server import serve
+
+    if clock not in ("real", "manual"):
+        raise ConfigError("--clock must be real or manual")
+    config = EmulatorConfig(
+        pending_seconds=pending_seconds, running_seconds=running_seconds, cancelling_seconds=cancelling_seconds,
+        clock=clock, latency_ms=latency_ms, rate_503=rate_503, rate_429=rate_429,
+        lost_create_rate=lost_create_rate, fault_seed=fault_seed, submissions_per_minute=submissions_per_minute,
+        requests_per_minute=requests_per_minute, data_path=str(data) if data else None,
+    )
+    serve(host, port, Backend(config))
+    return EXIT_OK
+
+
+# -- entry point ----------------------------------------------------------------------------------
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return the exit code (never raise for expected errors)."""
+    import click
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args[: args.index("--")] if "--" in args else "--debug" in args
+    try:
+        result = typer.main.get_command(app).main(args=args, prog_name="reconciler", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.exceptions.Abort:
+        typer.echo("Aborted.", err=True)
+        return EXIT_ERROR
+    except click.ClickException as exc:
+        typer.echo(f"Error: {exc.format_message()}", err=True)
+        return EXIT_ERROR
+    except ReconcilerError as exc:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        if isinstance(exc, ManifestError):
+            typer.echo("\n".join(exc.problems), err=True)
+            typer.echo(f"Error: {exc.summary}", err=True)
+        else:
+            typer.echo(f"Error: {exc}", err=True)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        typer.echo("Interrupted.", err=True)
+        return 130
+    except Exception as exc:  # a bug: say so briefly, with the way to the details
+        if debug:
+            raise
+        typer.echo(
+            f"Error: unexpected {type(exc).__name__}: {exc}\n(this is a bug; run again with --debug for a traceback)",
+            err=True,
+        )
+        return EXIT_ERROR
+    return int(result) if isinstance(result, int) else EXIT_OK
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,156 @@
+"""Settings from `reconciler.yaml`, then the environment, then flags (last wins).
+
+`reconciler.yaml` (found in the working directory, or given with `--config`):
+
+    project: my-project          # default for manifests that leave spec.project out
+    region: us-central1          # likewise for spec.region
+    stack: default               # which managed jobs this repo owns (a label value)
+    state: reconciler.state.json # state file path
+    apiEndpoint: https://...     # one override for every region (e.g. the emulator)
+    maxCancel: 5                 # apply refuses plans that cancel more jobs than this
+    concurrency: 8               # actions run at once by apply
+    pollInterval: 30             # seconds between polls of --wait
+    lockTimeout: 0               # seconds to wait for the state lock
+    retry: {initial: 1, multiplier: 2, maximum: 60, deadline: 120, maxAttempts: 10}
+
+Environment: RECONCILER_PROJECT, RECONCILER_REGION, RECONCILER_STACK, RECONCILER_STATE,
+RECONCILER_API_ENDPOINT. (RECONCILER_ACCESS_TOKEN is a credential and is read by the CLI only.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from reconciler.errors import ConfigError
+from reconciler.models import PROJECT_PATTERN, REGION_PATTERN, STACK_PATTERN
+from reconciler.yamlio import YamlProblem, dotted, read_documents
+
+CONFIG_FILE = "reconciler.yaml"
+DEFAULT_STATE = "reconciler.state.json"
+DEFAULT_MAX_CANCEL = 5
+EMBEDDED = "embedded"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
+
+
+class RetryFile(_Strict):
+    initial: float | None = Field(None, gt=0, le=600)
+    multiplier: float | None = Field(None, ge=1, le=10)
+    maximum: float | None = Field(None, gt=0, le=3600)
+    deadline: float | None = Field(None, gt=0, le=86_400)
+    max_attempts: int | None = Field(None, alias="maxAttempts", ge=1, le=100)
+
+
+class ConfigFile(_Strict):
+    project: str | None = Field(None, pattern=PROJECT_PATTERN)
+    region: str | None = Field(None, pattern=REGION_PATTERN)
+    stack: str | None = Field(None, pattern=STACK_PATTERN)
+    state: str | None = Field(None, min_length=1)
+    api_endpoint: str | None = Field(None, alias="apiEndpoint", min_length=1)
+    max_cancel: int | None = Field(None, alias="maxCancel", ge=0)
+    concurrency: int | None = Field(None, ge=1, le=256)
+    poll_interval: float | None = Field(None, alias="pollInterval", gt=0)
+    lock_timeout: float | None = Field(None, alias="lockTimeout", ge=0)
+    retry: RetryFile | None = None
+
+
+@dataclass(frozen=True)
+class RetrySettings:
+    initial: float = 1.0
+    multiplier: float = 2.0
+    maximum: float = 60.0
+    deadline: float = 120.0
+    max_attempts: int = 10
+
+
+@dataclass(frozen=True)
+class Settings:
+    project: str | None = None
+    region: str | None = None
+    stack: str = "default"
+    state: str = DEFAULT_STATE
+    api_endpoint: str | None = None
+    max_cancel: int = DEFAULT_MAX_CANCEL
+    concurrency: int = 8
+    poll_interval: float = 30.0
+    lock_timeout: float = 0.0
+    retry: RetrySettings = field(default_factory=RetrySettings)
+    config_file: str | None = None
+
+
+def _read_file(path: Path) -> ConfigFile:
+    try:
+        docs = list(read_documents(path))
+    except YamlProblem as exc:
+        raise ConfigError(f"{path}:{exc.line}: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if not docs:
+        return ConfigFile()
+    if len(docs) > 1:
+        raise ConfigError(f"{path}:{docs[1][0]}: only one YAML document is allowed")
+    line, data, lines = docs[0]
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}:{line}: expected a mapping of settings")
+    try:
+        return ConfigFile.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            msg = "unknown setting" if err["type"] == "extra_forbidden" else err["msg"]
+            problems.append(f"{path}:{lines.line_of(loc)}: {dotted(loc)}: {msg}")
+        raise ConfigError("\n".join(problems)) from None
+
+
+def _check(name: str, value: str | None, pattern: str, source: str) -> str | None:
+    import re
+
+    if value is not None and not re.match(pattern, value):
+        raise ConfigError(f"{source}: invalid {name} {value!r}")
+    return value
+
+
+def load_settings(
+    *,
+    config_file: Path | None,
+    cwd: Path,
+    env: Mapping[str, str],
+    flags: Mapping[str, Any],
+) -> Settings:
+    """Merge reconciler.yaml, then environment, then flags (None means 'not given')."""
+    settings = Settings()
+    path = config_file or (cwd / CONFIG_FILE)
+    if config_file is not None and not config_file.is_file():
+        raise ConfigError(f"{config_file}: config file not found")
+    if path.is_file():
+        cf = _read_file(path)
+        retry = settings.retry
+        if cf.retry is not None:
+            retry = replace(retry, **{k: v for k, v in cf.retry.model_dump().items() if v is not None})
+        values = {k: v for k, v in cf.model_dump(exclude={"retry"}).items() if v is not None}
+        if "state" in values and not Path(values["state"]).is_absolute() and "://" not in values["state"]:
+            values["state"] = str(path.parent / values["state"])
+        settings = replace(settings, **values, retry=retry, config_file=str(path))
+    env_map = {
+        "project": "RECONCILER_PROJECT",
+        "region": "RECONCILER_REGION",
+        "stack": "RECONCILER_STACK",
+        "state": "RECONCILER_STATE",
+        "api_endpoint": "RECONCILER_API_ENDPOINT",
+    }
+    from_env = {k: env[v] for k, v in env_map.items() if env.get(v)}
+    settings = replace(settings, **from_env)
+    given = {k: v for k, v in flags.items() if v is not None}
+    settings = replace(settings, **given)
+    _check("project", settings.project, PROJECT_PATTERN, "settings")
+    _check("region", settings.region, REGION_PATTERN, "settings")
+    _check("stack", settings.stack, STACK_PATTERN, "settings (stack: lowercase letters, digits, '-', '_')")
+    return settings

@@ -1,0 +1,313 @@
+"""Manifests: YAML (safe loader, line numbers kept) → validated `DesiredModel`s.
+
+Every problem of a run is collected and reported together as `file:line: field.path: message`.
+YAML is composed with the safe loader and converted by hand so that each key keeps its line,
+duplicate keys are errors (PyYAML would silently keep the last), and alias expansion is bounded
+(a billion-laughs document is refused, not expanded).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from reconciler import catalog
+from reconciler.yamlio import LineMap, YamlProblem, dotted, read_documents
+from reconciler.errors import ManifestError
+from reconciler.models import (
+    LABEL_MANAGED,
+    NAME_PATTERN,
+    PROJECT_PATTERN,
+    REGION_PATTERN,
+    RESERVED_LABEL_PREFIX,
+    DesiredModel,
+)
+
+API_VERSION = "reconciler/v1"
+KIND = "TunedModel"
+MAX_USER_LABELS = 59  # 64 per resource, minus the reconciler's own five
+IGNORED_FILES = {"reconciler.yaml", "reconciler.yml", ".pre-commit-hooks.yaml"}
+
+GCS_URI = re.compile(r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/[^\r\n]{1,1024}$")
+KMS_KEY = re.compile(r"^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+$")
+SERVICE_ACCOUNT = re.compile(r"^[a-zA-Z0-9._%+-]{1,100}@[a-zA-Z0-9.-]{1,200}$")
+AdapterSize = Literal[
+    "ADAPTER_SIZE_ONE",
+    "ADAPTER_SIZE_TWO",
+    "ADAPTER_SIZE_FOUR",
+    "ADAPTER_SIZE_EIGHT",
+    "ADAPTER_SIZE_SIXTEEN",
+    "ADAPTER_SIZE_THIRTY_TWO",
+]
+
+
+def _label_text_ok(text: str, *, key: bool) -> bool:
+    if len(text) > 63 or (key and not text):
+        return False
+    if key and not (text[0].isalpha() and text[0] == text[0].lower()):
+        return False
+    return all(c in "_-" or c.isdigit() or (c.isalpha() and c == c.lower()) for c in text)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class HyperParameters(_Strict):
+    epoch_count: Annotated[int, Field(ge=1, le=1000)] | None = Field(None, alias="epochCount")
+    learning_rate_multiplier: Annotated[float, Field(gt=0, le=1000)] | None = Field(
+        None, alias="learningRateMultiplier"
+    )
+    adapter_size: AdapterSize | None = Field(None, alias="adapterSize")
+
+
+def _gcs(value: str | None) -> str | None:
+    if value is not None and not GCS_URI.match(value):
+        raise ValueError("must be a Cloud Storage URI gs://BUCKET/OBJECT")
+    return value
+
+
+class SupervisedTuning(_Strict):
+    training_dataset_uri: str = Field(alias="trainingDatasetUri")
+    validation_dataset_uri: str | None = Field(None, alias="validationDatasetUri")
+    hyper_parameters: HyperParameters | None = Field(None, alias="hyperParameters")
+    export_last_checkpoint_only: bool | None = Field(None, alias="exportLastCheckpointOnly")
+
+    _uris = field_validator("training_dataset_uri", "validation_dataset_uri")(_gcs)
+
+
+class EncryptionSpec(_Strict):
+    kms_key_name: str = Field(alias="kmsKeyName", pattern=KMS_KEY.pattern)
+
+
+class RetryPolicy(_Strict):
+    max_attempts: int = Field(alias="maxAttempts", ge=1, le=10)
+
+
+class Spec(_Strict):
+    project: str | None = Field(None, pattern=PROJECT_PATTERN)
+    region: str | None = Field(None, pattern=REGION_PATTERN)
+    base_model: str = Field(alias="baseModel", min_length=1, max_length=200, pattern=r"^[A-Za-z0-9/._@-]+$")
+    tuned_model_display_name: str | None = Field(None, alias="tunedModelDisplayName", min_length=1, max_length=128)
+    description: str | None = Field(None, max_length=4096)
+    service_account: str | None = Field(None, alias="serviceAccount", pattern=SERVICE_ACCOUNT.pattern)
+    supervised_tuning_spec: SupervisedTuning = Field(alias="supervisedTuningSpec")
+    encryption_spec: EncryptionSpec | None = Field(None, alias="encryptionSpec")
+    protect: bool | None = None
+    retry_policy: RetryPolicy | None = Field(None, alias="retryPolicy")
+
+
+class Metadata(_Strict):
+    name: str = Field(pattern=NAME_PATTERN)
+    labels: dict[str, str] = Field(default_factory=dict)
+    protect: bool | None = None
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, labels: dict[str, str]) -> dict[str, str]:
+        if len(labels) > MAX_USER_LABELS:
+            raise ValueError(f"at most {MAX_USER_LABELS} labels")
+        for key, value in labels.items():
+            if key == LABEL_MANAGED or key.startswith(RESERVED_LABEL_PREFIX):
+                raise ValueError(f"label {key!r} is reserved for the reconciler")
+            if not _label_text_ok(key, key=True):
+                raise ValueError(
+                    f"label key {key!r}: 1-63 lowercase letters, digits, '_' or '-', "
+                    "starting with a letter"
+                )
+            if not _label_text_ok(value, key=False):
+                raise ValueError(f"label {key!r}: value must be ≤63 lowercase letters, digits, '_' or '-'")
+        return labels
+
+
+class Manifest(_Strict):
+    api_version: Literal["reconciler/v1"] = Field(alias="apiVersion")
+    kind: Literal["TunedModel"]
+    metadata: Metadata
+    spec: Spec
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """Values a manifest may leave out (from reconciler.yaml, environment or flags)."""
+
+    project: str | None = None
+    region: str | None = None
+
+
+@dataclass
+class LoadResult:
+    models: list[DesiredModel] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+
+
+def find_files(paths: Iterable[Path]) -> tuple[list[Path], list[str]]:
+    """Manifest files under the given files and folders (`*.yaml`, `*.yml`, recursive, sorted)."""
+    files: list[Path] = []
+    problems: list[str] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(
+                p
+                for p in path.rglob("*")
+                if p.suffix in (".yaml", ".yml")
+                and p.is_file()
+                and p.name not in IGNORED_FILES
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        else:
+            problems.append(f"{path}: no such file or directory")
+    unique = list(dict.fromkeys(files))
+    return unique, problems
+
+
+def _message(err: dict[str, Any]) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "string_pattern_mismatch":
+        return f"invalid value {err.get('input')!r} (must match {err['ctx']['pattern']})"
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if isinstance(err.get("input"), bool) and kind.endswith("string_type"):
+        msg += " (YAML reads yes/no/on/off/true/false as booleans: quote the value)"
+    return msg
+
+
+def load_manifests(paths: Iterable[Path], defaults: Defaults = Defaults()) -> LoadResult:
+    """Load and validate every manifest under `paths`; raise ManifestError listing all problems."""
+    files, problems = find_files(paths)
+    result = LoadResult(files=files)
+    seen: dict[str, str] = {}
+    for path in files:
+        try:
+            docs = list(read_documents(path))
+        except YamlProblem as exc:
+            problems.append(f"{path}:{exc.line}: {exc}")
+            continue
+        except OSError as exc:
+            problems.append(f"{path}: cannot read: {exc.strerror or exc}")
+            continue
+        if not docs:
+            problems.append(f"{path}:1: empty manifest file (no YAML documents)")
+        for line, data, conv in docs:
+            model = _validate(path, line, data, conv, defaults, problems, result.warnings)
+            if model is None:
+                continue
+            where = model.source
+            if model.name in seen:
+                problems.append(
+                    f"{where}: metadata.name: duplicate name {model.name!r} (also in {seen[model.name]})"
+                )
+                continue
+            seen[model.name] = where
+            result.models.append(model)
+    if problems:
+        raise ManifestError(problems)
+    return result
+
+
+def _validate(
+    path: Path,
+    line: int,
+    data: Any,
+    conv: LineMap,
+    defaults: Defaults,
+    problems: list[str],
+    warnings: list[str],
+) -> DesiredModel | None:
+    if not isinstance(data, dict):
+        problems.append(f"{path}:{line}: a manifest must be a mapping with apiVersion, kind, metadata, spec")
+        return None
+    try:
+        manifest = Manifest.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            problems.append(f"{path}:{conv.line_of(loc)}: {dotted(loc)}: {_message(err)}")
+        return None
+    spec = manifest.spec
+    ok = True
+    project = spec.project or defaults.project
+    region = spec.region or defaults.region
+    for field_name, value, flag in (("project", project, "--project"), ("region", region, "--region")):
+        if not value:
+            problems.append(
+                f"{path}:{conv.line_of(('spec',))}: spec.{field_name}: not set here, nor in "
+                f"reconciler.yaml, RECONCILER_{field_name.upper()} or {flag}"
+            )
+            ok = False
+    hp = spec.supervised_tuning_spec.hyper_parameters
+    info = catalog.lookup(spec.base_model)
+    if info is None:
+        warnings.append(
+            f"{path}:{conv.line_of(('spec', 'baseModel'))}: spec.baseModel: {spec.base_model!r} is not "
+            "in the reconciler's catalog of tunable models; the API will decide"
+        )
+    elif hp is not None:
+        hp_loc = ("spec", "supervisedTuningSpec", "hyperParameters")
+        for wire_name in hp.model_fields_set:
+            alias = HyperParameters.model_fields[wire_name].alias or wire_name
+            if alias not in info.parameters:
+                problems.append(
+                    f"{path}:{conv.line_of(hp_loc + (alias,))}: {dotted(hp_loc + (alias,))}: "
+                    f"{info.model_id} does not accept {alias}"
+                )
+                ok = False
+        if hp.adapter_size is not None and info.adapter_sizes and hp.adapter_size not in info.adapter_sizes:
+            loc = hp_loc + ("adapterSize",)
+            problems.append(
+                f"{path}:{conv.line_of(loc)}: {dotted(loc)}: {info.model_id} accepts "
+                f"{', '.join(info.adapter_sizes)}, not {hp.adapter_size}"
+            )
+            ok = False
+    if spec.protect is not None and manifest.metadata.protect is not None and spec.protect != manifest.metadata.protect:
+        problems.append(f"{path}:{conv.line_of(('spec', 'protect'))}: spec.protect: contradicts metadata.protect")
+        ok = False
+    if not ok or not project or not region:
+        return None
+    hyper: list[tuple[str, Any]] = []
+    if hp is not None:
+        if hp.epoch_count is not None:
+            hyper.append(("epochCount", hp.epoch_count))
+        if hp.learning_rate_multiplier is not None:
+            hyper.append(("learningRateMultiplier", float(hp.learning_rate_multiplier)))
+        if hp.adapter_size is not None:
+            hyper.append(("adapterSize", hp.adapter_size))
+    sts = spec.supervised_tuning_spec
+    return DesiredModel(
+        name=manifest.metadata.name,
+        project=project,
+        region=region,
+        base_model=spec.base_model,
+        training_dataset_uri=sts.training_dataset_uri,
+        validation_dataset_uri=sts.validation_dataset_uri,
+        hyper_parameters=tuple(hyper),
+        export_last_checkpoint_only=sts.export_last_checkpoint_only,
+        kms_key_name=spec.encryption_spec.kms_key_name if spec.encryption_spec else None,
+        display_name=spec.tuned_model_display_name,
+        description=spec.description,
+        service_account=spec.service_account,
+        labels=tuple(sorted(manifest.metadata.labels.items())),
+        protect=bool(spec.protect or manifest.metadata.protect),
+        max_attempts=spec.retry_policy.max_attempts if spec.retry_policy else 1,
+        source=f"{path}:{line}",
+    )
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema of one manifest document (for editors and `reconciler schema`)."""
+    schema = Manifest.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "vertex-tuning-reconciler TunedModel manifest"
+    return schema

@@ -1,0 +1,481 @@
+"""Plans: the closed set of actions, `Plan`, and `compute_plan()` — pure.
+
+`compute_plan(desired, observation, state, ...)` reads only its arguments: no network, files,
+clock or environment; the same inputs give the same plan. Change detection compares the spec
+hash on each job's labels with the manifest's; deepdiff only *explains* a replacement.
+
+Actions (each with a reason):
+  create    no job exists for the manifest
+  replace   the spec changed: create a new job, cancel the old one if still running; a succeeded
+            old job keeps serving (in the state) until the new one succeeds
+  recreate  the job for the current spec was cancelled outside the tool, or failed and a retry
+            is allowed (retryPolicy.maxAttempts or --replace)
+  cancel    a managed job still running whose manifest is gone (or that a newer spec superseded)
+  forget    the manifest is gone and its jobs are finished: the entry leaves the state
+  noop      nothing to do (notes say what cannot be applied, e.g. a display-name change)
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from reconciler import __version__
+from reconciler.errors import PlanError
+from reconciler.models import (
+    DesiredModel,
+    ObservedJob,
+    StateClass,
+    canonical_json,
+    short_state,
+)
+from reconciler.state.model import Endpoint, JobError, ModelEntry, State
+
+ActionType = Literal["create", "replace", "recreate", "cancel", "forget", "noop"]
+ACTIONS: tuple[ActionType, ...] = ("create", "replace", "recreate", "cancel", "forget", "noop")
+CREATING: frozenset[str] = frozenset({"create", "replace", "recreate"})
+PLAN_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the API showed: the parents listed (all pages) and every job found in them."""
+
+    parents: tuple[str, ...]
+    jobs: tuple[ObservedJob, ...]
+
+    def managed(self, stack: str) -> list[ObservedJob]:
+        return [j for j in self.jobs if j.managed and j.stack == stack and j.model_name]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class FieldChange(_Frozen):
+    path: str
+    kind: Literal["changed", "added", "removed"]
+    old: Any = None
+    new: Any = None
+
+
+class Change(_Frozen):
+    """One planned action on one manifest name."""
+
+    action: ActionType
+    name: str
+    reason: str
+    parent: str | None = None
+    job: str | None = None
+    job_state: str | None = None
+    spec_hash: str | None = None
+    request: dict[str, Any] | None = None
+    request_id: str | None = None
+    cancel_jobs: list[str] = Field(default_factory=list)
+    diff: list[FieldChange] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        """What identifies the decision (for the stale-plan check): reasons and notes excluded."""
+        return (self.action, self.name, self.job, self.spec_hash, self.request_id, tuple(sorted(self.cancel_jobs)))
+
+
+class Plan(_Frozen):
+    """A frozen, serialisable plan: what the renderer shows is exactly what apply runs."""
+
+    format_version: int = PLAN_FORMAT_VERSION
+    tool_version: str = __version__
+    stack: str
+    parents: list[str]
+    targets: list[str] = Field(default_factory=list)
+    replace: list[str] = Field(default_factory=list)
+    state_lineage: str | None = None
+    state_serial: int = 0
+    changes: list[Change]
+    warnings: list[str] = Field(default_factory=list)
+    fingerprint: str
+    desired: list[dict[str, Any]] = Field(default_factory=list)
+
+    @property
+    def actionable(self) -> list[Change]:
+        return [c for c in self.changes if c.action != "noop"]
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.actionable)
+
+    @property
+    def cancel_count(self) -> int:
+        return sum(len(c.cancel_jobs) for c in self.changes)
+
+    def summary(self) -> dict[str, int]:
+        counts = {action: 0 for action in ACTIONS}
+        for change in self.changes:
+            counts[change.action] += 1
+        counts["jobs_to_cancel"] = self.cancel_count
+        counts["changes"] = len(self.actionable)
+        return counts
+
+
+def fingerprint(changes: Iterable[Change], lineage: str | None, serial: int) -> str:
+    keys = sorted(c.key for c in changes if c.action != "noop")
+    payload = canonical_json({"changes": [list(k) for k in keys], "lineage": lineage, "serial": serial})
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def request_id(stack: str, name: str, hash_: str, generation: int) -> str:
+    """Deterministic id of one create intent: the same intent, re-planned, finds its own job."""
+    return hashlib.sha256(f"{stack}/{name}/{hash_}/{generation}".encode()).hexdigest()[:24]
+
+
+# -- helpers ------------------------------------------------------------------------------------
+def _newest(jobs: Sequence[ObservedJob]) -> ObservedJob | None:
+    return max(jobs, key=lambda j: j.sort_key) if jobs else None
+
+
+def _project_region(parent: str) -> tuple[str, str]:
+    parts = parent.split("/")
+    return parts[1], parts[3]
+
+
+def explain_diff(old: dict[str, Any], new: dict[str, Any]) -> list[FieldChange]:
+    """Field-level differences between two tuning specs (deepdiff), as dotted paths."""
+    from deepdiff import DeepDiff
+
+    tree = DeepDiff(old, new, view="tree")
+    out: list[FieldChange] = []
+    for report, items in tree.items():
+        for item in items:
+            path = ".".join(str(p) for p in item.path(output_format="list"))
+            if report == "dictionary_item_added":
+                out.append(FieldChange(path=path, kind="added", new=item.t2))
+            elif report == "dictionary_item_removed":
+                out.append(FieldChange(path=path, kind="removed", old=item.t1))
+            else:
+                out.append(FieldChange(path=path, kind="changed", old=item.t1, new=item.t2))
+    return sorted(out, key=lambda f: f.path)
+
+
+def _old_spec(job: ObservedJob, entry: ModelEntry | None, desired: DesiredModel) -> dict[str, Any]:
+    """The spec a replaced job was made from: the state's copy when it matches, else read off
+    the job, restricted to what the manifest says (server-filled defaults are no change)."""
+    if entry is not None and entry.spec is not None and entry.spec_hash == job.spec_hash:
+        return entry.spec
+    project, region = _project_region(entry.parent if entry else job.parent)
+    observed = job.tuning_spec(project, region)
+    wanted = desired.tuning_spec()
+    sts = dict(observed.get("supervisedTuningSpec") or {})
+    wanted_sts = wanted["supervisedTuningSpec"]
+    hp = dict(sts.get("hyperParameters") or {})
+    hp = {k: v for k, v in hp.items() if k in wanted_sts.get("hyperParameters", {})}
+    sts = {k: v for k, v in sts.items() if k in wanted_sts or k == "trainingDatasetUri"}
+    if hp:
+        sts["hyperParameters"] = hp
+    else:
+        sts.pop("hyperParameters", None)
+    observed["supervisedTuningSpec"] = sts
+    return observed
+
+
+def _cosmetic_notes(
+    desired: DesiredModel, job: ObservedJob, entry: ModelEntry | None
+) -> list[str]:
+    """Changes the job cannot take (jobs cannot be edited): reported, never re-tuned on their own."""
+    want = desired.cosmetic()
+    if entry is not None and entry.job == job.name and entry.cosmetic is not None:
+        have = entry.cosmetic
+        label_keys = set(want["labels"]) | set(have.get("labels", {}))
+    else:
+        have = job.cosmetic()
+        label_keys = set(want["labels"])  # labels the service added are not ours to compare
+    notes = []
+    for key in ("tunedModelDisplayName", "description", "serviceAccount"):
+        if key == "serviceAccount" and not desired.service_account:
+            continue
+        if (want.get(key) or "") != (have.get(key) or ""):
+            notes.append(f"{key}: {have.get(key) or ''!r} → {want.get(key) or ''!r}")
+    have_labels = {k: v for k, v in (have.get("labels") or {}).items() if k in label_keys}
+    want_labels = {k: v for k, v in want["labels"].items() if k in label_keys}
+    if have_labels != want_labels:
+        notes.append(f"labels: {canonical_json(have_labels)} → {canonical_json(want_labels)}")
+    if not notes:
+        return []
+    return [
+        f"{n} — tuning jobs cannot be edited; the job keeps the old value "
+        f"(--replace {desired.name} re-tunes to apply it)"
+        for n in notes
+    ]
+
+
+def _failure(job: ObservedJob) -> str:
+    msg = job.error_message or "no error message"
+    code = f" (code {job.error_code})" if job.error_code is not None else ""
+    return f"{msg}{code}"
+
+
+# -- the planner --------------------------------------------------------------------------------
+def compute_plan(
+    desired: Sequence[DesiredModel],
+    observation: Observation,
+    state: State,
+    *,
+    stack: str,
+    targets: Sequence[str] = (),
+    replace: Sequence[str] = (),
+) -> Plan:
+    """Decide, per manifest name, what apply must do. Pure."""
+    by_name: dict[str, list[ObservedJob]] = defaultdict(list)
+    for job in observation.managed(stack):
+        assert job.model_name is not None
+        by_name[job.model_name].append(job)
+    desired_by_name = {d.name: d for d in desired}
+    known = set(desired_by_name) | set(by_name) | set(state.models)
+    unknown_targets = sorted(set(targets) - known)
+    unknown_replace = sorted(set(replace) - set(desired_by_name))
+    problems: list[str] = []
+    if unknown_targets:
+        problems.append(f"--target names nothing in the manifests or the state: {', '.join(unknown_targets)}")
+    if unknown_replace:
+        problems.append(f"--replace needs a manifest of that name: {', '.join(unknown_replace)}")
+    scope = set(targets) if targets else known
+    changes: list[Change] = []
+    warnings: list[str] = []
+    for name in sorted(scope):
+        jobs = sorted(by_name.get(name, []), key=lambda j: j.sort_key)
+        entry = state.models.get(name)
+        if name in desired_by_name:
+            changes.extend(
+                _plan_desired(desired_by_name[name], jobs, entry, stack, name in replace, problems, warnings)
+            )
+        else:
+            changes.extend(_plan_orphan(name, jobs, entry, problems, warnings))
+    if problems:
+        raise PlanError("\n".join(problems))
+    return Plan(
+        stack=stack,
+        parents=sorted(observation.parents),
+        targets=sorted(targets),
+        replace=sorted(replace),
+        state_lineage=state.lineage if state.serial else None,
+        state_serial=state.serial,
+        changes=changes,
+        warnings=warnings,
+        fingerprint=fingerprint(changes, state.lineage if state.serial else None, state.serial),
+        desired=[d.to_dict() for d in desired if d.name in scope],
+    )
+
+
+def _plan_desired(
+    d: DesiredModel,
+    jobs: list[ObservedJob],
+    entry: ModelEntry | None,
+    stack: str,
+    forced: bool,
+    problems: list[str],
+    warnings: list[str],
+) -> list[Change]:
+    h = d.spec_hash
+    unknown = [j for j in jobs if j.state_class is StateClass.UNKNOWN]
+    if unknown:
+        job = unknown[-1]
+        warnings.append(
+            f"{d.name}: job {job.name} is in state {job.state!r}, which this version does not know; "
+            "not acting on this model"
+        )
+        return [Change(action="noop", name=d.name, reason=f"job in unknown state {short_state(job.state)}",
+                       parent=d.parent, job=job.name, job_state=job.state, spec_hash=h)]
+    current = [j for j in jobs if j.spec_hash == h]
+    live_other = [j for j in jobs if j.spec_hash != h and j.state_class is StateClass.LIVE]
+    rid = request_id(stack, d.name, h, len(jobs))
+
+    def creating(action: ActionType, reason: str, old: ObservedJob | None, cancel: list[ObservedJob],
+                 diff: list[FieldChange] | None = None) -> Change:
+        return Change(
+            action=action, name=d.name, reason=reason, parent=d.parent,
+            job=old.name if old else None, job_state=old.state if old else None, spec_hash=h,
+            request=d.request_body(stack), request_id=rid,
+            cancel_jobs=[j.name for j in cancel], diff=diff or [],
+        )
+
+    newest = _newest(jobs)
+    if forced:
+        if d.protect and jobs:
+            problems.append(f"{d.name} ({d.source}): protected (protect: true); --replace refused")
+            return []
+        live = [j for j in jobs if j.state_class is StateClass.LIVE]
+        return [creating("replace" if jobs else "create", "forced by --replace", newest, live)]
+
+    keep_candidates = [j for j in current if j.state_class in (StateClass.LIVE, StateClass.SUCCEEDED)]
+    if keep_candidates:
+        # Prefer the newest succeeded job; among live ones, the newest.
+        succeeded = [j for j in keep_candidates if j.state_class is StateClass.SUCCEEDED]
+        keep = _newest(succeeded) or _newest(keep_candidates)
+        assert keep is not None
+        out = [Change(
+            action="noop", name=d.name,
+            reason=("up to date" if keep.state_class is StateClass.SUCCEEDED
+                    else f"tuning in progress ({short_state(keep.state)})"),
+            parent=d.parent, job=keep.name, job_state=keep.state, spec_hash=h,
+            notes=_cosmetic_notes(d, keep, entry),
+        )]
+        extra = [j for j in keep_candidates if j is not keep and j.state_class is StateClass.LIVE]
+        for job in extra:
+            out.append(Change(action="cancel", name=d.name, reason=f"duplicate job for the same spec (keeping {keep.name})",
+                              parent=d.parent, job=job.name, job_state=job.state, cancel_jobs=[job.name]))
+        for job in live_other:
+            out.append(_cancel_superseded(d, job, h))
+        return out
+
+    latest = _newest(current)
+    if latest is not None and latest.state_class is StateClass.CANCELLING:
+        return [Change(action="noop", name=d.name, reason="job is being cancelled; the next run re-creates it",
+                       parent=d.parent, job=latest.name, job_state=latest.state, spec_hash=h)] + [
+            _cancel_superseded(d, j, h) for j in live_other]
+    if latest is not None and latest.state_class is StateClass.FAILED:
+        failures = sum(1 for j in current if j.state_class is StateClass.FAILED)
+        if failures < d.max_attempts:
+            change = creating(
+                "recreate",
+                f"attempt {failures + 1} of {d.max_attempts} (retryPolicy) after failure: {_failure(latest)}",
+                latest, live_other)
+            return [change]
+        return [Change(
+            action="noop", name=d.name,
+            reason=f"tuning failed ({short_state(latest.state)}); not re-tuned on its own — "
+                   f"fix the cause, then run with --replace {d.name}",
+            parent=d.parent, job=latest.name, job_state=latest.state, spec_hash=h, error=_failure(latest),
+        )] + [_cancel_superseded(d, j, h) for j in live_other]
+    if latest is not None and latest.state_class is StateClass.CANCELLED:
+        return [creating("recreate", f"job {latest.name} was cancelled outside the reconciler", latest, live_other)]
+
+    # No job for the current spec.
+    if newest is not None:
+        if d.protect:
+            problems.append(
+                f"{d.name} ({d.source}): protected (protect: true) but its spec changed; "
+                "revert the change or remove protect first"
+            )
+            return []
+        diff = explain_diff(_old_spec(newest, entry, d), d.tuning_spec())
+        serving = _newest([j for j in jobs if j.state_class is StateClass.SUCCEEDED])
+        reason = "spec changed"
+        if serving is not None:
+            reason += f"; {serving.name} keeps serving until the new job succeeds"
+        return [creating("replace", reason, newest, live_other, diff)]
+    if entry is not None and entry.job:
+        return [creating("create", f"job {entry.job} in the state was not found in the API", None, [])]
+    return [creating("create", "new model", None, [])]
+
+
+def _cancel_superseded(d: DesiredModel, job: ObservedJob, h: str) -> Change:
+    return Change(action="cancel", name=d.name, reason=f"superseded by spec {h}",
+                  parent=d.parent, job=job.name, job_state=job.state, cancel_jobs=[job.name])
+
+
+def _plan_orphan(
+    name: str, jobs: list[ObservedJob], entry: ModelEntry | None, problems: list[str], warnings: list[str]
+) -> list[Change]:
+    parent = entry.parent if entry else (jobs[-1].parent if jobs else None)
+    if any(j.state_class is StateClass.UNKNOWN for j in jobs):
+        warnings.append(f"{name}: a job is in a state this version does not know; not acting on it")
+        return [Change(action="noop", name=name, reason="job in unknown state", parent=parent)]
+    live = [j for j in jobs if j.state_class is StateClass.LIVE]
+    if live:
+        if entry is not None and entry.protect:
+            problems.append(
+                f"{name}: protected (protect: true) but its manifest is gone; restore the manifest, "
+                "set protect: false and apply before removing it"
+            )
+            return []
+        return [Change(action="cancel", name=name, reason="manifest removed; job still running",
+                       parent=parent, job=j.name, job_state=j.state, cancel_jobs=[j.name]) for j in live]
+    if any(j.state_class is StateClass.CANCELLING for j in jobs):
+        return [Change(action="noop", name=name, reason="manifest removed; cancel in progress", parent=parent)]
+    if entry is not None:
+        last = jobs[-1] if jobs else None
+        return [Change(action="forget", name=name, reason="manifest removed; its jobs have finished",
+                       parent=parent, job=last.name if last else entry.job,
+                       job_state=last.state if last else entry.state)]
+    return []
+
+
+# -- state derivation ---------------------------------------------------------------------------
+def derive_entry(
+    name: str,
+    jobs: Sequence[ObservedJob],
+    desired: DesiredModel | None,
+    previous: ModelEntry | None,
+) -> ModelEntry | None:
+    """The state entry of one name from the jobs the API shows (pure).
+
+    `job` is the newest job of the desired spec (or the newest job); the endpoint in service is
+    that job's when it succeeded, else the newest succeeded job's: a replaced model keeps serving
+    until its replacement succeeds.
+    """
+    if desired is None and previous is None:
+        return None  # orphans are not adopted into the state; leaving it is the forget action's job
+    ordered = sorted(jobs, key=lambda j: j.sort_key)
+    want = desired.spec_hash if desired else (previous.spec_hash if previous else None)
+    current = _newest([j for j in ordered if j.spec_hash == want]) or _newest(ordered)
+    parent = desired.parent if desired else (previous.parent if previous else "")
+    if current is None:
+        if previous is None:
+            return None
+        return previous.model_copy(update={"parent": parent})
+    serving = current if current.state_class is StateClass.SUCCEEDED else _newest(
+        [j for j in ordered if j.state_class is StateClass.SUCCEEDED])
+    if previous is not None and previous.job == current.name and previous.spec is not None:
+        spec, cosmetic = previous.spec, previous.cosmetic
+    elif desired is not None and current.spec_hash == desired.spec_hash:
+        spec, cosmetic = desired.tuning_spec(), desired.cosmetic()
+    else:
+        project, region = _project_region(parent or current.parent)
+        spec, cosmetic = current.tuning_spec(project, region), current.cosmetic()
+    cancelling = [j.name for j in ordered if j.state_class is StateClass.CANCELLING]
+    return ModelEntry(
+        parent=parent,
+        job=current.name,
+        state=current.state,
+        specHash=current.spec_hash,
+        spec=spec,
+        cosmetic=cosmetic,
+        createTime=current.create_time or None,
+        endTime=current.end_time or None,
+        error=JobError(code=current.error_code, message=current.error_message)
+        if current.error_message or current.error_code else None,
+        tunedModel=Endpoint(model=serving.tuned_model, endpoint=serving.endpoint) if serving else None,
+        servingJob=serving.name if serving else None,
+        protect=desired.protect if desired else (previous.protect if previous else False),
+        cancelRequested=cancelling,
+    )
+
+
+def derive_models(
+    desired: Sequence[DesiredModel],
+    observation: Observation,
+    previous: State,
+    *,
+    stack: str,
+    names: Iterable[str] | None = None,
+) -> dict[str, ModelEntry]:
+    """Every state entry, recomputed from an observation (for `names`, or all)."""
+    by_name: dict[str, list[ObservedJob]] = defaultdict(list)
+    for job in observation.managed(stack):
+        assert job.model_name is not None
+        by_name[job.model_name].append(job)
+    desired_by_name = {d.name: d for d in desired}
+    all_names = set(desired_by_name) | set(by_name) | set(previous.models)
+    chosen = set(names) if names is not None else all_names
+    models = {k: v for k, v in previous.models.items() if k not in chosen}
+    for name in sorted(chosen & all_names):
+        entry = derive_entry(name, by_name.get(name, []), desired_by_name.get(name), previous.models.get(name))
+        if entry is not None:
+            models[name] = entry
+    return dict(sorted(models.items()))

@@ -1,0 +1,78 @@
+"""Live progress of running tuning jobs (`apply --wait`): a rich table on a TTY, else one line
+per state change (CI logs stay readable)."""
+
+from __future__ import annotations
+
+import time
+from types import TracebackType
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.markup import escape
+from rich.table import Table
+
+from reconciler.models import StateClass, short_state
+from reconciler.plan import Observation
+
+STYLE = {
+    StateClass.LIVE: "yellow",
+    StateClass.CANCELLING: "magenta",
+    StateClass.SUCCEEDED: "green",
+    StateClass.FAILED: "red",
+    StateClass.CANCELLED: "dim",
+    StateClass.UNKNOWN: "red",
+}
+
+
+def _elapsed(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class JobProgress:
+    """Context manager fed with observations; renders newest job per model."""
+
+    def __init__(self, console: Console, stack: str, names: set[str]) -> None:
+        self.console = console
+        self.stack = stack
+        self.names = names
+        self.start = time.monotonic()
+        self.last: dict[str, str] = {}
+        self.live: Live | None = None
+
+    def __enter__(self) -> JobProgress:
+        if self.console.is_terminal:
+            self.live = Live(Table(), console=self.console, refresh_per_second=2, transient=False)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        if self.live is not None:
+            self.live.__exit__(et, e, tb)
+
+    def _rows(self, observation: Observation) -> list[tuple[str, Any]]:
+        newest: dict[str, Any] = {}
+        for job in observation.managed(self.stack):
+            if job.model_name in self.names:
+                if job.model_name not in newest or job.sort_key > newest[job.model_name].sort_key:
+                    newest[job.model_name] = job
+        return sorted(newest.items())
+
+    def update(self, observation: Observation) -> None:
+        rows = self._rows(observation)
+        done = sum(1 for _, j in rows if j.state_class not in (StateClass.LIVE, StateClass.CANCELLING))
+        elapsed = _elapsed(time.monotonic() - self.start)
+        if self.live is not None:
+            table = Table(title=f"stack {self.stack}: {done}/{len(rows)} final · {elapsed} elapsed")
+            for column in ("model", "state", "job"):
+                table.add_column(column)
+            for name, job in rows:
+                table.add_row(escape(name), f"[{STYLE[job.state_class]}]{short_state(job.state)}[/]", escape(job.name))
+            self.live.update(table)
+            return
+        for name, job in rows:
+            label = f"{short_state(job.state)} {job.name}"
+            if self.last.get(name) != label:
+                self.last[name] = label
+                self.console.print(f"[{elapsed}] {escape(name)}: {escape(label)}", highlight=False)

@@ -1,0 +1,252 @@
+"""The local state store: atomic writes with a backup, and a lock file.
+
+Writes go to a temporary file in the same folder, are fsynced, then renamed over the state (and
+the folder fsynced), so a crash leaves either the previous or the next serial, never a torn file.
+The previous content is kept as `PATH.backup`, as terraform keeps `terraform.tfstate.backup`.
+
+The lock is `PATH.lock`, created with O_EXCL (only one process can win); it records who holds it
+(id, host, pid, since, operation). A lock whose holder ran on this host and is no longer alive is
+stale and broken with a warning; any other holder must be waited for (`--lock-timeout`) or
+removed with `reconciler force-unlock ID`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from reconciler import __version__
+from reconciler.errors import StateConflictError, StateError, StateLockedError
+from reconciler.models import TOOL
+from reconciler.state.model import STATE_VERSION, State
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that readers see the old or the new content, never a mix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+
+
+def parse_state(data: bytes, where: str) -> State:
+    try:
+        raw = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise StateError(f"{where}: not valid JSON ({exc}); restore it from {where}.backup") from None
+    if not isinstance(raw, dict):
+        raise StateError(f"{where}: not a state file (expected a JSON object)")
+    version = raw.get("version")
+    if version != STATE_VERSION:
+        raise StateError(
+            f"{where}: state format version {version!r} is not supported by this reconciler "
+            f"(supports {STATE_VERSION}); upgrade the reconciler"
+        )
+    try:
+        return State.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        raise StateError(f"{where}: invalid state file at {loc}: {first['msg']}") from None
+
+
+def serialize_state(state: State) -> bytes:
+    return (json.dumps(state.to_json_dict(), indent=2, sort_keys=False, ensure_ascii=False) + "\n").encode()
+
+
+class LocalStateStore:
+    """A state file on local disk."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lock_path = path.with_name(path.name + ".lock")
+        self.backup_path = path.with_name(path.name + ".backup")
+        self._read_serial: int | None = None
+        self._read_lineage: str | None = None
+
+    def describe(self) -> str:
+        return str(self.path)
+
+    def read(self, *, stack: str) -> State:
+        """The current state, or a new empty one if the file does not exist."""
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            state = State(stack=stack, tool=f"{TOOL} {__version__}")
+            self._read_serial, self._read_lineage = None, None
+            return state
+        except OSError as exc:
+            raise StateError(f"{self.path}: cannot read: {exc.strerror}") from None
+        state = parse_state(data, str(self.path))
+        if state.stack != stack:
+            raise StateError(
+                f"{self.path} belongs to stack {state.stack!r}, not {stack!r}; "
+                "pass --stack or use another --state"
+            )
+        self._read_serial, self._read_lineage = state.serial, state.lineage
+        return state
+
+    def write(self, state: State) -> State:
+        """Write `state` as the next serial; refuse if the file changed since it was read."""
+        try:
+            current = parse_state(self.path.read_bytes(), str(self.path))
+            on_disk: tuple[int | None, str | None] = (current.serial, current.lineage)
+        except FileNotFoundError:
+            current = None
+            on_disk = (None, None)
+        if on_disk != (self._read_serial, self._read_lineage):
+            raise StateConflictError(
+                f"{self.path} changed since it was read (serial {self._read_serial} → {on_disk[0]}); "
+                "another run wrote it. Run plan again."
+            )
+        new = state.model_copy(
+            update={"serial": state.serial + 1 if current else max(state.serial, 0) + 1,
+                    "updated": utc_now(), "tool": f"{TOOL} {__version__}"}
+        )
+        if current is not None:
+            atomic_write(self.backup_path, self.path.read_bytes())
+        atomic_write(self.path, serialize_state(new))
+        self._read_serial, self._read_lineage = new.serial, new.lineage
+        return new
+
+    # -- locking ------------------------------------------------------------------------------
+    def lock(
+        self,
+        operation: str,
+        *,
+        timeout: float = 0.0,
+        warn: Callable[[str], None] = lambda _m: None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> str:
+        """Take the lock (waiting up to `timeout` seconds); return its id."""
+        info = {
+            "id": str(uuid.uuid4()),
+            "operation": operation,
+            "who": f"{_user()}@{socket.gethostname()}",
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "since": utc_now(),
+            "version": __version__,
+        }
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.lock_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                holder = self.lock_info()
+                if holder is not None and _is_stale(holder):
+                    warn(
+                        f"breaking stale lock {holder.get('id')}: its holder (pid {holder.get('pid')} "
+                        f"on this host, since {holder.get('since')}) is no longer running"
+                    )
+                    self._remove_lock_if(holder.get("id"))
+                    continue
+                if time.monotonic() >= deadline:
+                    raise StateLockedError(_locked_message(self.describe(), holder)) from None
+                sleep(min(1.0, max(0.05, deadline - time.monotonic())))
+                continue
+            with os.fdopen(fd, "w") as fh:
+                json.dump(info, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            return str(info["id"])
+
+    def lock_info(self) -> dict[str, Any] | None:
+        try:
+            raw = json.loads(self.lock_path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            return {"id": "?", "who": "unknown (unreadable lock file)"}
+        return raw if isinstance(raw, dict) else {"id": "?"}
+
+    def unlock(self, lock_id: str) -> None:
+        self._remove_lock_if(lock_id)
+
+    def force_unlock(self, lock_id: str) -> None:
+        holder = self.lock_info()
+        if holder is None:
+            raise StateError(f"{self.describe()} is not locked")
+        if holder.get("id") != lock_id:
+            raise StateError(
+                f"lock id {lock_id!r} does not match the lock held on {self.describe()} "
+                f"(id {holder.get('id')!r}); nothing was removed"
+            )
+        self.lock_path.unlink(missing_ok=True)
+
+    def _remove_lock_if(self, lock_id: object) -> None:
+        holder = self.lock_info()
+        if holder is not None and holder.get("id") == lock_id:
+            self.lock_path.unlink(missing_ok=True)
+
+
+def _user() -> str:
+    for var in ("USER", "USERNAME", "LOGNAME"):
+        if os.environ.get(var):
+            return os.environ[var]
+    return "unknown"
+
+
+def _is_stale(holder: dict[str, Any]) -> bool:
+    """Safe to tell only for a holder on this host: is its process gone?"""
+    if holder.get("host") != socket.gethostname():
+        return False
+    pid = holder.get("pid")
+    if not isinstance(pid, int) or pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _locked_message(where: str, holder: dict[str, Any] | None) -> str:
+    if holder is None:
+        return f"state {where} is locked by another run"
+    return (
+        f"state {where} is locked by {holder.get('who', '?')} (pid {holder.get('pid', '?')}, "
+        f"{holder.get('operation', '?')} since {holder.get('since', '?')}), lock id {holder.get('id')}. "
+        f"Wait with --lock-timeout, or if that run is dead: reconciler force-unlock {holder.get('id')}"
+    )

@@ -1,0 +1,71 @@
+"""The state file's format (version 1), as pydantic models. Pure: no I/O.
+
+The state is the *result* of applies (endpoints, job names) and the diff base (the spec last
+applied); it is not the memory of ownership: that lives in the jobs' labels, so a lost state is
+rebuilt from the API without creating anything twice.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+STATE_VERSION = 1
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class JobError(_Model):
+    code: int | None = None
+    message: str | None = None
+
+
+class Endpoint(_Model):
+    model: str | None = None
+    endpoint: str | None = None
+
+
+class ModelEntry(_Model):
+    """What the state knows of one manifest name."""
+
+    parent: str
+    job: str | None = None
+    state: str | None = None
+    spec_hash: str | None = Field(None, alias="specHash")
+    spec: dict[str, Any] | None = None
+    cosmetic: dict[str, Any] | None = None
+    create_time: str | None = Field(None, alias="createTime")
+    end_time: str | None = Field(None, alias="endTime")
+    error: JobError | None = None
+    tuned_model: Endpoint | None = Field(None, alias="tunedModel")
+    serving_job: str | None = Field(None, alias="servingJob")
+    protect: bool = False
+    cancel_requested: list[str] = Field(default_factory=list, alias="cancelRequested")
+
+
+class JournalEntry(_Model):
+    """An intent written before a create, settled (removed) once the outcome is known."""
+
+    name: str
+    request_id: str = Field(alias="requestId")
+    parent: str
+    spec_hash: str = Field(alias="specHash")
+    started: str
+
+
+class State(_Model):
+    version: int = STATE_VERSION
+    serial: int = 0
+    lineage: str = Field(default_factory=lambda: str(uuid.uuid4()))
+    stack: str = "default"
+    tool: str = ""
+    updated: str | None = None
+    models: dict[str, ModelEntry] = Field(default_factory=dict)
+    journal: list[JournalEntry] = Field(default_factory=list)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")

@@ -1,0 +1,1 @@
+"""The Vertex AI REST client: transport, auth, retries, pagination, error mapping, wire models."""

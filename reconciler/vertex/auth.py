@@ -1,0 +1,183 @@
+"""Credentials as `httpx.Auth`: a ready token, or Application Default Credentials refreshed over httpx.
+
+google-auth ships transports for requests, urllib3 and aiohttp, not httpx; `HttpxRequest` is the
+small adapter that lets google-auth refresh tokens through httpx, so `requests` is not needed.
+No credential is ever logged, printed or stored: `repr` of these objects shows no token.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+from collections.abc import Generator, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from reconciler.errors import CredentialsError, EndpointError
+
+CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+
+_NO_CREDENTIALS_HELP = (
+    "No Google credentials found for {endpoint}. Run `gcloud auth application-default login`, "
+    "set GOOGLE_APPLICATION_CREDENTIALS to a key file, or set RECONCILER_ACCESS_TOKEN "
+    "(e.g. from `gcloud auth print-access-token`)."
+)
+
+
+def is_loopback_http(url: str) -> bool:
+    """True for an `http://` URL whose host is a loopback address (the local emulator)."""
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        return False
+    if parts.hostname == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(parts.hostname).is_loopback
+    except ValueError:
+        return False
+
+
+def check_endpoint(url: str, *, allow_insecure_http: bool = False) -> str:
+    """Validate an API endpoint override and return it without a trailing slash or `/v1`.
+
+    https is always accepted; http only on a loopback address, unless explicitly allowed, so a
+    token can never travel in clear text to another host by mistake.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise EndpointError(
+            f"API endpoint {url!r} is not an http(s) URL; give e.g. https://us-central1-aiplatform.googleapis.com"
+        )
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise EndpointError(f"API endpoint {url!r} must not carry a query, fragment or user info")
+    if parts.scheme == "http" and not is_loopback_http(url) and not allow_insecure_http:
+        raise EndpointError(
+            f"Refusing plain http to a non-loopback host ({parts.hostname}): use https, "
+            "or pass --allow-insecure-http if this is really intended."
+        )
+    root = url.rstrip("/")
+    for suffix in ("/v1", "/v1beta1"):
+        if root.endswith(suffix):
+            root = root[: -len(suffix)]
+    return root
+
+
+class StaticTokenAuth(httpx.Auth):
+    """A bearer token given ready-made (RECONCILER_ACCESS_TOKEN)."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def __repr__(self) -> str:
+        return "StaticTokenAuth(<redacted>)"
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = f"Bearer {self._token}"
+        yield request
+
+
+class _HttpxResponse:
+    """google.auth.transport.Response over an httpx.Response."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self._response = response
+
+    @property
+    def status(self) -> int:
+        return self._response.status_code
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self._response.headers
+
+    @property
+    def data(self) -> bytes:
+        return self._response.content
+
+
+class HttpxRequest:
+    """google.auth.transport.Request implemented with httpx, for token refreshes."""
+
+    def __init__(self, client: httpx.Client | None = None) -> None:
+        self._client = client or httpx.Client(timeout=30)
+
+    def __call__(
+        self,
+        url: str,
+        method: str = "GET",
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> _HttpxResponse:
+        from google.auth import exceptions
+
+        try:
+            response = self._client.request(
+                method, url, content=body, headers=headers, timeout=timeout or 30
+            )
+        except httpx.HTTPError as exc:
+            raise exceptions.TransportError(f"token refresh failed: {type(exc).__name__}") from exc
+        return _HttpxResponse(response)
+
+
+class GoogleCredentialsAuth(httpx.Auth):
+    """google-auth credentials, refreshed before expiry (and once more on a 401)."""
+
+    def __init__(self, credentials: Any, request: HttpxRequest | None = None) -> None:
+        self._credentials = credentials
+        self._request = request or HttpxRequest()
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"GoogleCredentialsAuth({type(self._credentials).__name__})"
+
+    def _refresh(self, force: bool = False) -> None:
+        from google.auth import exceptions
+
+        with self._lock:
+            if force or not self._credentials.valid:
+                try:
+                    self._credentials.refresh(self._request)
+                except exceptions.GoogleAuthError as exc:
+                    raise CredentialsError(
+                        f"Could not refresh Google credentials ({type(exc).__name__}); "
+                        "run `gcloud auth application-default login` or check GOOGLE_APPLICATION_CREDENTIALS."
+                    ) from None
+
+    def _apply(self, request: httpx.Request) -> None:
+        request.headers["Authorization"] = f"Bearer {self._credentials.token}"
+        quota_project = getattr(self._credentials, "quota_project_id", None)
+        if quota_project:
+            request.headers["x-goog-user-project"] = quota_project
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        self._refresh()
+        self._apply(request)
+        response = yield request
+        if response.status_code == 401:
+            self._refresh(force=True)
+            self._apply(request)
+            yield request
+
+
+def resolve_auth(endpoint_root: str | None, access_token: str | None) -> httpx.Auth | None:
+    """Pick credentials: a given token, none for the loopback emulator, else ADC.
+
+    `endpoint_root` is the override (None means the real regional endpoints).
+    """
+    if access_token:
+        return StaticTokenAuth(access_token)
+    if endpoint_root is not None and is_loopback_http(endpoint_root):
+        return None
+    import google.auth
+    from google.auth import exceptions
+
+    try:
+        credentials, _project = google.auth.default(scopes=[CLOUD_PLATFORM_SCOPE])
+    except exceptions.GoogleAuthError:
+        where = endpoint_root or "the Vertex AI API"
+        raise CredentialsError(_NO_CREDENTIALS_HELP.format(endpoint=where)) from None
+    return GoogleCredentialsAuth(credentials)

@@ -1,0 +1,198 @@
+"""HTTP transport for the Vertex AI API: retries with backoff and jitter, error mapping, counters.
+
+Retried: 429, 500, 502, 503, 504, connection errors and timeouts; exponential backoff with
+jitter (google-api-core's defaults: 1 s initial, x2, 60 s cap, 120 s total), `Retry-After`
+honoured, bounded in attempts and in total time. A failure that may have reached the server
+(a 5xx, a timeout after sending, a dropped connection) is *ambiguous*: callers for which a repeat
+is not harmless (create) get a hook to settle it before the next attempt.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from reconciler.errors import ApiError, TransportError, api_error
+
+RETRYABLE_HTTP = frozenset({429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How failed calls are retried. Delays in seconds."""
+
+    initial: float = 1.0
+    multiplier: float = 2.0
+    maximum: float = 60.0
+    deadline: float = 120.0
+    max_attempts: int = 10
+
+    def backoff(self, attempt: int, rng: random.Random) -> float:
+        """Delay before retry number `attempt` (1-based): exponential, capped, 'equal jitter'."""
+        base = min(self.maximum, self.initial * self.multiplier ** (attempt - 1))
+        return base / 2 + rng.uniform(0, base / 2)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """`Retry-After` as seconds (delta-seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def error_from_response(response: httpx.Response) -> ApiError:
+    """Turn an error response into a typed ApiError, keeping the API's message and status."""
+    code = response.status_code
+    status: str | None = None
+    message = ""
+    details: list[Any] = []
+    try:
+        body = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
+        body = None
+    if isinstance(body, list) and body and isinstance(body[0], dict):
+        body = body[0]  # some Google front ends wrap the envelope in a list
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        err = body["error"]
+        status = err.get("status") if isinstance(err.get("status"), str) else None
+        message = str(err.get("message", ""))
+        details = err.get("details") if isinstance(err.get("details"), list) else []
+    if not message:
+        text = response.text.strip().replace("\n", " ")
+        message = (text[:200] + "…") if len(text) > 200 else (text or response.reason_phrase)
+    request = response.request
+    return api_error(
+        code,
+        status,
+        message,
+        details=details,
+        method=request.method,
+        url=str(request.url.copy_with(query=None)),
+        retry_after=parse_retry_after(response.headers.get("retry-after")),
+    )
+
+
+# Raised before a byte was sent: a retry cannot duplicate anything.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+
+
+class Transport:
+    """Sends JSON requests with retries; counts attempts for reports. Thread-safe."""
+
+    def __init__(
+        self,
+        http: httpx.Client,
+        retry: RetryPolicy | None = None,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        seed: int | None = None,
+    ) -> None:
+        self.http = http
+        self.retry = retry or RetryPolicy()
+        self._sleep = sleep
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+        self.counts: Counter[str] = Counter()
+
+    def _count(self, key: str) -> None:
+        with self._lock:
+            self.counts[key] += 1
+
+    def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        body: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
+        before_retry: Callable[[bool], Any] | None = None,
+    ) -> Any:
+        """Send one logical call; return the decoded JSON body (`{}` when empty).
+
+        `before_retry(ambiguous)` runs before each new attempt; a non-None result ends the call
+        with that result (used by create to find a job that an ambiguous failure did make).
+        """
+        policy = self.retry
+        start = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            self._count("attempts")
+            error: Exception
+            ambiguous: bool
+            retry_after: float | None = None
+            try:
+                response = self.http.request(method, url, json=body, params=params)
+            except _NOT_SENT as exc:
+                error = TransportError(f"cannot connect to {_host(url)}: {type(exc).__name__}")
+                ambiguous = False
+            except httpx.HTTPError as exc:
+                error = TransportError(
+                    f"{method} {_strip_query(url)} failed: {type(exc).__name__} {exc}".strip()
+                )
+                ambiguous = True
+            else:
+                if response.is_success:
+                    self._count(f"http_{response.status_code}")
+                    return _json_body(response)
+                self._count(f"http_{response.status_code}")
+                api_err = error_from_response(response)
+                if response.status_code not in RETRYABLE_HTTP:
+                    raise api_err
+                error, ambiguous, retry_after = api_err, response.status_code != 429, api_err.retry_after
+            elapsed = time.monotonic() - start
+            delay = policy.backoff(attempt, self._rng)
+            if retry_after is not None:
+                delay = max(delay, retry_after)
+            if attempt >= policy.max_attempts or elapsed + delay > policy.deadline:
+                raise _give_up(error, attempt, elapsed)
+            self._count("retries")
+            self._sleep(delay)
+            if before_retry is not None:
+                settled = before_retry(ambiguous)
+                if settled is not None:
+                    return settled
+
+
+def _give_up(error: Exception, attempts: int, elapsed: float) -> Exception:
+    suffix = f" [gave up after {attempts} attempt{'s' if attempts != 1 else ''} in {elapsed:.1f} s]"
+    error.args = (f"{error.args[0] if error.args else error}{suffix}",)
+    return error
+
+
+def _json_body(response: httpx.Response) -> Any:
+    if not response.content.strip():
+        return {}
+    try:
+        return response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as exc:
+        raise TransportError(
+            f"{response.request.method} {_strip_query(str(response.request.url))} "
+            f"returned {response.status_code} with a body that is not JSON"
+        ) from exc
+
+
+def _strip_query(url: str) -> str:
+    return url.split("?", 1)[0]
+
+
+def _host(url: str) -> str:
+    return httpx.URL(url).host or url

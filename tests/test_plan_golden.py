@@ -1,0 +1,271 @@
+"""Golden cases for the pure planner: manifests + observed jobs + last applied → actions.
+
+One behaviour per test. The planner reads only its arguments, so these need no emulator.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+from reconciler.errors import PlanError
+from reconciler.models import DesiredModel, ObservedJob, ownership_labels
+from reconciler.plan import Observation, compute_plan, derive_models
+from reconciler.state.model import ModelEntry, State
+
+STACK = "team"
+PARENT = "projects/my-project/locations/us-central1"
+NUM_PARENT = "projects/123456789012/locations/us-central1"
+
+
+def desired(name: str = "bot", **kw: Any) -> DesiredModel:
+    base: dict[str, Any] = dict(
+        name=name, project="my-project", region="us-central1", base_model="gemini-2.0-flash-001",
+        training_dataset_uri="gs://b/train.jsonl", source=f"m/{name}.yaml:1",
+        hyper_parameters=(("epochCount", 3),),
+    )
+    base.update(kw)
+    return DesiredModel(**base)
+
+
+_ids = iter(range(1000, 100000))
+
+
+def job(d: DesiredModel | None, state: str, *, name: str | None = None, hash_: str | None = None,
+        stack: str = STACK, created: str = "2026-01-01T00:00:00Z", labels: dict[str, str] | None = None,
+        **kw: Any) -> ObservedJob:
+    jid = next(_ids)
+    if labels is None:
+        assert d is not None
+        labels = {**dict(d.labels), **ownership_labels(stack, name or d.name, hash_ or d.spec_hash)}
+    sts = {"trainingDatasetUri": d.training_dataset_uri,
+           "hyperParameters": {"epochCount": 3, "adapterSize": "ADAPTER_SIZE_FOUR", "learningRateMultiplier": 1.0}} if d else {}
+    fields: dict[str, Any] = dict(
+        name=f"{NUM_PARENT}/tuningJobs/{jid}", parent=PARENT, state=f"JOB_STATE_{state}", labels=labels,
+        create_time=created, base_model=d.base_model if d else "gemini-2.0-flash-001",
+        display_name=d.effective_display_name if d else "x", supervised_tuning_spec=sts,
+    )
+    if state == "SUCCEEDED":
+        fields.update(tuned_model=f"{NUM_PARENT}/models/{jid}@1", endpoint=f"{NUM_PARENT}/endpoints/{jid}")
+    fields.update(kw)
+    return ObservedJob(**fields)
+
+
+def plan_for(ds: list[DesiredModel], jobs: list[ObservedJob], state: State | None = None, **kw: Any):
+    obs = Observation(parents=(PARENT,), jobs=tuple(jobs))
+    return compute_plan(ds, obs, state or State(stack=STACK), stack=STACK, **kw)
+
+
+def actions(plan) -> list[tuple[str, str]]:
+    return [(c.action, c.name) for c in plan.changes]
+
+
+def test_no_job_creates_with_ownership_labels():
+    d = desired()
+    p = plan_for([d], [])
+    (c,) = p.changes
+    assert (c.action, c.reason) == ("create", "new model")
+    labels = c.request["labels"]
+    assert labels["managed-by"] == "vertex-tuning-reconciler"
+    assert labels["reconciler-stack"] == STACK and labels["reconciler-name"] == "bot"
+    assert labels["reconciler-spec"] == d.spec_hash
+    assert c.request["supervisedTuningSpec"]["hyperParameters"]["epochCount"] == "3"
+
+
+def test_running_job_of_same_spec_is_noop():
+    d = desired()
+    p = plan_for([d], [job(d, "RUNNING")])
+    assert actions(p) == [("noop", "bot")] and "in progress" in p.changes[0].reason
+    assert not p.has_changes
+
+
+def test_succeeded_job_with_server_filled_defaults_is_noop():
+    d = desired(hyper_parameters=())  # manifest leaves every hyperparameter to the service
+    p = plan_for([d], [job(d, "SUCCEEDED")])  # the job echoes epochCount, adapter size, lr
+    assert actions(p) == [("noop", "bot")] and p.changes[0].reason == "up to date"
+
+
+def test_spec_change_replaces_and_keeps_succeeded_old_serving():
+    old = desired()
+    new = desired(hyper_parameters=(("epochCount", 5),))
+    p = plan_for([new], [job(old, "SUCCEEDED")])
+    (c,) = p.changes
+    assert c.action == "replace" and c.cancel_jobs == []
+    assert "keeps serving" in c.reason
+    assert [(f.path, f.old, f.new) for f in c.diff] == [("supervisedTuningSpec.hyperParameters.epochCount", 3, 5)]
+
+
+def test_spec_change_of_running_job_cancels_old():
+    old_job = job(desired(), "RUNNING")
+    p = plan_for([desired(hyper_parameters=(("epochCount", 5),))], [old_job])
+    (c,) = p.changes
+    assert c.action == "replace" and c.cancel_jobs == [old_job.name]
+    assert p.cancel_count == 1
+
+
+def test_diff_prefers_last_applied_spec_over_server_echo():
+    old = desired(hyper_parameters=())
+    old_job = job(old, "SUCCEEDED")
+    state = State(stack=STACK, serial=1, models={"bot": ModelEntry(
+        parent=PARENT, job=old_job.name, specHash=old.spec_hash, spec=old.tuning_spec())})
+    new = desired(hyper_parameters=(("epochCount", 7),))
+    (c,) = plan_for([new], [old_job], state).changes
+    assert [(f.path, f.kind, f.new) for f in c.diff] == [("supervisedTuningSpec.hyperParameters", "added", {"epochCount": 7})]
+
+
+def test_failed_job_is_reported_not_retuned():
+    d = desired()
+    failed = job(d, "FAILED", error_code=3, error_message="dataset has 0 examples")
+    (c,) = plan_for([d], [failed]).changes
+    assert c.action == "noop" and "--replace bot" in c.reason
+    assert c.error == "dataset has 0 examples (code 3)"
+
+
+def test_retry_policy_allows_bounded_retries():
+    d = desired(max_attempts=2)
+    first = job(d, "FAILED", error_message="internal", created="2026-01-01T00:00:00Z")
+    (c,) = plan_for([d], [first]).changes
+    assert c.action == "recreate" and "attempt 2 of 2" in c.reason
+    second = job(d, "FAILED", error_message="internal", created="2026-01-02T00:00:00Z")
+    (c2,) = plan_for([d], [first, second]).changes
+    assert c2.action == "noop" and c2.error
+
+
+def test_forced_replace_of_failed_job():
+    d = desired()
+    (c,) = plan_for([d], [job(d, "FAILED")], replace=["bot"]).changes
+    assert c.action == "replace" and c.reason == "forced by --replace"
+
+
+def test_cancelled_outside_is_recreated():
+    d = desired()
+    (c,) = plan_for([d], [job(d, "CANCELLED")]).changes
+    assert c.action == "recreate" and "cancelled outside" in c.reason
+
+
+def test_cancelling_job_waits():
+    d = desired()
+    (c,) = plan_for([d], [job(d, "CANCELLING")]).changes
+    assert c.action == "noop" and "being cancelled" in c.reason
+
+
+def test_orphan_running_is_cancelled_and_finished_orphan_forgotten():
+    gone = desired("gone")
+    old = desired("old")
+    state = State(stack=STACK, serial=3, models={"old": ModelEntry(parent=PARENT, job="x")})
+    running, finished = job(gone, "RUNNING"), job(old, "SUCCEEDED")
+    p = plan_for([], [running, finished], state)
+    assert actions(p) == [("cancel", "gone"), ("forget", "old")]
+    assert p.changes[0].cancel_jobs == [running.name]
+
+
+def test_finished_orphan_without_state_entry_needs_nothing():
+    assert plan_for([], [job(desired("gone"), "SUCCEEDED")]).changes == []
+
+
+def test_unmanaged_and_other_stack_jobs_are_never_touched():
+    d = desired()
+    unmanaged = job(None, "RUNNING", labels={"team": "x"})
+    other_stack = job(d, "RUNNING", stack="someone-else")
+    forged = job(None, "RUNNING", labels={"reconciler-stack": STACK, "reconciler-name": "bot"})  # no marker
+    p = plan_for([d], [unmanaged, other_stack, forged])
+    assert actions(p) == [("create", "bot")]
+    assert p.cancel_count == 0
+
+
+def test_state_naming_an_unmanaged_job_does_not_make_it_cancellable():
+    unmanaged = job(None, "RUNNING", labels={})
+    state = State(stack=STACK, serial=1, models={"bot": ModelEntry(parent=PARENT, job=unmanaged.name)})
+    p = plan_for([], [unmanaged], state)
+    assert p.cancel_count == 0
+    assert actions(p) == [("forget", "bot")]
+
+
+def test_cosmetic_change_is_a_note_not_a_retune():
+    d = desired(display_name="Old name")
+    j = job(d, "SUCCEEDED")
+    (c,) = plan_for([dataclasses.replace(d, display_name="New name", labels=(("team", "a"),))], [j]).changes
+    assert c.action == "noop"
+    assert any("tunedModelDisplayName" in n and "--replace bot" in n for n in c.notes)
+    assert any(n.startswith("labels") for n in c.notes)
+
+
+def test_labels_added_by_the_service_are_no_change():
+    d = desired()
+    j = job(d, "SUCCEEDED", labels={**ownership_labels(STACK, "bot", d.spec_hash), "mg-source": "sdk"})
+    (c,) = plan_for([d], [j]).changes
+    assert c.notes == []
+
+
+def test_protect_blocks_replace_and_orphan_cancel():
+    d = desired(protect=True)
+    with pytest.raises(PlanError, match="protected"):
+        plan_for([dataclasses.replace(d, hyper_parameters=(("epochCount", 9),))], [job(d, "SUCCEEDED")])
+    with pytest.raises(PlanError, match="protected"):
+        plan_for([d], [job(d, "RUNNING")], replace=["bot"])
+    state = State(stack=STACK, serial=1, models={"bot": ModelEntry(parent=PARENT, protect=True)})
+    with pytest.raises(PlanError, match="manifest is gone"):
+        plan_for([], [job(d, "RUNNING")], state)
+
+
+def test_unknown_state_is_never_acted_on():
+    d = desired()
+    p = plan_for([dataclasses.replace(d, hyper_parameters=(("epochCount", 9),))], [job(d, "SOMETHING_NEW")])
+    assert actions(p) == [("noop", "bot")] and p.warnings
+    orphan = plan_for([], [job(desired("gone"), "SOMETHING_NEW")])
+    assert orphan.cancel_count == 0 and orphan.warnings
+
+
+def test_duplicate_live_jobs_are_cut_to_one():
+    d = desired()
+    a = job(d, "RUNNING", created="2026-01-01T00:00:00Z")
+    b = job(d, "RUNNING", created="2026-01-02T00:00:00Z")
+    p = plan_for([d], [a, b])
+    assert actions(p) == [("noop", "bot"), ("cancel", "bot")]
+    assert p.changes[0].job == b.name and p.changes[1].cancel_jobs == [a.name]
+
+
+def test_superseded_running_job_is_cancelled_once_new_exists():
+    old, new = desired(), desired(hyper_parameters=(("epochCount", 5),))
+    old_job, new_job = job(old, "RUNNING"), job(new, "PENDING")
+    p = plan_for([new], [old_job, new_job])
+    assert actions(p) == [("noop", "bot"), ("cancel", "bot")]
+    assert p.changes[1].cancel_jobs == [old_job.name]
+
+
+def test_target_limits_scope_and_unknown_target_errors():
+    a, b = desired("a"), desired("b")
+    p = plan_for([a, b], [], targets=["b"])
+    assert actions(p) == [("create", "b")]
+    with pytest.raises(PlanError, match="--target"):
+        plan_for([a], [], targets=["nope"])
+
+
+def test_plan_is_deterministic_and_request_ids_differ_per_attempt():
+    d = desired()
+    p1, p2 = plan_for([d], []), plan_for([d], [])
+    assert p1 == p2 and p1.fingerprint == p2.fingerprint
+    retry = plan_for([d], [job(d, "CANCELLED")]).changes[0]
+    assert retry.request_id != p1.changes[0].request_id
+
+
+def test_fingerprint_covers_state_serial():
+    d = desired()
+    s1 = State(stack=STACK, serial=1, lineage="L")
+    s2 = State(stack=STACK, serial=2, lineage="L")
+    assert plan_for([d], [], s1).fingerprint != plan_for([d], [], s2).fingerprint
+
+
+def test_state_keeps_old_endpoint_until_replacement_succeeds():
+    old, new = desired(), desired(hyper_parameters=(("epochCount", 5),))
+    old_job = job(old, "SUCCEEDED", created="2026-01-01T00:00:00Z")
+    new_job = job(new, "RUNNING", created="2026-01-02T00:00:00Z")
+    obs = Observation(parents=(PARENT,), jobs=(old_job, new_job))
+    entry = derive_models([new], obs, State(stack=STACK), stack=STACK)["bot"]
+    assert entry.job == new_job.name and entry.serving_job == old_job.name
+    assert entry.tuned_model.endpoint == old_job.endpoint
+    done = dataclasses.replace(new_job, state="JOB_STATE_SUCCEEDED", endpoint=f"{NUM_PARENT}/endpoints/9")
+    entry = derive_models([new], Observation((PARENT,), (old_job, done)), State(stack=STACK), stack=STACK)["bot"]
+    assert entry.serving_job == done.name and entry.tuned_model.endpoint.endswith("/9")
