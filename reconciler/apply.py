@@ -74,7 +74,8 @@ class _Recorder:
         with self._lock:
             draft = self.state.model_copy(deep=True)
             mutate(draft)
-            self.state = self._store.write(draft)
+            if draft != self.state or self.state.serial == 0:
+                self.state = self._store.write(draft)
 
 
 def apply_plan(

@@ -382,9 +382,6 @@ def apply(
                 f"this plan cancels {the_plan.cancel_count} running job(s), more than --max-cancel {limit}; "
                 "check the plan, then raise --max-cancel if it is intended"
             )
-        if not the_plan.has_changes and not wait:
-            rt.info("Nothing to apply.")
-            return EXIT_OK
         if the_plan.has_changes and not auto_approve:
             if not sys.stdin.isatty():
                 raise PlanError("apply needs --auto-approve when it is not run interactively (no TTY)")
@@ -405,8 +402,11 @@ def apply(
             concurrency=concurrency or s.concurrency, on_outcome=report,
         )
         done = len(result.outcomes) - len(result.failed)
-        rt.info(f"Apply finished: {done} action(s) done, {len(result.failed)} failed. State: {store.describe()} "
-                f"(serial {result.state.serial if result.state else '?'}).")
+        if not the_plan.has_changes:
+            rt.info(f"Nothing to apply. State: {store.describe()} (serial {result.state.serial if result.state else '?'}).")
+        else:
+            rt.info(f"Apply finished: {done} action(s) done, {len(result.failed)} failed. "
+                    f"State: {store.describe()} (serial {result.state.serial if result.state else '?'}).")
         if wait:
             _wait(rt, client, store, desired, the_plan, poll_interval, wait_timeout)
     return EXIT_ERROR if result.failed else EXIT_OK

@@ -1,0 +1,275 @@
+"""End to end through the CLI against the emulator over HTTP: the proof of the declarative core."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.clihelp import Cli, write_config
+
+PARENT = "projects/demo-project/locations/us-central1"
+
+
+@pytest.fixture
+def cli(workdir: Path, emulator, monkeypatch: pytest.MonkeyPatch, capsys) -> Cli:
+    monkeypatch.setenv("RECONCILER_API_ENDPOINT", emulator.url)
+    write_config(workdir)
+    return Cli(workdir, capsys)
+
+
+def managed(emulator) -> list[dict]:
+    return [j for j in emulator.jobs() if j.get("labels", {}).get("managed-by") == "vertex-tuning-reconciler"]
+
+
+def live(jobs: list[dict]) -> list[dict]:
+    return [j for j in jobs if j["state"] in ("JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_QUEUED")]
+
+
+def test_first_apply_creates_one_job_each_then_plan_is_clean(cli: Cli, emulator):
+    for name in ("alpha", "beta", "gamma"):
+        cli.manifest(name)
+    plan = cli("plan", "--detailed-exitcode")
+    assert plan.code == 2 and "3 to create" in plan.out
+    cli.ok("apply", "--auto-approve")
+    jobs = managed(emulator)
+    assert sorted(j["labels"]["reconciler-name"] for j in jobs) == ["alpha", "beta", "gamma"]
+    assert all(j["labels"]["reconciler-stack"] == "test" for j in jobs)
+    again = cli("plan", "--detailed-exitcode")
+    assert again.code == 0, again.out + again.err
+    assert "No changes" in again.out
+    state = cli.state()
+    assert set(state["models"]) == {"alpha", "beta", "gamma"} and state["serial"] >= 1
+    assert emulator.stats()["requests"]["create"] == 3
+
+
+def test_changed_epoch_count_replaces_only_that_model(cli: Cli, emulator):
+    cli.manifest("alpha")
+    cli.manifest("beta")
+    cli.ok("apply", "--auto-approve")
+    old = {j["labels"]["reconciler-name"]: j["name"] for j in managed(emulator)}
+    cli.manifest("beta", epochs=5)
+    plan = cli("plan", "--format", "json")
+    body = plan.json()
+    changed = [c for c in body["changes"] if c["action"] != "noop"]
+    assert [(c["action"], c["name"]) for c in changed] == [("replace", "beta")]
+    assert changed[0]["diff"] == [{"path": "supervisedTuningSpec.hyperParameters.epochCount", "kind": "changed", "old": 3, "new": 5}]
+    assert body["summary"]["replace"] == 1 and body["summary"]["jobs_to_cancel"] == 1
+    text = cli("plan").out
+    assert "~ supervisedTuningSpec.hyperParameters.epochCount: 3 → 5" in text
+    cli.ok("apply", "--auto-approve")
+    jobs = {j["name"]: j for j in emulator.jobs()}
+    assert jobs[old["beta"]]["state"] in ("JOB_STATE_CANCELLING", "JOB_STATE_CANCELLED")
+    assert live([jobs[old["alpha"]]])  # untouched
+    betas = [j for j in live(managed(emulator)) if j["labels"]["reconciler-name"] == "beta"]
+    assert len(betas) == 1 and betas[0]["supervisedTuningSpec"]["hyperParameters"]["epochCount"] == "5"
+
+
+def test_removed_manifest_cancels_only_its_running_job_and_unmanaged_stay(cli: Cli, emulator):
+    [unmanaged] = emulator.seed([{"project": "demo-project", "location": "us-central1", "baseModel": "gemini-2.0-flash-001",
+                                   "supervisedTuningSpec": {"trainingDatasetUri": "gs://other/t.jsonl"},
+                                   "labels": {"reconciler-name": "alpha"}}])
+    [other_stack] = emulator.seed([{"project": "demo-project", "location": "us-central1", "baseModel": "gemini-2.0-flash-001",
+                                     "supervisedTuningSpec": {"trainingDatasetUri": "gs://other/t.jsonl"},
+                                     "labels": {"managed-by": "vertex-tuning-reconciler", "reconciler-stack": "prod",
+                                                "reconciler-name": "alpha", "reconciler-spec": "x"}}])
+    path = cli.manifest("alpha")
+    cli.manifest("beta")
+    cli.ok("apply", "--auto-approve")
+    path.unlink()
+    plan = cli("plan", "--format", "json").json()
+    assert [(c["action"], c["name"]) for c in plan["changes"] if c["action"] != "noop"] == [("cancel", "alpha")]
+    cli.ok("apply", "--auto-approve")
+    jobs = {j["name"]: j for j in emulator.jobs()}
+    states = {j["labels"].get("reconciler-name"): j["state"] for j in managed(emulator) if j["labels"].get("reconciler-stack") == "test"}
+    assert states == {"alpha": "JOB_STATE_CANCELLING", "beta": "JOB_STATE_PENDING"}
+    assert jobs[unmanaged]["state"] == "JOB_STATE_PENDING"
+    assert jobs[other_stack]["state"] == "JOB_STATE_PENDING"
+    emulator.advance(60)  # the cancel settles
+    plan = cli("plan", "--format", "json").json()
+    assert [(c["action"], c["name"]) for c in plan["changes"] if c["action"] != "noop"] == [("forget", "alpha")]
+    cli.ok("apply", "--auto-approve")
+    assert set(cli.state()["models"]) == {"beta"}
+
+
+def test_state_holds_endpoints_after_jobs_succeed(cli: Cli, emulator):
+    cli.manifest("alpha")
+    cli.ok("apply", "--auto-approve")
+    assert cli.state()["models"]["alpha"].get("tunedModel") is None
+    emulator.advance(10_000)
+    cli.ok("refresh")
+    entry = cli.state()["models"]["alpha"]
+    assert entry["state"] == "JOB_STATE_SUCCEEDED"
+    assert entry["tunedModel"]["endpoint"].startswith("projects/") and "/endpoints/" in entry["tunedModel"]["endpoint"]
+    out = cli.ok("output").json()
+    assert out["alpha"]["endpoint"] == entry["tunedModel"]["endpoint"]
+    env = cli.ok("output", "--format", "env").out
+    assert f"ALPHA_ENDPOINT={entry['tunedModel']['endpoint']}" in env
+
+
+def test_replaced_model_keeps_serving_until_new_job_succeeds(cli: Cli, emulator):
+    cli.manifest("alpha")
+    cli.ok("apply", "--auto-approve")
+    emulator.advance(10_000)
+    cli.ok("refresh")
+    first = cli.state()["models"]["alpha"]["tunedModel"]["endpoint"]
+    cli.manifest("alpha", epochs=4)
+    cli.ok("apply", "--auto-approve")
+    entry = cli.state()["models"]["alpha"]
+    assert entry["state"] == "JOB_STATE_PENDING" and entry["tunedModel"]["endpoint"] == first
+    emulator.advance(10_000)
+    cli.ok("refresh")
+    assert cli.state()["models"]["alpha"]["tunedModel"]["endpoint"] != first
+
+
+def test_deleted_state_file_makes_no_duplicate(cli: Cli, emulator):
+    cli.manifest("alpha")
+    cli.manifest("beta")
+    cli.ok("apply", "--auto-approve")
+    (cli.workdir / "reconciler.state.json").unlink()
+    plan = cli("plan", "--detailed-exitcode")
+    assert plan.code == 0, plan.out
+    cli.ok("apply", "--auto-approve")
+    assert len(managed(emulator)) == 2
+    assert set(cli.state()["models"]) == {"alpha", "beta"}
+
+
+def test_saved_plan_applies_exactly_and_stale_plan_is_refused(cli: Cli, emulator):
+    cli.manifest("alpha")
+    cli.ok("plan", "--out", "tf.plan")
+    cli.manifest("beta")  # manifests changed after the plan: the saved plan still creates only alpha
+    cli.ok("apply", "--auto-approve", "tf.plan")
+    assert [j["labels"]["reconciler-name"] for j in managed(emulator)] == ["alpha"]
+    stale = cli("apply", "--auto-approve", "tf.plan")
+    assert stale.code == 1 and "stale" in stale.err
+    assert len(managed(emulator)) == 1
+
+
+def test_apply_refuses_without_tty_or_auto_approve(cli: Cli, emulator):
+    cli.manifest("alpha")
+    r = cli("apply")
+    assert r.code == 1 and "--auto-approve" in r.err
+    assert managed(emulator) == []
+
+
+def test_max_cancel_refuses_large_cancellations(cli: Cli, emulator):
+    paths = [cli.manifest(f"m{i}") for i in range(3)]
+    cli.ok("apply", "--auto-approve")
+    for p in paths:
+        p.unlink()
+    cli.manifest("keeper")
+    r = cli("apply", "--auto-approve", "--max-cancel", "2")
+    assert r.code == 1 and "cancels 3 running job(s), more than --max-cancel 2" in r.err
+    assert len(live(managed(emulator))) == 3
+
+
+def test_empty_manifest_set_is_refused(cli: Cli, emulator):
+    cli.manifest("alpha")
+    cli.ok("apply", "--auto-approve")
+    (cli.workdir / "manifests" / "alpha.yaml").unlink()
+    r = cli("apply", "--auto-approve")
+    assert r.code == 1 and "--allow-empty" in r.err
+    assert live(managed(emulator))
+    plan = cli("plan", "--allow-empty", "--format", "json").json()
+    assert plan["summary"]["cancel"] == 1
+
+
+def test_failed_job_is_reported_and_replace_retunes(cli: Cli, emulator):
+    cli.manifest("alpha")
+    emulator.fail(labels={"reconciler-name": "alpha"}, message="Dataset has 0 valid examples.")
+    cli.ok("apply", "--auto-approve")
+    emulator.advance(10_000)
+    plan = cli("plan", "--format", "json", "--detailed-exitcode")
+    assert plan.code == 0
+    (change,) = plan.json()["changes"]
+    assert change["action"] == "noop" and "Dataset has 0 valid examples." in change["error"]
+    cli.ok("apply", "--auto-approve", "--replace", "alpha")
+    assert emulator.stats()["requests"]["create"] == 2
+
+
+def test_protected_model_spec_change_fails_plan(cli: Cli, emulator):
+    cli.manifest("alpha", spec={"protect": True})
+    cli.ok("apply", "--auto-approve")
+    cli.manifest("alpha", epochs=9, spec={"protect": True})
+    r = cli("plan")
+    assert r.code == 1 and "protected" in r.err
+
+
+def test_cosmetic_change_is_noted_not_applied(cli: Cli, emulator):
+    cli.manifest("alpha")
+    cli.ok("apply", "--auto-approve")
+    cli.manifest("alpha", spec={"tunedModelDisplayName": "Shiny new name"})
+    r = cli("plan", "--detailed-exitcode")
+    assert r.code == 0 and "tunedModelDisplayName" in r.out and "--replace alpha" in r.out
+
+
+def test_markdown_plan_for_pull_requests(cli: Cli, emulator):
+    cli.manifest("alpha")
+    md = cli.ok("plan", "--format", "markdown").out
+    assert md.startswith("### Tuning plan for stack `test`") and "| `alpha` |" in md
+
+
+def test_target_limits_apply(cli: Cli, emulator):
+    cli.manifest("alpha")
+    cli.manifest("beta")
+    cli.ok("apply", "--auto-approve", "--target", "beta")
+    assert [j["labels"]["reconciler-name"] for j in managed(emulator)] == ["beta"]
+
+
+def test_status_lists_models_and_unmanaged_jobs(cli: Cli, emulator):
+    emulator.seed([{"project": "demo-project", "location": "us-central1", "baseModel": "gemini-2.0-flash-001",
+                    "supervisedTuningSpec": {"trainingDatasetUri": "gs://x/t.jsonl"}}])
+    cli.manifest("alpha")
+    cli.ok("apply", "--auto-approve")
+    body = cli.ok("status", "--format", "json").json()
+    assert [m["name"] for m in body["models"]] == ["alpha"]
+    assert len(body["unmanaged"]) == 1 and body["unmanaged"][0]["owner"] == "unmanaged"
+
+
+def test_wait_follows_jobs_to_the_end(cli: Cli, emulator):
+    emulator.configure(clock="real", pending_seconds=0.2, running_seconds=0.3)
+    cli.manifest("alpha")
+    cli.ok("apply", "--auto-approve", "--wait", "--poll-interval", "0.1", "--wait-timeout", "30")
+    entry = cli.state()["models"]["alpha"]
+    assert entry["state"] == "JOB_STATE_SUCCEEDED" and entry["tunedModel"]["endpoint"]
+
+
+def test_plan_makes_one_list_per_parent_and_no_get(cli: Cli, emulator):
+    cli.manifest("alpha")
+    cli.manifest("beta", spec={"region": "europe-west4"})
+    cli.ok("apply", "--auto-approve")
+    before = emulator.stats()["requests"]
+    cli.ok("plan")
+    after = emulator.stats()["requests"]
+    assert after.get("get", 0) == before.get("get", 0)
+    assert after["list"] - before["list"] == 2
+
+
+def test_validate_reports_every_problem_with_file_and_line(cli: Cli):
+    bad = cli.workdir / "manifests" / "bad.yaml"
+    bad.parent.mkdir(parents=True, exist_ok=True)
+    bad.write_text(
+        "apiVersion: reconciler/v1\nkind: TunedModel\nmetadata:\n  name: Bad\nspec:\n  baseModel: gemini-2.0-flash-001\n"
+        "  colour: blue\n  supervisedTuningSpec:\n    trainingDatasetUri: s3://x/y\n    hyperParameters:\n      epochCount: 0\n"
+    )
+    r = cli("validate")
+    assert r.code == 1
+    assert "bad.yaml:4: metadata.name" in r.err
+    assert "bad.yaml:7: spec.colour: unknown field" in r.err
+    assert "bad.yaml:9: spec.supervisedTuningSpec.trainingDatasetUri" in r.err
+    assert "bad.yaml:11: spec.supervisedTuningSpec.hyperParameters.epochCount" in r.err
+    assert "Traceback" not in r.err
+
+
+def test_duplicate_names_name_both_files(cli: Cli):
+    cli.manifest("alpha")
+    cli.manifest("alpha", folder="manifests/other")
+    r = cli("validate")
+    assert r.code == 1 and "duplicate name 'alpha'" in r.err
+    assert "manifests/alpha.yaml:1" in r.err and "manifests/other/alpha.yaml:1" in r.err
+
+
+def test_schema_is_json_schema(cli: Cli):
+    schema = json.loads(cli.ok("schema").out)
+    assert schema["properties"]["apiVersion"] and "spec" in schema["required"]
