@@ -91,7 +91,11 @@ def read_text(path: Path) -> str:
 def read_documents(path: Path) -> Iterator[tuple[int, Any, LineMap]]:
     """(line, data, converter) for each non-empty document of a file."""
     text = read_text(path)
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:
+        line = text[: exc.position].count("\n") + 1
+        raise YamlProblem(line, f"character {exc.character!r} is not allowed in YAML") from None
     try:
         while loader.check_node():
             node = loader.get_node()
@@ -104,6 +108,9 @@ def read_documents(path: Path) -> Iterator[tuple[int, Any, LineMap]]:
         line = mark.line + 1 if mark else 1
         problem = exc.problem or exc.context or "invalid YAML"
         raise YamlProblem(line, f"YAML syntax error: {problem}") from None
+    except yaml.reader.ReaderError as exc:
+        line = text[: exc.position].count("\n") + 1
+        raise YamlProblem(line, f"character {exc.character!r} is not allowed in YAML") from None
     except yaml.YAMLError as exc:
         raise YamlProblem(1, f"YAML error: {exc}") from None
     except RecursionError:
