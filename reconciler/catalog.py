@@ -82,5 +82,5 @@ _PREFIX = "publishers/google/models/"
 
 def lookup(base_model: str) -> BaseModelInfo | None:
     """The catalog entry of a base model id (a `publishers/google/models/` prefix is allowed)."""
-    model_id = base_model[len(_PREFIX) :] if base_model.startswith(_PREFIX) else base_model
+    model_id = base_model.removeprefix(_PREFIX)
     return CATALOG.get(model_id)

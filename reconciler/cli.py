@@ -17,7 +17,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -29,8 +29,7 @@ if TYPE_CHECKING:
 
     from reconciler.config import Settings
     from reconciler.manifest import LoadResult
-    from reconciler.observe import Observation
-    from reconciler.plan import Plan
+    from reconciler.plan import Observation, Plan
     from reconciler.state.local import LocalStateStore
     from reconciler.state.model import State
     from reconciler.vertex.client import VertexClient
@@ -111,12 +110,12 @@ def _rt(ctx: typer.Context) -> Runtime:
 @app.callback()
 def _global(
     ctx: typer.Context,
-    api_endpoint: Annotated[Optional[str], typer.Option("--api-endpoint", help="API root URL for every region (env RECONCILER_API_ENDPOINT); 'embedded' or 'embedded:FILE' runs a local emulator in-process.", show_default=False)] = None,
-    state: Annotated[Optional[str], typer.Option("--state", help="State file path (default reconciler.state.json).", show_default=False)] = None,
-    project: Annotated[Optional[str], typer.Option("--project", help="Default project for manifests without spec.project.", show_default=False)] = None,
-    region: Annotated[Optional[str], typer.Option("--region", help="Default region for manifests without spec.region.", show_default=False)] = None,
-    stack: Annotated[Optional[str], typer.Option("--stack", help="Stack name: which managed jobs this run owns.", show_default=False)] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", help="Settings file (default ./reconciler.yaml).", show_default=False)] = None,
+    api_endpoint: Annotated[str | None, typer.Option("--api-endpoint", help="API root URL for every region (env RECONCILER_API_ENDPOINT); 'embedded' or 'embedded:FILE' runs a local emulator in-process.", show_default=False)] = None,
+    state: Annotated[str | None, typer.Option("--state", help="State file path (default reconciler.state.json).", show_default=False)] = None,
+    project: Annotated[str | None, typer.Option("--project", help="Default project for manifests without spec.project.", show_default=False)] = None,
+    region: Annotated[str | None, typer.Option("--region", help="Default region for manifests without spec.region.", show_default=False)] = None,
+    stack: Annotated[str | None, typer.Option("--stack", help="Stack name: which managed jobs this run owns.", show_default=False)] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="Settings file (default ./reconciler.yaml).", show_default=False)] = None,
     allow_insecure_http: Annotated[bool, typer.Option("--allow-insecure-http", help="Allow a plain http:// endpoint on a non-loopback host.")] = False,
     no_color: Annotated[bool, typer.Option("--no-color", help="No colour (NO_COLOR is honoured too).")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Tracebacks and a log of API calls on stderr.")] = False,
@@ -251,9 +250,9 @@ def _locked(rt: Runtime, store: LocalStateStore, operation: str, timeout: float 
 
 
 FormatOpt = Annotated[str, typer.Option("--format", help="text, json or markdown.")]
-PathsArg = Annotated[Optional[list[Path]], typer.Argument(help="Manifest files or folders (default: manifests/).", show_default=False)]
-TargetOpt = Annotated[Optional[list[str]], typer.Option("--target", help="Limit the run to these model names (repeatable).", show_default=False)]
-ReplaceOpt = Annotated[Optional[list[str]], typer.Option("--replace", help="Force a new tuning job for this model (repeatable).", show_default=False)]
+PathsArg = Annotated[list[Path] | None, typer.Argument(help="Manifest files or folders (default: manifests/).", show_default=False)]
+TargetOpt = Annotated[list[str] | None, typer.Option("--target", help="Limit the run to these model names (repeatable).", show_default=False)]
+ReplaceOpt = Annotated[list[str] | None, typer.Option("--replace", help="Force a new tuning job for this model (repeatable).", show_default=False)]
 AllowEmptyOpt = Annotated[bool, typer.Option("--allow-empty", help="Allow planning with zero manifests (would cancel every managed job).")]
 
 
@@ -277,7 +276,7 @@ def validate(ctx: typer.Context, paths: PathsArg = None) -> int:
 def plan(
     ctx: typer.Context,
     paths: PathsArg = None,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Save the plan to apply it later exactly.", show_default=False)] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Save the plan to apply it later exactly.", show_default=False)] = None,
     fmt: FormatOpt = "text",
     detailed_exitcode: Annotated[bool, typer.Option("--detailed-exitcode", help="Exit 0 no changes, 2 changes, 1 error.")] = False,
     target: TargetOpt = None,
@@ -329,17 +328,17 @@ def _read_saved_plan(path: Path) -> Plan | None:
 @app.command()
 def apply(
     ctx: typer.Context,
-    paths: Annotated[Optional[list[Path]], typer.Argument(help="A saved plan file, or manifest files/folders (default: manifests/).", show_default=False)] = None,
+    paths: Annotated[list[Path] | None, typer.Argument(help="A saved plan file, or manifest files/folders (default: manifests/).", show_default=False)] = None,
     auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Do not ask for confirmation.")] = False,
-    max_cancel: Annotated[Optional[int], typer.Option("--max-cancel", help="Refuse a plan that cancels more jobs than this (default 5, or maxCancel).", show_default=False)] = None,
+    max_cancel: Annotated[int | None, typer.Option("--max-cancel", help="Refuse a plan that cancels more jobs than this (default 5, or maxCancel).", show_default=False)] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the jobs to a final state, then write the state.")] = False,
-    wait_timeout: Annotated[Optional[float], typer.Option("--wait-timeout", help="Seconds --wait may take (default: no limit).", show_default=False)] = None,
-    poll_interval: Annotated[Optional[float], typer.Option("--poll-interval", help="Seconds between polls of --wait (default 30).", show_default=False)] = None,
+    wait_timeout: Annotated[float | None, typer.Option("--wait-timeout", help="Seconds --wait may take (default: no limit).", show_default=False)] = None,
+    poll_interval: Annotated[float | None, typer.Option("--poll-interval", help="Seconds between polls of --wait (default 30).", show_default=False)] = None,
     target: TargetOpt = None,
     replace: ReplaceOpt = None,
     allow_empty: AllowEmptyOpt = False,
-    lock_timeout: Annotated[Optional[float], typer.Option("--lock-timeout", help="Seconds to wait for the state lock (default 0).", show_default=False)] = None,
-    concurrency: Annotated[Optional[int], typer.Option("--concurrency", help="Actions at once (default 8).", show_default=False)] = None,
+    lock_timeout: Annotated[float | None, typer.Option("--lock-timeout", help="Seconds to wait for the state lock (default 0).", show_default=False)] = None,
+    concurrency: Annotated[int | None, typer.Option("--concurrency", help="Actions at once (default 8).", show_default=False)] = None,
 ) -> int:
     """Create, replace, recreate, cancel and forget so that the API matches the manifests."""
     from reconciler import render
@@ -349,13 +348,14 @@ def apply(
 
     rt = _rt(ctx)
     s = rt.settings
-    saved = _read_saved_plan(paths[0]) if paths and len(paths) == 1 else None
+    plan_file = paths[0] if paths and len(paths) == 1 else None
+    saved = _read_saved_plan(plan_file) if plan_file else None
     if saved is not None:
         if target or replace:
             raise ConfigError("--target and --replace cannot be combined with a saved plan")
         desired: list[DesiredModel] = [DesiredModel.from_dict(d) for d in saved.desired]
         if saved.stack != s.stack:
-            raise StalePlanError(f"{paths[0]}: the plan is for stack {saved.stack!r}, not {s.stack!r}")
+            raise StalePlanError(f"{plan_file}: the plan is for stack {saved.stack!r}, not {s.stack!r}")
     else:
         desired = list(_load(rt, paths or [], allow_empty=allow_empty).models)
     client = _client(rt)
@@ -369,7 +369,7 @@ def apply(
             fresh = compute_plan(desired, observation, state, stack=s.stack, targets=saved.targets, replace=saved.replace)
             if fresh.fingerprint != saved.fingerprint:
                 raise StalePlanError(
-                    f"{paths[0]} is stale: the jobs or the state changed since it was made "
+                    f"{plan_file} is stale: the jobs or the state changed since it was made "
                     f"({render.summary_line(saved)} → now {render.summary_line(fresh)}). Run plan again."
                 )
             the_plan = saved
@@ -479,7 +479,7 @@ def status(
 @app.command()
 def output(
     ctx: typer.Context,
-    name: Annotated[Optional[str], typer.Argument(help="One model (default: all).", show_default=False)] = None,
+    name: Annotated[str | None, typer.Argument(help="One model (default: all).", show_default=False)] = None,
     fmt: Annotated[str, typer.Option("--format", help="json or env (KEY=value lines).")] = "json",
 ) -> int:
     """Print the tuned models' endpoints from the state (no API call)."""
@@ -531,7 +531,7 @@ def force_unlock(ctx: typer.Context, lock_id: Annotated[str, typer.Argument(help
 def emulator(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port (0 picks a free one).")] = 8080,
-    data: Annotated[Optional[Path], typer.Option(help="Keep jobs in this file across restarts.", show_default=False)] = None,
+    data: Annotated[Path | None, typer.Option(help="Keep jobs in this file across restarts.", show_default=False)] = None,
     pending_seconds: Annotated[float, typer.Option(help="Seconds a job stays PENDING.")] = 5.0,
     running_seconds: Annotated[float, typer.Option(help="Seconds a job stays RUNNING.")] = 60.0,
     cancelling_seconds: Annotated[float, typer.Option(help="Seconds a job stays CANCELLING.")] = 2.0,
@@ -540,7 +540,7 @@ def emulator(
     rate_503: Annotated[float, typer.Option("--rate-503", help="Fraction of API requests answered 503.")] = 0.0,
     rate_429: Annotated[float, typer.Option("--rate-429", help="Fraction answered 429 with Retry-After.")] = 0.0,
     lost_create_rate: Annotated[float, typer.Option(help="Fraction of creates whose response is lost (the job is made).")] = 0.0,
-    fault_seed: Annotated[Optional[int], typer.Option(help="Seed for fault injection.", show_default=False)] = None,
+    fault_seed: Annotated[int | None, typer.Option(help="Seed for fault injection.", show_default=False)] = None,
     submissions_per_minute: Annotated[int, typer.Option(help="Create quota per project and region (0: none).")] = 60,
     requests_per_minute: Annotated[int, typer.Option(help="Request quota per project and region (0: none).")] = 600,
 ) -> int:
@@ -552,7 +552,7 @@ def emulator(
         raise ConfigError("--clock must be real or manual")
     config = EmulatorConfig(
         pending_seconds=pending_seconds, running_seconds=running_seconds, cancelling_seconds=cancelling_seconds,
-        clock=clock, latency_ms=latency_ms, rate_503=rate_503, rate_429=rate_429,
+        clock="manual" if clock == "manual" else "real", latency_ms=latency_ms, rate_503=rate_503, rate_429=rate_429,
         lost_create_rate=lost_create_rate, fault_seed=fault_seed, submissions_per_minute=submissions_per_minute,
         requests_per_minute=requests_per_minute, data_path=str(data) if data else None,
     )

@@ -93,7 +93,7 @@ def _read_file(path: Path) -> ConfigFile:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
     if not docs:
-        return ConfigFile()
+        return ConfigFile.model_validate({})
     if len(docs) > 1:
         raise ConfigError(f"{path}:{docs[1][0]}: only one YAML document is allowed")
     line, data, lines = docs[0]
@@ -146,7 +146,7 @@ def load_settings(
         "state": "RECONCILER_STATE",
         "api_endpoint": "RECONCILER_API_ENDPOINT",
     }
-    from_env = {k: env[v] for k, v in env_map.items() if env.get(v)}
+    from_env: dict[str, Any] = {k: env[v] for k, v in env_map.items() if env.get(v)}
     settings = replace(settings, **from_env)
     given = {k: v for k, v in flags.items() if v is not None}
     settings = replace(settings, **given)

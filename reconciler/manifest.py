@@ -17,7 +17,6 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from reconciler import catalog
-from reconciler.yamlio import LineMap, YamlProblem, dotted, read_documents
 from reconciler.errors import ManifestError
 from reconciler.models import (
     LABEL_MANAGED,
@@ -27,6 +26,7 @@ from reconciler.models import (
     RESERVED_LABEL_PREFIX,
     DesiredModel,
 )
+from reconciler.yamlio import LineMap, YamlProblem, dotted, read_documents
 
 API_VERSION = "reconciler/v1"
 KIND = "TunedModel"
@@ -170,7 +170,7 @@ def find_files(paths: Iterable[Path]) -> tuple[list[Path], list[str]]:
     return unique, problems
 
 
-def _message(err: dict[str, Any]) -> str:
+def _message(err: Any) -> str:
     kind = err["type"]
     if kind == "extra_forbidden":
         return "unknown field"

@@ -6,6 +6,7 @@ pages of the parents it touches.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -29,10 +30,8 @@ def to_observed(job: TuningJob, parent: str) -> ObservedJob:
     sts = job.supervised_tuning_spec.to_wire() if job.supervised_tuning_spec else {}
     hp = sts.get("hyperParameters")
     if isinstance(hp, dict) and "epochCount" in hp:
-        try:
+        with contextlib.suppress(TypeError, ValueError):
             hp["epochCount"] = int(hp["epochCount"])
-        except (TypeError, ValueError):
-            pass
     if isinstance(hp, dict) and isinstance(hp.get("learningRateMultiplier"), int):
         hp["learningRateMultiplier"] = float(hp["learningRateMultiplier"])
     extra = job.model_extra or {}
@@ -68,7 +67,7 @@ def observe(client: VertexClient, parents: Iterable[str], *, workers: int = 8) -
         listed = list(pool.map(client.list_tuning_jobs, parent_list))
     seen: set[str] = set()
     jobs: list[ObservedJob] = []
-    for parent, page in zip(parent_list, listed):
+    for parent, page in zip(parent_list, listed, strict=False):
         for job in page:
             if not job.name or job.name in seen:
                 continue

@@ -116,7 +116,7 @@ class Plan(_Frozen):
         return sum(len(c.cancel_jobs) for c in self.changes)
 
     def summary(self) -> dict[str, int]:
-        counts = {action: 0 for action in ACTIONS}
+        counts: dict[str, int] = {action: 0 for action in ACTIONS}
         for change in self.changes:
             counts[change.action] += 1
         counts["jobs_to_cancel"] = self.cancel_count

@@ -54,9 +54,9 @@ class JobProgress:
     def _rows(self, observation: Observation) -> list[tuple[str, Any]]:
         newest: dict[str, Any] = {}
         for job in observation.managed(self.stack):
-            if job.model_name in self.names:
-                if job.model_name not in newest or job.sort_key > newest[job.model_name].sort_key:
-                    newest[job.model_name] = job
+            name = job.model_name
+            if name in self.names and (name not in newest or job.sort_key > newest[name].sort_key):
+                newest[name] = job
         return sorted(newest.items())
 
     def update(self, observation: Observation) -> None:

@@ -71,7 +71,7 @@ def create_app(backend: Backend) -> Starlette:
         if latency:
             await asyncio.sleep(latency / 1000)
         path = request.path_params["path"]
-        for method, pattern, operation in _ROUTES:
+        for method, pattern, operation in _ROUTES:  # noqa: B007 (used after the loop)
             match = pattern.fullmatch(path)
             if match and request.method == method:
                 break

@@ -59,8 +59,7 @@ def check_endpoint(url: str, *, allow_insecure_http: bool = False) -> str:
         )
     root = url.rstrip("/")
     for suffix in ("/v1", "/v1beta1"):
-        if root.endswith(suffix):
-            root = root[: -len(suffix)]
+        root = root.removesuffix(suffix)
     return root
 
 
@@ -119,7 +118,9 @@ class HttpxRequest:
                 method, url, content=body, headers=headers, timeout=timeout or 30
             )
         except httpx.HTTPError as exc:
-            raise exceptions.TransportError(f"token refresh failed: {type(exc).__name__}") from exc
+            raise exceptions.TransportError(  # type: ignore[no-untyped-call]
+                f"token refresh failed: {type(exc).__name__}"
+            ) from exc
         return _HttpxResponse(response)
 
 

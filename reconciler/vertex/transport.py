@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import logging
 import random
 import threading
 import time
@@ -24,6 +25,7 @@ import httpx
 from reconciler.errors import ApiError, TransportError, api_error
 
 RETRYABLE_HTTP = frozenset({429, 500, 502, 503, 504})
+log = logging.getLogger("reconciler.api")  # method, URL and status only: never headers or bodies
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,7 @@ class Transport:
             error: Exception
             ambiguous: bool
             retry_after: float | None = None
+            sent = time.monotonic()
             try:
                 response = self.http.request(method, url, json=body, params=params)
             except _NOT_SENT as exc:
@@ -150,14 +153,17 @@ class Transport:
                 )
                 ambiguous = True
             else:
-                if response.is_success:
-                    self._count(f"http_{response.status_code}")
-                    return _json_body(response)
                 self._count(f"http_{response.status_code}")
+                log.debug("%s %s -> %d (%.0f ms, attempt %d)", method, _strip_query(url),
+                          response.status_code, (time.monotonic() - sent) * 1000, attempt)
+                if response.is_success:
+                    return _json_body(response)
                 api_err = error_from_response(response)
                 if response.status_code not in RETRYABLE_HTTP:
                     raise api_err
                 error, ambiguous, retry_after = api_err, response.status_code != 429, api_err.retry_after
+            if isinstance(error, TransportError):
+                log.debug("%s %s -> %s (attempt %d)", method, _strip_query(url), error, attempt)
             elapsed = time.monotonic() - start
             delay = policy.backoff(attempt, self._rng)
             if retry_after is not None:

@@ -61,7 +61,8 @@ class WireModel(BaseModel):
 
     def to_wire(self) -> dict[str, Any]:
         """The JSON body as the API expects it: unset fields left out, int64 as strings."""
-        return _int64_to_str(self.model_dump(by_alias=True, exclude_none=True, mode="json"))
+        wire: dict[str, Any] = _int64_to_str(self.model_dump(by_alias=True, exclude_none=True, mode="json"))
+        return wire
 
 
 _INT64_FIELDS = {"epochCount"}
