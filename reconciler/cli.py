@@ -402,11 +402,14 @@ def apply(
             concurrency=concurrency or s.concurrency, on_outcome=report,
         )
         done = len(result.outcomes) - len(result.failed)
+        serial = result.state.serial if result.state else "?"
+        counts = client.transport.counts
+        api = f"API: {counts['attempts']} request(s), {counts['retries']} retried"
         if not the_plan.has_changes:
-            rt.info(f"Nothing to apply. State: {store.describe()} (serial {result.state.serial if result.state else '?'}).")
+            rt.info(f"Nothing to apply. State: {store.describe()} (serial {serial}). {api}.")
         else:
             rt.info(f"Apply finished: {done} action(s) done, {len(result.failed)} failed. "
-                    f"State: {store.describe()} (serial {result.state.serial if result.state else '?'}).")
+                    f"State: {store.describe()} (serial {serial}). {api}.")
         if wait:
             _wait(rt, client, store, desired, the_plan, poll_interval, wait_timeout)
     return EXIT_ERROR if result.failed else EXIT_OK

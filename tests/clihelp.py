@@ -64,11 +64,12 @@ class Cli:
 
 
 def write_config(workdir: Path, **extra: Any) -> None:
-    lines = [
-        "project: demo-project",
-        "region: us-central1",
-        "stack: test",
-        "retry: {initial: 0.01, maximum: 0.05, deadline: 20, maxAttempts: 12}",
-    ]
-    lines += [f"{k}: {json.dumps(v)}" for k, v in extra.items()]
-    (workdir / "reconciler.yaml").write_text("\n".join(lines) + "\n")
+    """reconciler.yaml for tests: fast retries unless `retry` is given."""
+    settings: dict[str, Any] = {
+        "project": "demo-project",
+        "region": "us-central1",
+        "stack": "test",
+        "retry": {"initial": 0.01, "maximum": 0.05, "deadline": 20, "maxAttempts": 12},
+    }
+    settings.update(extra)
+    (workdir / "reconciler.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))

@@ -150,14 +150,21 @@ class VertexClient:
         body = job.model_copy(update={"labels": labels}).to_wire()
         url = self._url(location, parent + "/tuningJobs")
 
+        ambiguous_seen = False
+
         def settle(ambiguous: bool) -> TuningJob | None:
-            return self.find_by_request(parent, request_id) if ambiguous else None
+            nonlocal ambiguous_seen
+            if not ambiguous:
+                return None
+            ambiguous_seen = True
+            return self.find_by_request(parent, request_id)
 
         try:
             return TuningJob.model_validate(self.transport.send("POST", url, body=body, before_retry=settle))
         except (ApiError, TransportError) as exc:
-            if isinstance(exc, ApiError) and exc.code < 500 and exc.code != 429:
-                raise  # the server refused the request: nothing was created
+            refused = isinstance(exc, ApiError) and exc.code < 500  # 4xx incl. 429: not processed
+            if refused and not ambiguous_seen:
+                raise  # every attempt was refused by the server: nothing was created
             try:
                 found = self.find_by_request(parent, request_id)
             except (ApiError, TransportError):

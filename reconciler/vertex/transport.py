@@ -145,7 +145,7 @@ class Transport:
             try:
                 response = self.http.request(method, url, json=body, params=params)
             except _NOT_SENT as exc:
-                error = TransportError(f"cannot connect to {_host(url)}: {type(exc).__name__}")
+                error = TransportError(f"cannot connect to {_host(url)}: {_describe(exc)}")
                 ambiguous = False
             except httpx.HTTPError as exc:
                 error = TransportError(
@@ -194,6 +194,12 @@ def _json_body(response: httpx.Response) -> Any:
             f"{response.request.method} {_strip_query(str(response.request.url))} "
             f"returned {response.status_code} with a body that is not JSON"
         ) from exc
+
+
+def _describe(exc: Exception) -> str:
+    """A short reason for a connection failure (e.g. a failed certificate check)."""
+    text = str(exc).strip() or type(exc).__name__
+    return text if len(text) <= 200 else text[:200] + "…"
 
 
 def _strip_query(url: str) -> str:

