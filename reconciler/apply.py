@@ -207,6 +207,7 @@ def _entry_after_create(
         "end_time": None,
         "error": None,
         "protect": desired.protect if desired else False,
+        "parents": sorted({parent, *(previous.parents if previous else [])}),
     }
     if previous is None:
         return ModelEntry.model_validate({"parent": parent}).model_copy(update=update)

@@ -76,7 +76,7 @@ class Runtime:
         from rich.console import Console
 
         return Console(stderr=stderr, no_color=self.no_color or bool(os.environ.get("NO_COLOR")),
-                       highlight=False, soft_wrap=True)
+                       highlight=False, soft_wrap=True, emoji=False)
 
     @property
     def out(self) -> Console:
@@ -233,9 +233,9 @@ def _print_plan(rt: Runtime, plan: Plan, fmt: str) -> None:
     from reconciler import render
 
     if fmt == "json":
-        rt.out.print(render.plan_json(plan), markup=False, highlight=False)
+        typer.echo(render.plan_json(plan))
     elif fmt == "markdown":
-        rt.out.print(render.plan_markdown(plan), markup=False, highlight=False)
+        typer.echo(render.plan_markdown(plan))
     else:
         rt.out.print(render.plan_text(plan))
 
@@ -382,7 +382,7 @@ def apply(
                 f"this plan cancels {the_plan.cancel_count} running job(s), more than --max-cancel {limit}; "
                 "check the plan, then raise --max-cancel if it is intended"
             )
-        if the_plan.has_changes and not auto_approve:
+        if the_plan.has_changes and not auto_approve and saved is None:  # a saved plan was reviewed
             if not sys.stdin.isatty():
                 raise PlanError("apply needs --auto-approve when it is not run interactively (no TTY)")
             answer = typer.prompt("Apply this plan? Only 'yes' will be accepted", default="", show_default=False)
@@ -410,14 +410,15 @@ def apply(
         else:
             rt.info(f"Apply finished: {done} action(s) done, {len(result.failed)} failed. "
                     f"State: {store.describe()} (serial {serial}). {api}.")
-        if wait:
-            _wait(rt, client, store, desired, the_plan, poll_interval, wait_timeout)
-    return EXIT_ERROR if result.failed else EXIT_OK
+        tuning_failed = _wait(rt, client, store, desired, the_plan, poll_interval, wait_timeout) if wait else False
+    return EXIT_ERROR if result.failed or tuning_failed else EXIT_OK
 
 
 def _wait(rt: Runtime, client: VertexClient, store: LocalStateStore, desired: Sequence[Any], the_plan: Plan,
-          poll_interval: float | None, timeout: float | None) -> None:
+          poll_interval: float | None, timeout: float | None) -> bool:
+    """Follow the plan's jobs to a final state, write the state; True if a model's tuning failed."""
     from reconciler.apply import refresh_state, wait_for_jobs
+    from reconciler.models import StateClass, classify_state
     from reconciler.progress import JobProgress
 
     names = {c.name for c in the_plan.changes}
@@ -429,10 +430,15 @@ def _wait(rt: Runtime, client: VertexClient, store: LocalStateStore, desired: Se
         )
     state = store.read(stack=the_plan.stack)
     new_state = refresh_state(store, desired, observation, stack=the_plan.stack, names=names, state=state)
-    failed = [n for n, e in new_state.models.items() if n in names and e.state and e.state.endswith("FAILED")]
+    wanted = {d.name for d in desired}
+    failed = sorted(
+        n for n, e in new_state.models.items()
+        if n in names and n in wanted and classify_state(e.state) in (StateClass.FAILED, StateClass.CANCELLED)
+    )
     rt.info(f"All jobs reached a final state; state written (serial {new_state.serial}).")
     if failed:
-        rt.warn(f"tuning failed for: {', '.join(sorted(failed))} (see `reconciler status`)")
+        rt.err.print(f"[red]Tuning did not succeed for: {', '.join(failed)}[/] (see `reconciler status`)")
+    return bool(failed)
 
 
 @app.command()
@@ -470,12 +476,14 @@ def status(
     client = _client(rt)
     state = _store(rt).read(stack=rt.settings.stack)
     observation = _observer(rt, client)(parents_to_observe(desired, state))
-    the_plan = compute_plan(desired, observation, state, stack=rt.settings.stack)
+    the_plan = compute_plan(desired, observation, state, stack=rt.settings.stack, strict=False)
     rows, others = status_rows(the_plan, observation, state)
     if fmt == "json":
-        rt.out.print(json.dumps({"models": rows, "unmanaged": others}, indent=2), markup=False)
+        typer.echo(json.dumps({"models": rows, "unmanaged": others, "errors": the_plan.errors}, indent=2))
     else:
         rt.out.print(status_table(rows, others, rt.settings.stack))
+        for problem in the_plan.errors:
+            rt.warn(f"apply would refuse: {problem}")
     return EXIT_OK
 
 
@@ -500,12 +508,12 @@ def output(
         for n, e in entries.items()
     }
     if fmt == "json":
-        rt.out.print(json.dumps(data, indent=2), markup=False)
+        typer.echo(json.dumps(data, indent=2))
     elif fmt == "env":
         for n, d in data.items():
             key = n.upper().replace("-", "_")
-            rt.out.print(f"{key}_ENDPOINT={d['endpoint'] or ''}", markup=False)
-            rt.out.print(f"{key}_MODEL={d['model'] or ''}", markup=False)
+            typer.echo(f"{key}_ENDPOINT={d['endpoint'] or ''}")
+            typer.echo(f"{key}_MODEL={d['model'] or ''}")
     else:
         raise ConfigError(f"--format must be json or env, not {fmt!r}")
     return EXIT_OK

@@ -11,6 +11,7 @@ import dataclasses
 import enum
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,7 @@ LABEL_STACK = "reconciler-stack"
 LABEL_NAME = "reconciler-name"
 LABEL_SPEC = "reconciler-spec"
 LABEL_REQUEST = "reconciler-request"
+LABEL_PROTECT = "reconciler-protect"  # "true" on jobs of protected models (guards a lost state)
 RESERVED_LABEL_PREFIX = "reconciler-"
 SPEC_HASH_LENGTH = 20
 
@@ -61,6 +63,23 @@ def short_state(state: str | None) -> str:
     if not state:
         return "UNKNOWN"
     return state.removeprefix("JOB_STATE_")
+
+
+_RFC3339 = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$")
+
+
+def time_key(timestamp: str) -> str:
+    """An RFC 3339 timestamp as a string that sorts in time order (fractions padded, UTC)."""
+    m = _RFC3339.match(timestamp or "")
+    if not m:
+        return timestamp or ""
+    base, frac, zone = m.group(1), (m.group(2) or "").ljust(9, "0"), m.group(3)
+    if zone != "Z":
+        from datetime import datetime, timezone
+
+        moment = datetime.fromisoformat(base + zone).astimezone(timezone.utc)
+        base = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{base}.{frac}Z"
 
 
 def canonical_json(value: Any) -> str:
@@ -163,6 +182,8 @@ class DesiredModel:
             "tunedModelDisplayName": self.effective_display_name,
             "labels": {**dict(self.labels), **ownership_labels(stack, self.name, self.spec_hash)},
         }
+        if self.protect:
+            body["labels"][LABEL_PROTECT] = "true"
         if self.description:
             body["description"] = self.description
         if self.service_account:
@@ -218,9 +239,13 @@ class ObservedJob:
         return self.labels.get(LABEL_SPEC) if self.managed else None
 
     @property
+    def protected(self) -> bool:
+        return self.managed and self.labels.get(LABEL_PROTECT) == "true"
+
+    @property
     def sort_key(self) -> tuple[str, str]:
         """Creation order: createTime, then the name (ids grow)."""
-        return (self.create_time, self.name.rsplit("/", 1)[-1].rjust(32, "0"))
+        return (time_key(self.create_time), self.name.rsplit("/", 1)[-1].rjust(32, "0"))
 
     def tuning_spec(self, parent_project: str, region: str) -> dict[str, Any]:
         """The job's spec in the shape of DesiredModel.tuning_spec, for explaining diffs."""

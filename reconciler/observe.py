@@ -20,7 +20,8 @@ from reconciler.vertex.wire import TuningJob
 def parents_to_observe(desired: Iterable[DesiredModel], state: State, extra: Iterable[str] = ()) -> list[str]:
     """The parents the manifests, the state and any extra names touch, each once."""
     parents = {d.parent for d in desired}
-    parents.update(entry.parent for entry in state.models.values() if entry.parent)
+    for entry in state.models.values():
+        parents.update(p for p in [entry.parent, *entry.parents] if p)
     parents.update(extra)
     return sorted(parents)
 

@@ -102,6 +102,7 @@ class Plan(_Frozen):
     warnings: list[str] = Field(default_factory=list)
     fingerprint: str
     desired: list[dict[str, Any]] = Field(default_factory=list)
+    errors: list[str] = Field(default_factory=list)
 
     @property
     def actionable(self) -> list[Change]:
@@ -130,9 +131,12 @@ def fingerprint(changes: Iterable[Change], lineage: str | None, serial: int) -> 
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def request_id(stack: str, name: str, hash_: str, generation: int) -> str:
-    """Deterministic id of one create intent: the same intent, re-planned, finds its own job."""
-    return hashlib.sha256(f"{stack}/{name}/{hash_}/{generation}".encode()).hexdigest()[:24]
+def request_id(stack: str, name: str, hash_: str, existing: Iterable[str]) -> str:
+    """Deterministic id of one create intent, from what it is and the jobs the name already has:
+    the same intent re-planned from the same observation finds its own job, and a new attempt
+    (one more job seen) gets a new id."""
+    payload = canonical_json([stack, name, hash_, sorted(existing)])
+    return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -168,20 +172,19 @@ def _old_spec(job: ObservedJob, entry: ModelEntry | None, desired: DesiredModel)
     the job, restricted to what the manifest says (server-filled defaults are no change)."""
     if entry is not None and entry.spec is not None and entry.spec_hash == job.spec_hash:
         return entry.spec
-    project, region = _project_region(entry.parent if entry else job.parent)
+    project, region = _project_region(job.parent)
     observed = job.tuning_spec(project, region)
-    wanted = desired.tuning_spec()
-    sts = dict(observed.get("supervisedTuningSpec") or {})
-    wanted_sts = wanted["supervisedTuningSpec"]
-    hp = dict(sts.get("hyperParameters") or {})
-    hp = {k: v for k, v in hp.items() if k in wanted_sts.get("hyperParameters", {})}
-    sts = {k: v for k, v in sts.items() if k in wanted_sts or k == "trainingDatasetUri"}
+    wanted_hp = desired.tuning_spec()["supervisedTuningSpec"].get("hyperParameters", {})
+    sts = {k: v for k, v in (observed.get("supervisedTuningSpec") or {}).items() if k in _SPEC_FIELDS}
+    # Hyperparameters the manifest leaves out are the service's choice: never a difference.
+    hp = {k: v for k, v in (sts.pop("hyperParameters", None) or {}).items() if k in wanted_hp}
     if hp:
         sts["hyperParameters"] = hp
-    else:
-        sts.pop("hyperParameters", None)
     observed["supervisedTuningSpec"] = sts
     return observed
+
+
+_SPEC_FIELDS = ("trainingDatasetUri", "validationDatasetUri", "hyperParameters", "exportLastCheckpointOnly")
 
 
 def _cosmetic_notes(
@@ -229,8 +232,13 @@ def compute_plan(
     stack: str,
     targets: Sequence[str] = (),
     replace: Sequence[str] = (),
+    strict: bool = True,
 ) -> Plan:
-    """Decide, per manifest name, what apply must do. Pure."""
+    """Decide, per manifest name, what apply must do. Pure.
+
+    Problems that forbid applying (a protected model that would be replaced or cancelled, an
+    unknown --target) raise PlanError; with `strict=False` they are returned in `errors` instead
+    (for `status`, which reports rather than refuses)."""
     by_name: dict[str, list[ObservedJob]] = defaultdict(list)
     for job in observation.managed(stack):
         assert job.model_name is not None
@@ -256,9 +264,10 @@ def compute_plan(
             )
         else:
             changes.extend(_plan_orphan(name, jobs, entry, problems, warnings))
-    if problems:
+    if problems and strict:
         raise PlanError("\n".join(problems))
     return Plan(
+        errors=problems,
         stack=stack,
         parents=sorted(observation.parents),
         targets=sorted(targets),
@@ -293,10 +302,13 @@ def _plan_desired(
                        parent=d.parent, job=job.name, job_state=job.state, spec_hash=h)]
     current = [j for j in jobs if j.spec_hash == h]
     live_other = [j for j in jobs if j.spec_hash != h and j.state_class is StateClass.LIVE]
-    rid = request_id(stack, d.name, h, len(jobs))
+    rid = request_id(stack, d.name, h, [j.name for j in jobs])
 
     def creating(action: ActionType, reason: str, old: ObservedJob | None, cancel: list[ObservedJob],
                  diff: list[FieldChange] | None = None) -> Change:
+        if d.protect and cancel:
+            warnings.extend(f"{d.name}: protected; not cancelling {j.name}" for j in cancel)
+            cancel = []
         return Change(
             action=action, name=d.name, reason=reason, parent=d.parent,
             job=old.name if old else None, job_state=old.state if old else None, spec_hash=h,
@@ -312,32 +324,36 @@ def _plan_desired(
         live = [j for j in jobs if j.state_class is StateClass.LIVE]
         return [creating("replace" if jobs else "create", "forced by --replace", newest, live)]
 
-    keep_candidates = [j for j in current if j.state_class in (StateClass.LIVE, StateClass.SUCCEEDED)]
-    if keep_candidates:
-        # Prefer the newest succeeded job; among live ones, the newest.
-        succeeded = [j for j in keep_candidates if j.state_class is StateClass.SUCCEEDED]
-        keep = _newest(succeeded) or _newest(keep_candidates)
+    alive = [j for j in current if j.state_class in (StateClass.LIVE, StateClass.SUCCEEDED)]
+    if alive:
+        # The newest live-or-succeeded job of the spec is current: a live one newer than a
+        # succeeded one is a re-tune in progress (--replace), the succeeded one serves meanwhile.
+        keep = _newest(alive)
         assert keep is not None
-        out = [Change(
-            action="noop", name=d.name,
-            reason=("up to date" if keep.state_class is StateClass.SUCCEEDED
-                    else f"tuning in progress ({short_state(keep.state)})"),
-            parent=d.parent, job=keep.name, job_state=keep.state, spec_hash=h,
-            notes=_cosmetic_notes(d, keep, entry),
-        )]
-        extra = [j for j in keep_candidates if j is not keep and j.state_class is StateClass.LIVE]
-        for job in extra:
-            out.append(Change(action="cancel", name=d.name, reason=f"duplicate job for the same spec (keeping {keep.name})",
-                              parent=d.parent, job=job.name, job_state=job.state, cancel_jobs=[job.name]))
-        for job in live_other:
-            out.append(_cancel_superseded(d, job, h))
+        older_ok = _newest([j for j in alive if j is not keep and j.state_class is StateClass.SUCCEEDED])
+        if keep.state_class is StateClass.SUCCEEDED:
+            reason = "up to date"
+        else:
+            reason = f"tuning in progress ({short_state(keep.state)})"
+            if older_ok is not None:
+                reason += f"; {older_ok.name} keeps serving until it succeeds"
+        newest_any = _newest(current)
+        error = None
+        if newest_any is not None and newest_any.state_class is StateClass.FAILED and newest_any.sort_key > keep.sort_key:
+            reason += f"; the latest attempt {newest_any.name} failed"
+            error = _failure(newest_any)
+        out = [Change(action="noop", name=d.name, reason=reason, parent=d.parent, job=keep.name,
+                      job_state=keep.state, spec_hash=h, notes=_cosmetic_notes(d, keep, entry), error=error)]
+        duplicates = [j for j in alive if j is not keep and j.state_class is StateClass.LIVE]
+        out += _cancels(d, [(j, f"duplicate job for the same spec (keeping {keep.name})") for j in duplicates]
+                        + [(j, f"superseded by spec {h}") for j in live_other], warnings)
         return out
 
     latest = _newest(current)
     if latest is not None and latest.state_class is StateClass.CANCELLING:
         return [Change(action="noop", name=d.name, reason="job is being cancelled; the next run re-creates it",
-                       parent=d.parent, job=latest.name, job_state=latest.state, spec_hash=h)] + [
-            _cancel_superseded(d, j, h) for j in live_other]
+                       parent=d.parent, job=latest.name, job_state=latest.state, spec_hash=h)] + _cancels(
+            d, [(j, f"superseded by spec {h}") for j in live_other], warnings)
     if latest is not None and latest.state_class is StateClass.FAILED:
         failures = sum(1 for j in current if j.state_class is StateClass.FAILED)
         if failures < d.max_attempts:
@@ -351,9 +367,9 @@ def _plan_desired(
             reason=f"tuning failed ({short_state(latest.state)}); not re-tuned on its own — "
                    f"fix the cause, then run with --replace {d.name}",
             parent=d.parent, job=latest.name, job_state=latest.state, spec_hash=h, error=_failure(latest),
-        )] + [_cancel_superseded(d, j, h) for j in live_other]
+        )] + _cancels(d, [(j, f"superseded by spec {h}") for j in live_other], warnings)
     if latest is not None and latest.state_class is StateClass.CANCELLED:
-        return [creating("recreate", f"job {latest.name} was cancelled outside the reconciler", latest, live_other)]
+        return [creating("recreate", f"the job of this spec, {latest.name}, was cancelled; tuning again", latest, live_other)]
 
     # No job for the current spec.
     if newest is not None:
@@ -374,9 +390,13 @@ def _plan_desired(
     return [creating("create", "new model", None, [])]
 
 
-def _cancel_superseded(d: DesiredModel, job: ObservedJob, h: str) -> Change:
-    return Change(action="cancel", name=d.name, reason=f"superseded by spec {h}",
-                  parent=d.parent, job=job.name, job_state=job.state, cancel_jobs=[job.name])
+def _cancels(d: DesiredModel, jobs: list[tuple[ObservedJob, str]], warnings: list[str]) -> list[Change]:
+    """Cancel actions for extra running jobs of a model (none for a protected model)."""
+    if d.protect:
+        warnings.extend(f"{d.name}: protected; not cancelling {j.name} ({why})" for j, why in jobs)
+        return []
+    return [Change(action="cancel", name=d.name, reason=why, parent=d.parent, job=j.name,
+                   job_state=j.state, cancel_jobs=[j.name]) for j, why in jobs]
 
 
 def _plan_orphan(
@@ -388,7 +408,9 @@ def _plan_orphan(
         return [Change(action="noop", name=name, reason="job in unknown state", parent=parent)]
     live = [j for j in jobs if j.state_class is StateClass.LIVE]
     if live:
-        if entry is not None and entry.protect:
+        # The state says whether the model is protected; without a state entry, the jobs' label.
+        protected = entry.protect if entry is not None else any(j.protected for j in live)
+        if protected:
             problems.append(
                 f"{name}: protected (protect: true) but its manifest is gone; restore the manifest, "
                 "set protect: false and apply before removing it"
@@ -434,11 +456,16 @@ def derive_entry(
     if previous is not None and previous.job == current.name and previous.spec is not None:
         spec, cosmetic = previous.spec, previous.cosmetic
     elif desired is not None and current.spec_hash == desired.spec_hash:
-        spec, cosmetic = desired.tuning_spec(), desired.cosmetic()
+        # A job the state did not know (a lost state): what it was made with is on the job.
+        cosmetic = current.cosmetic()
+        cosmetic["labels"] = {k: v for k, v in cosmetic["labels"].items() if k in dict(desired.labels)}
+        spec = desired.tuning_spec()
     else:
         project, region = _project_region(parent or current.parent)
         spec, cosmetic = current.tuning_spec(project, region), current.cosmetic()
     cancelling = [j.name for j in ordered if j.state_class is StateClass.CANCELLING]
+    busy = (StateClass.LIVE, StateClass.CANCELLING, StateClass.UNKNOWN)
+    watched = {j.parent for j in ordered if j.state_class in busy or j is current or j is serving}
     return ModelEntry(
         parent=parent,
         job=current.name,
@@ -454,6 +481,7 @@ def derive_entry(
         servingJob=serving.name if serving else None,
         protect=desired.protect if desired else (previous.protect if previous else False),
         cancelRequested=cancelling,
+        parents=sorted(watched | ({parent} if parent else set())),
     )
 
 

@@ -34,6 +34,7 @@ class LineMap:
         self.loader = loader
         self.lines: dict[KeyPath, int] = {}
         self.nodes = 0
+        self._checked: set[int] = set()
 
     def convert(self, node: yaml.Node, path: KeyPath = ()) -> Any:
         self.nodes += 1
@@ -45,23 +46,36 @@ class LineMap:
             )
         self.lines.setdefault(path, node.start_mark.line + 1)
         if isinstance(node, yaml.MappingNode):
-            self.loader.flatten_mapping(node)  # merge keys (<<)
+            if id(node) not in self._checked:
+                self._check_keys(node, path)
+                self.loader.flatten_mapping(node)  # merge keys (<<): explicit keys come last and win
+                self._checked.add(id(node))
             result: dict[str, Any] = {}
             for key_node, value_node in node.value:
-                line = key_node.start_mark.line + 1
-                if not isinstance(key_node, yaml.ScalarNode):
-                    raise YamlProblem(line, "mapping keys must be plain strings")
-                key = self.loader.construct_object(key_node)
-                if not isinstance(key, str):
-                    key = str(key_node.value)
-                if key in result:
-                    raise YamlProblem(line, f"{dotted(path + (key,))}: duplicate key")
-                self.lines[path + (key,)] = line
+                key = self._key(key_node)
+                self.lines[path + (key,)] = key_node.start_mark.line + 1
                 result[key] = self.convert(value_node, path + (key,))
             return result
         if isinstance(node, yaml.SequenceNode):
             return [self.convert(item, path + (i,)) for i, item in enumerate(node.value)]
         return self.loader.construct_object(node)
+
+    def _key(self, key_node: yaml.Node) -> str:
+        if not isinstance(key_node, yaml.ScalarNode):
+            raise YamlProblem(key_node.start_mark.line + 1, "mapping keys must be plain strings")
+        key = self.loader.construct_object(key_node)
+        return key if isinstance(key, str) else str(key_node.value)
+
+    def _check_keys(self, node: yaml.MappingNode, path: KeyPath) -> None:
+        """Explicit keys must be unique (a merged key may be overridden, as YAML allows)."""
+        seen: set[str] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self._key(key_node)
+            if key in seen:
+                raise YamlProblem(key_node.start_mark.line + 1, f"{dotted(path + (key,))}: duplicate key")
+            seen.add(key)
 
     def line_of(self, loc: KeyPath) -> int:
         for end in range(len(loc), -1, -1):

@@ -139,7 +139,7 @@ def test_saved_plan_applies_exactly_and_stale_plan_is_refused(cli: Cli, emulator
     cli.manifest("alpha")
     cli.ok("plan", "--out", "tf.plan")
     cli.manifest("beta")  # manifests changed after the plan: the saved plan still creates only alpha
-    cli.ok("apply", "--auto-approve", "tf.plan")
+    cli.ok("apply", "tf.plan")  # a saved plan was reviewed already: no prompt, as terraform
     assert [j["labels"]["reconciler-name"] for j in managed(emulator)] == ["alpha"]
     stale = cli("apply", "--auto-approve", "tf.plan")
     assert stale.code == 1 and "stale" in stale.err
@@ -273,3 +273,61 @@ def test_duplicate_names_name_both_files(cli: Cli):
 def test_schema_is_json_schema(cli: Cli):
     schema = json.loads(cli.ok("schema").out)
     assert schema["properties"]["apiVersion"] and "spec" in schema["required"]
+
+
+def test_region_move_keeps_old_endpoint_and_watches_the_old_region(cli: Cli, emulator):
+    cli.manifest("alpha")
+    cli.ok("apply", "--auto-approve")
+    emulator.advance(10_000)
+    cli.ok("refresh")
+    first = cli.state()["models"]["alpha"]["tunedModel"]["endpoint"]
+    cli.manifest("alpha", spec={"region": "europe-west4"})
+    cli.ok("apply", "--auto-approve")
+    cli.ok("apply", "--auto-approve")  # a second run must still see the old region's job
+    entry = cli.state()["models"]["alpha"]
+    assert entry["tunedModel"]["endpoint"] == first and "europe-west4" in entry["job"]
+    assert "projects/demo-project/locations/us-central1" in entry["parents"]
+    emulator.advance(10_000)
+    cli.ok("refresh")
+    entry = cli.state()["models"]["alpha"]
+    assert "europe-west4" in entry["tunedModel"]["endpoint"]
+    assert entry["parents"] == ["projects/demo-project/locations/europe-west4"]
+
+
+def test_wait_exits_nonzero_when_tuning_fails(cli: Cli, emulator):
+    emulator.configure(clock="real", pending_seconds=0.1, running_seconds=0.2)
+    emulator.fail(labels={"reconciler-name": "alpha"}, message="bad rows")
+    cli.manifest("alpha")
+    r = cli("apply", "--auto-approve", "--wait", "--poll-interval", "0.1", "--wait-timeout", "30")
+    assert r.code == 1 and "Tuning did not succeed for: alpha" in r.err
+
+
+def test_machine_output_is_literal(cli: Cli):
+    cli.manifest("alpha", spec={"description": "Launch :rocket: [bold]now[/bold]"})
+    body = cli.ok("plan", "--format", "json").json()
+    assert body["changes"][0]["request"]["description"] == "Launch :rocket: [bold]now[/bold]"
+    cli.ok("apply", "--auto-approve")
+    cli.manifest("alpha", spec={"description": "Launch :rocket: [bold]now[/bold]", "tunedModelDisplayName": "x :smile: [red]y"})
+    assert "x :smile: [red]y" in cli.ok("plan").out
+    assert "x :smile: [red]y" in cli.ok("plan", "--format", "markdown").out
+
+
+def test_yaml_merge_keys_may_be_overridden(cli: Cli):
+    path = cli.workdir / "manifests" / "merged.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        "apiVersion: reconciler/v1\nkind: TunedModel\nmetadata: {name: merged}\nspec:\n"
+        "  baseModel: gemini-2.5-flash\n  supervisedTuningSpec:\n    trainingDatasetUri: gs://bkt/t.jsonl\n"
+        "    hyperParameters: {<<: {epochCount: 3, adapterSize: ADAPTER_SIZE_FOUR}, epochCount: 5}\n")
+    body = cli.ok("plan", "--format", "json").json()
+    assert body["changes"][0]["request"]["supervisedTuningSpec"]["hyperParameters"] == {
+        "epochCount": "5", "adapterSize": "ADAPTER_SIZE_FOUR"}
+
+
+def test_status_reports_even_when_apply_would_refuse(cli: Cli, emulator):
+    cli.manifest("alpha", spec={"protect": True})
+    cli.manifest("beta")
+    cli.ok("apply", "--auto-approve")
+    cli.manifest("alpha", epochs=8, spec={"protect": True})
+    body = cli.ok("status", "--format", "json").json()
+    assert [m["name"] for m in body["models"]] == ["beta"] and "protected" in body["errors"][0]

@@ -229,3 +229,47 @@ def test_google_credentials_refresh_over_httpx():
             assert body["auth"] == "Bearer fresh-1"
             http.get(f"{url}/v1/projects/p-roject/locations/us-central1/tuningJobs")
     assert fake.refreshes == 1  # refreshed once, reused while valid
+
+
+class _FilterlessFake:
+    """Another fake of the API: loses the first create's response and rejects list filters."""
+
+    def __init__(self) -> None:
+        self.jobs: list[dict] = []
+        self.creates = 0
+
+        async def collection(request: Request) -> JSONResponse:
+            if request.method == "POST":
+                self.creates += 1
+                body = await request.json()
+                self.jobs.append({**body, "name": f"projects/1/locations/us-central1/tuningJobs/{len(self.jobs) + 1}",
+                                  "state": "JOB_STATE_PENDING"})
+                if self.creates == 1:
+                    return JSONResponse({"error": {"code": 504, "message": "deadline", "status": "DEADLINE_EXCEEDED"}}, 504)
+                return JSONResponse(self.jobs[-1])
+            if "filter" in request.query_params:
+                return JSONResponse({"error": {"code": 400, "message": "filter not supported", "status": "INVALID_ARGUMENT"}}, 400)
+            return JSONResponse({"tuningJobs": self.jobs} if self.jobs else {})
+
+        app = Starlette(routes=[Route("/v1/projects/demo-project/locations/us-central1/tuningJobs", collection,
+                                      methods=["GET", "POST"])])
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        while not self.server.started:
+            threading.Event().wait(0.01)
+        return f"http://127.0.0.1:{self.server.servers[0].sockets[0].getsockname()[1]}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(5)
+
+
+def test_ambiguous_create_is_settled_without_server_side_filters():
+    fake = _FilterlessFake()
+    with fake as url, VertexClient(endpoint=url, retry=FAST) as c:
+        job = c.create_tuning_job(PARENT, job_body(), "req-lost")
+    assert fake.creates == 1 and len(fake.jobs) == 1
+    assert job.name == fake.jobs[0]["name"]

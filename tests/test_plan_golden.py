@@ -142,7 +142,7 @@ def test_forced_replace_of_failed_job():
 def test_cancelled_outside_is_recreated():
     d = desired()
     (c,) = plan_for([d], [job(d, "CANCELLED")]).changes
-    assert c.action == "recreate" and "cancelled outside" in c.reason
+    assert c.action == "recreate" and "was cancelled; tuning again" in c.reason
 
 
 def test_cancelling_job_waits():
@@ -269,3 +269,72 @@ def test_state_keeps_old_endpoint_until_replacement_succeeds():
     done = dataclasses.replace(new_job, state="JOB_STATE_SUCCEEDED", endpoint=f"{NUM_PARENT}/endpoints/9")
     entry = derive_models([new], Observation((PARENT,), (old_job, done)), State(stack=STACK), stack=STACK)["bot"]
     assert entry.serving_job == done.name and entry.tuned_model.endpoint.endswith("/9")
+
+
+def test_forced_replacement_in_progress_is_kept_while_the_old_job_serves():
+    d = desired()
+    old = job(d, "SUCCEEDED", created="2026-01-01T00:00:00Z")
+    new = job(d, "RUNNING", created="2026-01-02T00:00:00Z")
+    p = plan_for([d], [old, new])
+    assert actions(p) == [("noop", "bot")] and p.cancel_count == 0
+    assert p.changes[0].job == new.name and "keeps serving" in p.changes[0].reason
+
+
+def test_failed_retune_is_reported_while_the_old_job_serves():
+    d = desired()
+    old = job(d, "SUCCEEDED", created="2026-01-01T00:00:00Z")
+    failed = job(d, "FAILED", created="2026-01-02T00:00:00Z", error_message="bad data")
+    (c,) = plan_for([d], [old, failed]).changes
+    assert c.action == "noop" and c.job == old.name and c.error == "bad data"
+
+
+def test_protect_label_guards_orphans_when_the_state_is_lost():
+    d = desired(protect=True)
+    running = job(d, "RUNNING", labels={**ownership_labels(STACK, "bot", d.spec_hash), "reconciler-protect": "true"})
+    with pytest.raises(PlanError, match="protected"):
+        plan_for([], [running])
+    # The state, when present, is what the last apply said: protect: false was applied.
+    state = State(stack=STACK, serial=1, models={"bot": ModelEntry(parent=PARENT, protect=False)})
+    assert actions(plan_for([], [running], state)) == [("cancel", "bot")]
+
+
+def test_protected_model_keeps_extra_running_jobs_with_a_warning():
+    d = desired(protect=True)
+    a = job(d, "RUNNING", created="2026-01-01T00:00:00Z")
+    b = job(d, "RUNNING", created="2026-01-02T00:00:00Z")
+    p = plan_for([d], [a, b])
+    assert p.cancel_count == 0 and any("protected; not cancelling" in w for w in p.warnings)
+
+
+def test_status_mode_collects_problems_instead_of_raising():
+    d = desired(protect=True)
+    p = plan_for([dataclasses.replace(d, hyper_parameters=(("epochCount", 9),))], [job(d, "SUCCEEDED")], strict=False)
+    assert p.errors and "protected" in p.errors[0]
+
+
+def test_replace_diff_without_state_shows_removed_fields_but_not_service_defaults():
+    old = desired(validation_dataset_uri="gs://bucket/val.jsonl")
+    new = desired()
+    (c,) = plan_for([new], [job(old, "SUCCEEDED", supervised_tuning_spec={
+        "trainingDatasetUri": "gs://b/train.jsonl", "validationDatasetUri": "gs://bucket/val.jsonl",
+        "hyperParameters": {"epochCount": 3, "adapterSize": "ADAPTER_SIZE_FOUR"}})]).changes
+    assert [(f.path, f.kind) for f in c.diff] == [("supervisedTuningSpec.validationDatasetUri", "removed")]
+
+
+def test_creation_order_compares_times_not_strings():
+    d = desired()
+    earlier = job(d, "RUNNING", created="2026-01-01T00:00:01Z")
+    later = job(d, "RUNNING", created="2026-01-01T00:00:01.500Z")
+    p = plan_for([d], [later, earlier])
+    assert p.changes[0].job == later.name and p.changes[1].cancel_jobs == [earlier.name]
+
+
+def test_state_tracks_every_parent_that_still_matters():
+    old = desired()
+    moved = desired(region="europe-west4")
+    old_job = job(old, "SUCCEEDED")
+    new_job = dataclasses.replace(job(moved, "RUNNING", created="2026-02-01T00:00:00Z"),
+                                  parent="projects/my-project/locations/europe-west4")
+    obs = Observation(parents=(PARENT, new_job.parent), jobs=(old_job, new_job))
+    entry = derive_models([moved], obs, State(stack=STACK), stack=STACK)["bot"]
+    assert entry.parents == sorted([PARENT, new_job.parent]) and entry.serving_job == old_job.name

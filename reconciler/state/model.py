@@ -45,6 +45,9 @@ class ModelEntry(_Model):
     serving_job: str | None = Field(None, alias="servingJob")
     protect: bool = False
     cancel_requested: list[str] = Field(default_factory=list, alias="cancelRequested")
+    # Every parent (as addressed) holding a job of this model that still matters — running,
+    # cancelling or serving — so that a model moved to another region keeps being observed.
+    parents: list[str] = Field(default_factory=list)
 
 
 class JournalEntry(_Model):

@@ -14,7 +14,13 @@ from urllib.parse import quote
 import httpx
 
 from reconciler import __version__
-from reconciler.errors import AmbiguousCreateError, ApiError, ReconcilerError, TransportError
+from reconciler.errors import (
+    AmbiguousCreateError,
+    ApiError,
+    InvalidArgumentError,
+    ReconcilerError,
+    TransportError,
+)
 from reconciler.vertex.transport import RetryPolicy, Transport
 from reconciler.vertex.wire import ListTuningJobsResponse, TuningJob
 
@@ -178,7 +184,10 @@ class VertexClient:
 
     def find_by_request(self, parent: str, request_id: str) -> TuningJob | None:
         """The job of `parent` carrying `request_id`, or None (filtered on both ends)."""
-        jobs = self.list_tuning_jobs(parent, filter=f'labels.{REQUEST_LABEL}="{request_id}"')
+        try:
+            jobs = self.list_tuning_jobs(parent, filter=f'labels.{REQUEST_LABEL}="{request_id}"')
+        except InvalidArgumentError:  # label filters on tuningJobs are not documented: list all
+            jobs = self.list_tuning_jobs(parent)
         matches = [j for j in jobs if (j.labels or {}).get(REQUEST_LABEL) == request_id]
         return matches[0] if matches else None
 
