@@ -58,3 +58,56 @@ def test_example_manifests_validate_against_the_schema():
     assert len(docs) >= 3
     for doc in docs:
         jsonschema.validate(doc, schema)
+
+
+def _fenced_yaml(text: str) -> list[str]:
+    blocks, inside, current = [], False, []
+    for line in text.splitlines(keepends=True):
+        if line.startswith("```yaml"):
+            inside, current = True, []
+        elif line.startswith("```") and inside:
+            inside = False
+            blocks.append("".join(current))
+        elif inside:
+            current.append(line)
+    return blocks
+
+
+def test_ci_recipes_are_valid_and_documented_verbatim():
+    import yaml
+
+    docs = _fenced_yaml((ROOT / "docs" / "ci.md").read_text())
+    for name in ("examples/github-actions.yml", "examples/gitlab-ci.yml", ".pre-commit-hooks.yaml"):
+        text = (ROOT / name).read_text()
+        assert yaml.safe_load(text), name
+        assert text in docs, f"docs/ci.md must show {name} verbatim"
+
+
+def test_ci_recipes_use_only_existing_flags():
+    import re
+
+    from typer.main import get_command
+
+    from reconciler.cli import app
+
+    group = get_command(app)
+    known_global = {o for p in group.params for o in p.opts}
+    for name in ("examples/github-actions.yml", "examples/gitlab-ci.yml"):
+        for line in (ROOT / name).read_text().splitlines():
+            m = re.search(r"\breconciler ((?:--[\w-]+ (?:\S+ )?)*)(\w[\w-]*)(.*)", line)
+            if not m or "pip install" in line:
+                continue
+            command = group.commands[m.group(2)]  # KeyError: an unknown command
+            known = {o for p in command.params for o in p.opts} | known_global
+            for flag in re.findall(r"(--[\w-]+)", m.group(1) + m.group(3)):
+                assert flag in known, f"{name}: {line.strip()}: unknown flag {flag}"
+
+
+def test_pre_commit_hook_validates_manifests():
+    import yaml
+
+    [hook] = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
+    assert hook["entry"] == "reconciler validate" and hook["language"] == "python"
+    files = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "manifests").glob("*.yaml"))
+    result = subprocess.run([*hook["entry"].split(), *files], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
