@@ -23,7 +23,7 @@ from reconciler.errors import (
 )
 from reconciler.models import DesiredModel, ObservedJob, StateClass
 from reconciler.observe import to_observed
-from reconciler.plan import CREATING, Change, Observation, Plan, derive_models
+from reconciler.plan import CREATING, Change, Observation, Plan, derive_models, jobs_by_name
 from reconciler.state.local import utc_now
 from reconciler.state.model import JournalEntry, ModelEntry, State
 from reconciler.vertex.wire import TuningJob
@@ -145,6 +145,15 @@ def _execute(
     if action == "cancel":
         messages = [_cancel(api, recorder, change.name, job) for job in change.cancel_jobs]
         return Outcome(change, True, "; ".join(messages), change.job)
+    if action == "move":
+        def move(draft: State) -> None:
+            assert change.moved_from is not None and change.parent is not None
+            entry = draft.models.pop(change.moved_from, None) or ModelEntry.model_validate({"parent": change.parent})
+            draft.models[change.name] = entry.model_copy(update={
+                "parent": change.parent, "adopted": {**entry.adopted, **change.adopt_jobs}})
+
+        recorder.update(move)
+        return Outcome(change, True, f"state entry moved from {change.moved_from}; {change.job} adopted", change.job)
     if action == "forget":
         def drop(draft: State) -> None:
             draft.models.pop(change.name, None)
@@ -237,6 +246,7 @@ def wait_for_jobs(
     parents: Sequence[str],
     stack: str,
     names: set[str],
+    state: State,
     *,
     poll_interval: float,
     timeout: float | None,
@@ -248,9 +258,10 @@ def wait_for_jobs(
     while True:
         observation = observe(parents)
         on_poll(observation)
+        owned = jobs_by_name(observation, stack, state)
         busy = [
-            j for j in observation.managed(stack)
-            if j.model_name in names and j.state_class in (StateClass.LIVE, StateClass.CANCELLING)
+            j for name in names for j in owned.get(name, [])
+            if j.state_class in (StateClass.LIVE, StateClass.CANCELLING)
         ]
         if not busy:
             return observation

@@ -423,12 +423,12 @@ def _wait(rt: Runtime, client: VertexClient, store: LocalStateStore, desired: Se
 
     names = {c.name for c in the_plan.changes}
     observer = _observer(rt, client)
-    with JobProgress(rt.err, the_plan.stack, names) as progress:
+    state = store.read(stack=the_plan.stack)
+    with JobProgress(rt.err, the_plan.stack, names, state) as progress:
         observation = wait_for_jobs(
-            observer, the_plan.parents, the_plan.stack, names,
+            observer, the_plan.parents, the_plan.stack, names, state,
             poll_interval=poll_interval or rt.settings.poll_interval, timeout=timeout, on_poll=progress.update,
         )
-    state = store.read(stack=the_plan.stack)
     new_state = refresh_state(store, desired, observation, stack=the_plan.stack, names=names, state=state)
     wanted = {d.name for d in desired}
     failed = sorted(
@@ -516,6 +516,31 @@ def output(
             typer.echo(f"{key}_MODEL={d['model'] or ''}")
     else:
         raise ConfigError(f"--format must be json or env, not {fmt!r}")
+    return EXIT_OK
+
+
+@app.command("import")
+def import_(
+    ctx: typer.Context,
+    job: Annotated[str, typer.Argument(help="The tuning job's resource name: projects/P/locations/R/tuningJobs/ID.")],
+    name: Annotated[str, typer.Option("--name", help="The manifest (metadata.name) that adopts the job.")],
+    paths: PathsArg = None,
+    lock_timeout: Annotated[float | None, typer.Option("--lock-timeout", help="Seconds to wait for the state lock.", show_default=False)] = None,
+) -> int:
+    """Adopt an existing tuning job into the state and into management, without re-creating it."""
+    from reconciler.adopt import adopt_job
+
+    rt = _rt(ctx)
+    desired = {d.name: d for d in _load(rt, paths or []).models}
+    if name not in desired:
+        raise ReconcilerError(f"no manifest named {name!r}: write its manifest first, then import the job into it")
+    client = _client(rt)
+    store = _store(rt)
+    with _locked(rt, store, "import", lock_timeout):
+        state = store.read(stack=rt.settings.stack)
+        result = adopt_job(client, store, state, desired[name], job, stack=rt.settings.stack,
+                           observe=_observer(rt, client))
+    rt.info(result)
     return EXIT_OK
 
 

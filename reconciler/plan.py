@@ -10,6 +10,9 @@ Actions (each with a reason):
             old job keeps serving (in the state) until the new one succeeds
   recreate  the job for the current spec was cancelled outside the tool, or failed and a retry
             is allowed (retryPolicy.maxAttempts or --replace)
+  move      a manifest was renamed and an existing job has exactly its spec: the state entry
+            moves to the new name and the job is adopted; nothing is re-tuned (terraform's `moved`,
+            detected from the spec hash)
   cancel    a managed job still running whose manifest is gone (or that a newer spec superseded)
   forget    the manifest is gone and its jobs are finished: the entry leaves the state
   noop      nothing to do (notes say what cannot be applied, e.g. a display-name change)
@@ -17,6 +20,7 @@ Actions (each with a reason):
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -28,16 +32,18 @@ from pydantic import BaseModel, ConfigDict, Field
 from reconciler import __version__
 from reconciler.errors import PlanError
 from reconciler.models import (
+    LABEL_NAME,
     DesiredModel,
     ObservedJob,
     StateClass,
     canonical_json,
+    ownership_labels,
     short_state,
 )
 from reconciler.state.model import Endpoint, JobError, ModelEntry, State
 
-ActionType = Literal["create", "replace", "recreate", "cancel", "forget", "noop"]
-ACTIONS: tuple[ActionType, ...] = ("create", "replace", "recreate", "cancel", "forget", "noop")
+ActionType = Literal["create", "replace", "recreate", "move", "cancel", "forget", "noop"]
+ACTIONS: tuple[ActionType, ...] = ("create", "replace", "recreate", "move", "cancel", "forget", "noop")
 CREATING: frozenset[str] = frozenset({"create", "replace", "recreate"})
 PLAN_FORMAT_VERSION = 1
 
@@ -77,6 +83,8 @@ class Change(_Frozen):
     request: dict[str, Any] | None = None
     request_id: str | None = None
     cancel_jobs: list[str] = Field(default_factory=list)
+    moved_from: str | None = None
+    adopt_jobs: dict[str, str] = Field(default_factory=dict)  # job → spec hash (move)
     diff: list[FieldChange] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
     error: str | None = None
@@ -84,7 +92,8 @@ class Change(_Frozen):
     @property
     def key(self) -> tuple[Any, ...]:
         """What identifies the decision (for the stale-plan check): reasons and notes excluded."""
-        return (self.action, self.name, self.job, self.spec_hash, self.request_id, tuple(sorted(self.cancel_jobs)))
+        return (self.action, self.name, self.job, self.spec_hash, self.request_id,
+                tuple(sorted(self.cancel_jobs)), self.moved_from)
 
 
 class Plan(_Frozen):
@@ -169,9 +178,15 @@ def explain_diff(old: dict[str, Any], new: dict[str, Any]) -> list[FieldChange]:
 
 def _old_spec(job: ObservedJob, entry: ModelEntry | None, desired: DesiredModel) -> dict[str, Any]:
     """The spec a replaced job was made from: the state's copy when it matches, else read off
-    the job, restricted to what the manifest says (server-filled defaults are no change)."""
+    the job."""
     if entry is not None and entry.spec is not None and entry.spec_hash == job.spec_hash:
         return entry.spec
+    return spec_as_manifest_sees_it(job, desired)
+
+
+def spec_as_manifest_sees_it(job: ObservedJob, desired: DesiredModel) -> dict[str, Any]:
+    """A job's spec in the shape of `DesiredModel.tuning_spec`, without the hyperparameters the
+    manifest leaves to the service (whatever the service chose is no difference)."""
     project, region = _project_region(job.parent)
     observed = job.tuning_spec(project, region)
     wanted_hp = desired.tuning_spec()["supervisedTuningSpec"].get("hyperParameters", {})
@@ -239,10 +254,7 @@ def compute_plan(
     Problems that forbid applying (a protected model that would be replaced or cancelled, an
     unknown --target) raise PlanError; with `strict=False` they are returned in `errors` instead
     (for `status`, which reports rather than refuses)."""
-    by_name: dict[str, list[ObservedJob]] = defaultdict(list)
-    for job in observation.managed(stack):
-        assert job.model_name is not None
-        by_name[job.model_name].append(job)
+    by_name = jobs_by_name(observation, stack, state)
     desired_by_name = {d.name: d for d in desired}
     known = set(desired_by_name) | set(by_name) | set(state.models)
     unknown_targets = sorted(set(targets) - known)
@@ -255,10 +267,23 @@ def compute_plan(
     scope = set(targets) if targets else known
     changes: list[Change] = []
     warnings: list[str] = []
+    moves = _detect_moves(desired_by_name, by_name, state, scope, stack, set(replace))
+    scope -= set(moves.values())
     for name in sorted(scope):
         jobs = sorted(by_name.get(name, []), key=lambda j: j.sort_key)
         entry = state.models.get(name)
-        if name in desired_by_name:
+        if name in moves:
+            old = moves[name]
+            keep = _newest([j for j in jobs if j.state_class in (StateClass.LIVE, StateClass.SUCCEEDED)])
+            assert keep is not None
+            changes.append(Change(
+                action="move", name=name, moved_from=old, parent=desired_by_name[name].parent,
+                reason=f"renamed from {old}: {keep.name} has exactly this spec; the state entry moves "
+                       "and the job is adopted, nothing is re-tuned",
+                job=keep.name, job_state=keep.state, spec_hash=keep.spec_hash,
+                adopt_jobs={j.name: j.spec_hash or "" for j in jobs},
+            ))
+        elif name in desired_by_name:
             changes.extend(
                 _plan_desired(desired_by_name[name], jobs, entry, stack, name in replace, problems, warnings)
             )
@@ -279,6 +304,47 @@ def compute_plan(
         fingerprint=fingerprint(changes, state.lineage if state.serial else None, state.serial),
         desired=[d.to_dict() for d in desired if d.name in scope],
     )
+
+
+def jobs_by_name(observation: Observation, stack: str, state: State) -> dict[str, list[ObservedJob]]:
+    """The jobs of each model of the stack: by their labels, plus the jobs the state says were
+    adopted (`import`, or a rename) — jobs cannot be relabelled, so adoption lives in the state.
+    A job of another stack is never taken, whatever the state says."""
+    adopted = {job: (name, h) for name, e in state.models.items() for job, h in e.adopted.items()}
+    by_name: dict[str, list[ObservedJob]] = defaultdict(list)
+    for job in observation.jobs:
+        if job.name in adopted and not (job.managed and job.stack != stack):
+            name, h = adopted[job.name]
+            by_name[name].append(dataclasses.replace(job, labels={**job.labels, **ownership_labels(stack, name, h)}))
+        elif job.managed and job.stack == stack and job.model_name:
+            by_name[job.model_name].append(job)
+    return by_name
+
+
+def _detect_moves(
+    desired: dict[str, DesiredModel],
+    by_name: dict[str, list[ObservedJob]],
+    state: State,
+    scope: set[str],
+    stack: str,
+    forced: set[str],
+) -> dict[str, str]:
+    """Renames: a manifest with no job whose spec hash matches the live or succeeded job of
+    exactly one orphan name (a name without a manifest). Returns new name → old name, and moves
+    the old name's jobs to the new one in `by_name` (relabelled, as adoption will record)."""
+    moves: dict[str, str] = {}
+    orphans = {n for n in by_name if n not in desired and n in scope}
+    for name in sorted(n for n in desired if n in scope and n not in forced and not by_name.get(n)):
+        h = desired[name].spec_hash
+        matches = [o for o in sorted(orphans) if any(
+            j.spec_hash == h and j.state_class in (StateClass.LIVE, StateClass.SUCCEEDED) for j in by_name[o])]
+        if len(matches) != 1:
+            continue
+        old = matches[0]
+        orphans.discard(old)
+        moves[name] = old
+        by_name[name] = [dataclasses.replace(j, labels={**j.labels, LABEL_NAME: name}) for j in by_name.pop(old)]
+    return moves
 
 
 def _plan_desired(
@@ -482,6 +548,7 @@ def derive_entry(
         protect=desired.protect if desired else (previous.protect if previous else False),
         cancelRequested=cancelling,
         parents=sorted(watched | ({parent} if parent else set())),
+        adopted=previous.adopted if previous else {},
     )
 
 
@@ -494,10 +561,7 @@ def derive_models(
     names: Iterable[str] | None = None,
 ) -> dict[str, ModelEntry]:
     """Every state entry, recomputed from an observation (for `names`, or all)."""
-    by_name: dict[str, list[ObservedJob]] = defaultdict(list)
-    for job in observation.managed(stack):
-        assert job.model_name is not None
-        by_name[job.model_name].append(job)
+    by_name = jobs_by_name(observation, stack, previous)
     desired_by_name = {d.name: d for d in desired}
     all_names = set(desired_by_name) | set(by_name) | set(previous.models)
     chosen = set(names) if names is not None else all_names

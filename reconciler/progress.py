@@ -13,7 +13,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from reconciler.models import StateClass, short_state
-from reconciler.plan import Observation
+from reconciler.plan import Observation, jobs_by_name
+from reconciler.state.model import State
 
 STYLE = {
     StateClass.LIVE: "yellow",
@@ -33,8 +34,9 @@ def _elapsed(seconds: float) -> str:
 class JobProgress:
     """Context manager fed with observations; renders newest job per model."""
 
-    def __init__(self, console: Console, stack: str, names: set[str]) -> None:
+    def __init__(self, console: Console, stack: str, names: set[str], state: State) -> None:
         self.console = console
+        self.state = state
         self.stack = stack
         self.names = names
         self.start = time.monotonic()
@@ -52,11 +54,8 @@ class JobProgress:
             self.live.__exit__(et, e, tb)
 
     def _rows(self, observation: Observation) -> list[tuple[str, Any]]:
-        newest: dict[str, Any] = {}
-        for job in observation.managed(self.stack):
-            name = job.model_name
-            if name in self.names and (name not in newest or job.sort_key > newest[name].sort_key):
-                newest[name] = job
+        owned = jobs_by_name(observation, self.stack, self.state)
+        newest = {name: max(owned[name], key=lambda j: j.sort_key) for name in self.names if owned.get(name)}
         return sorted(newest.items())
 
     def update(self, observation: Observation) -> None:

@@ -15,17 +15,18 @@ from rich.markup import escape
 
 from reconciler.plan import ACTIONS, Change, FieldChange, Plan
 
-SYMBOLS = {"create": "+", "replace": "-/+", "recreate": "+", "cancel": "-", "forget": "~", "noop": " "}
-COLOURS = {"create": "green", "replace": "yellow", "recreate": "green", "cancel": "red", "forget": "cyan", "noop": "dim"}
+SYMBOLS = {"create": "+", "replace": "-/+", "recreate": "+", "move": "→", "cancel": "-", "forget": "~", "noop": " "}
+COLOURS = {"create": "green", "replace": "yellow", "recreate": "green", "move": "cyan", "cancel": "red",
+           "forget": "cyan", "noop": "dim"}
 GITHUB_COMMENT_LIMIT = 65_536
-ORDER = ("replace", "recreate", "create", "cancel", "forget", "noop")
+ORDER = ("replace", "recreate", "create", "move", "cancel", "forget", "noop")
 
 
 def summary_line(plan: Plan) -> str:
     s = plan.summary()
     if not plan.has_changes:
         return f"No changes. {s['noop']} model(s) up to date or in progress (stack {plan.stack})."
-    parts = [f"{s[a]} to {a}" for a in ("create", "replace", "recreate", "cancel", "forget") if s[a]]
+    parts = [f"{s[a]} to {a}" for a in ("create", "replace", "recreate", "move", "cancel", "forget") if s[a]]
     line = f"Plan: {', '.join(parts)}; {s['noop']} unchanged (stack {plan.stack})."
     if s["jobs_to_cancel"]:
         line += f" This plan cancels {s['jobs_to_cancel']} running job(s)."

@@ -331,3 +331,68 @@ def test_status_reports_even_when_apply_would_refuse(cli: Cli, emulator):
     cli.manifest("alpha", epochs=8, spec={"protect": True})
     body = cli.ok("status", "--format", "json").json()
     assert [m["name"] for m in body["models"]] == ["beta"] and "protected" in body["errors"][0]
+
+
+def seed_unmanaged(emulator, epochs: int = 3, **extra) -> str:
+    [name] = emulator.seed([{"project": "demo-project", "location": "us-central1", "baseModel": "gemini-2.0-flash-001",
+                             "supervisedTuningSpec": {"trainingDatasetUri": "gs://bucket/alpha/train.jsonl",
+                                                      "hyperParameters": {"epochCount": epochs, "adapterSize": "ADAPTER_SIZE_FOUR"}},
+                             "tunedModelDisplayName": "alpha", **extra}])
+    return name
+
+
+def test_import_adopts_a_matching_job_without_retuning(cli: Cli, emulator):
+    job = seed_unmanaged(emulator, state="JOB_STATE_SUCCEEDED")
+    cli.manifest("alpha")
+    r = cli.ok("import", job, "--name", "alpha")
+    assert "matches the manifest" in r.err
+    plan = cli("plan", "--detailed-exitcode")
+    assert plan.code == 0, plan.out
+    cli.ok("apply", "--auto-approve")
+    entry = cli.state()["models"]["alpha"]
+    assert entry["job"] == job and entry["tunedModel"]["endpoint"] and entry["adopted"] == {job: entry["specHash"]}
+    assert emulator.stats()["requests"].get("create", 0) == 0
+    # A later spec change replaces the adopted job like any other.
+    cli.manifest("alpha", epochs=6)
+    body = cli("plan", "--format", "json").json()
+    [change] = [c for c in body["changes"] if c["action"] != "noop"]
+    assert change["action"] == "replace" and change["job"] == job
+
+
+def test_import_of_a_differing_job_plans_a_replace_with_the_diff(cli: Cli, emulator):
+    job = seed_unmanaged(emulator, epochs=2)
+    cli.manifest("alpha")
+    r = cli.ok("import", job, "--name", "alpha")
+    assert "~ supervisedTuningSpec.hyperParameters.epochCount: 2 → 3" in r.err
+    body = cli("plan", "--format", "json").json()
+    [change] = body["changes"]
+    assert change["action"] == "replace" and change["cancel_jobs"] == [job]
+
+
+def test_import_refuses_managed_jobs_and_unknown_names(cli: Cli, emulator):
+    cli.manifest("alpha")
+    cli.ok("apply", "--auto-approve")
+    [managed_job] = managed(emulator)
+    r = cli("import", managed_job["name"], "--name", "alpha")
+    assert r.code == 1 and "already managed" in r.err
+    r = cli("import", managed_job["name"], "--name", "nope")
+    assert r.code == 1 and "no manifest named 'nope'" in r.err
+
+
+def test_renamed_manifest_moves_the_state_entry_instead_of_retuning(cli: Cli, emulator):
+    old_path = cli.manifest("support-bot")
+    cli.ok("apply", "--auto-approve")
+    emulator.advance(10_000)
+    cli.ok("refresh")
+    endpoint = cli.state()["models"]["support-bot"]["tunedModel"]["endpoint"]
+    text = old_path.read_text().replace("name: support-bot", "name: helpdesk-bot")
+    old_path.unlink()
+    (cli.workdir / "manifests" / "helpdesk-bot.yaml").write_text(text)
+    body = cli("plan", "--format", "json").json()
+    assert [(c["action"], c["name"], c["moved_from"]) for c in body["changes"]] == [("move", "helpdesk-bot", "support-bot")]
+    assert body["summary"]["jobs_to_cancel"] == 0
+    cli.ok("apply", "--auto-approve")
+    state = cli.state()["models"]
+    assert list(state) == ["helpdesk-bot"] and state["helpdesk-bot"]["tunedModel"]["endpoint"] == endpoint
+    assert cli("plan", "--detailed-exitcode").code == 0
+    assert emulator.stats()["requests"]["create"] == 1 and emulator.stats()["requests"].get("cancel", 0) == 0

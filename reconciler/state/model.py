@@ -48,6 +48,9 @@ class ModelEntry(_Model):
     # Every parent (as addressed) holding a job of this model that still matters — running,
     # cancelling or serving — so that a model moved to another region keeps being observed.
     parents: list[str] = Field(default_factory=list)
+    # Jobs owned through the state rather than their labels (jobs cannot be relabelled): those
+    # adopted by `reconciler import` and those of a renamed manifest. job name → spec hash.
+    adopted: dict[str, str] = Field(default_factory=dict)
 
 
 class JournalEntry(_Model):
