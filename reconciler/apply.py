@@ -24,12 +24,13 @@ from reconciler.errors import (
 from reconciler.models import DesiredModel, ObservedJob, StateClass
 from reconciler.observe import to_observed
 from reconciler.plan import CREATING, Change, Observation, Plan, derive_models, jobs_by_name
+from reconciler.probe import ContentApi, ProbeResult, gate_candidates, run_gates
 from reconciler.state.local import utc_now
 from reconciler.state.model import JournalEntry, ModelEntry, State
 from reconciler.vertex.wire import TuningJob
 
 
-class TuningApi(Protocol):
+class TuningApi(ContentApi, Protocol):
     def create_tuning_job(self, parent: str, job: TuningJob, request_id: str) -> TuningJob: ...
     def cancel_tuning_job(self, name: str) -> None: ...
     def find_by_request(self, parent: str, request_id: str) -> TuningJob | None: ...
@@ -88,6 +89,7 @@ def apply_plan(
     *,
     concurrency: int = 8,
     on_outcome: Callable[[Outcome], None] = lambda _o: None,
+    on_probe: Callable[[ProbeResult], None] = lambda _r: None,
 ) -> ApplyResult:
     """Run every actionable change (bounded concurrency), then refresh the state from the API."""
     recorder = _Recorder(store, state)
@@ -110,7 +112,8 @@ def apply_plan(
             list(pool.map(run, actionable))
     # The API is the truth: re-read it once and derive the entries of every name the plan covered.
     names = {c.name for c in plan.changes}
-    result.state = refresh_state(recorder, desired, observe(plan.parents), stack=plan.stack, names=names)
+    result.state = refresh_state(recorder, desired, observe(plan.parents), stack=plan.stack, names=names,
+                                 api=api, on_probe=on_probe)
     return result
 
 
@@ -122,12 +125,25 @@ def refresh_state(
     stack: str,
     names: set[str] | None = None,
     state: State | None = None,
+    api: ContentApi | None = None,
+    on_probe: Callable[[ProbeResult], None] = lambda _r: None,
 ) -> State:
-    """Recompute state entries from an observation and write them; settle journal entries."""
+    """Recompute state entries from an observation and write them; settle journal entries.
+
+    With `api`, new endpoints of models with a gating smokeTest are probed first, so that the
+    state lets them serve only once they passed."""
     rec = recorder if isinstance(recorder, _Recorder) else _Recorder(recorder, state or State(stack=stack))
     labels_seen = {j.labels.get("reconciler-request") for j in observation.jobs}
+    in_scope = [d for d in desired if names is None or d.name in names]
+    results = run_gates(api, gate_candidates(in_scope, observation, rec.state, stack)) if api else []
+    for result in results:
+        on_probe(result)
 
     def mutate(draft: State) -> None:
+        for r in results:
+            entry = draft.models.get(r.name)
+            if entry is not None and r.job:
+                draft.models[r.name] = entry.model_copy(update={"smoke_tests": {**entry.smoke_tests, r.job: r.record()}})
         draft.models = derive_models(desired, observation, draft, stack=stack, names=names)
         draft.journal = [j for j in draft.journal if j.request_id not in labels_seen
                          and j.parent not in observation.parents]

@@ -399,7 +399,7 @@ def apply(
 
         result = apply_plan(
             the_plan, desired, client, store, state, _observer(rt, client),
-            concurrency=concurrency or s.concurrency, on_outcome=report,
+            concurrency=concurrency or s.concurrency, on_outcome=report, on_probe=_probe_reporter(rt),
         )
         done = len(result.outcomes) - len(result.failed)
         serial = result.state.serial if result.state else "?"
@@ -429,7 +429,8 @@ def _wait(rt: Runtime, client: VertexClient, store: LocalStateStore, desired: Se
             observer, the_plan.parents, the_plan.stack, names, state,
             poll_interval=poll_interval or rt.settings.poll_interval, timeout=timeout, on_poll=progress.update,
         )
-    new_state = refresh_state(store, desired, observation, stack=the_plan.stack, names=names, state=state)
+    new_state = refresh_state(store, desired, observation, stack=the_plan.stack, names=names, state=state,
+                              api=client, on_probe=_probe_reporter(rt))
     wanted = {d.name for d in desired}
     failed = sorted(
         n for n, e in new_state.models.items()
@@ -439,6 +440,63 @@ def _wait(rt: Runtime, client: VertexClient, store: LocalStateStore, desired: Se
     if failed:
         rt.err.print(f"[red]Tuning did not succeed for: {', '.join(failed)}[/] (see `reconciler status`)")
     return bool(failed)
+
+
+def _probe_reporter(rt: Runtime) -> Any:
+    from rich.markup import escape
+
+    def report(result: Any) -> None:
+        if result.passed:
+            rt.err.print(f"[green]✓[/] smoke test {escape(result.name)}: {escape(str(result.job))} passed; "
+                         "its endpoint now serves")
+        else:
+            rt.err.print(f"[red]✗[/] smoke test {escape(result.name)}: {escape(str(result.job))} failed "
+                         f"({escape(str(result.error))}); the previous endpoint keeps serving")
+
+    return report
+
+
+@app.command()
+def probe(
+    ctx: typer.Context,
+    names: Annotated[list[str] | None, typer.Argument(help="Models to probe (default: every model in the state).", show_default=False)] = None,
+    manifests: Annotated[list[Path] | None, typer.Option("--manifests", help="Manifest files or folders (default: manifests/).", show_default=False)] = None,
+    prompt: Annotated[str | None, typer.Option("--prompt", help="Prompt for every model (default: its smokeTest.prompt).", show_default=False)] = None,
+    fmt: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
+) -> int:
+    """Send a prompt to each tuned model's endpoint in service and report pass or fail."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from reconciler.probe import DEFAULT_PROMPT
+    from reconciler.probe import probe as run_probe
+
+    rt = _rt(ctx)
+    desired = {d.name: d for d in _load(rt, manifests or [], allow_empty=True).models}
+    state = _store(rt).read(stack=rt.settings.stack)
+    chosen = names or sorted(state.models)
+    unknown = [n for n in chosen if n not in state.models]
+    if unknown:
+        raise ReconcilerError(f"not in the state {rt.settings.state}: {', '.join(unknown)} (apply first)")
+    client = _client(rt)
+    results = []
+    for name in chosen:
+        entry, d = state.models[name], desired.get(name)
+        text = prompt or (d.smoke_prompt if d and d.smoke_prompt else DEFAULT_PROMPT)
+        expect = d.smoke_expect if d and not prompt else None
+        endpoint = entry.tuned_model.endpoint if entry.tuned_model else None
+        results.append(run_probe(client, name, entry.serving_job, endpoint, text, expect))
+    if fmt == "json":
+        typer.echo(json.dumps([r.__dict__ for r in results], indent=2))
+    else:
+        table = Table(title=f"probe: {sum(r.passed for r in results)}/{len(results)} passed")
+        for column in ("model", "result", "endpoint", "reply or error"):
+            table.add_column(column, overflow="fold")
+        for r in results:
+            mark = "[green]pass[/]" if r.passed else "[red]FAIL[/]"
+            table.add_row(escape(r.name), mark, escape(r.endpoint or "-"), escape(str(r.reply if r.passed else r.error)))
+        rt.out.print(table)
+    return EXIT_OK if all(r.passed for r in results) else EXIT_ERROR
 
 
 @app.command()
@@ -454,7 +512,8 @@ def refresh(ctx: typer.Context, paths: PathsArg = None, allow_empty: AllowEmptyO
     with _locked(rt, store, "refresh", None):
         state = store.read(stack=rt.settings.stack)
         observation = _observer(rt, client)(parents_to_observe(desired, state))
-        new_state = refresh_state(store, desired, observation, stack=rt.settings.stack, state=state)
+        new_state = refresh_state(store, desired, observation, stack=rt.settings.stack, state=state,
+                                  api=client, on_probe=_probe_reporter(rt))
     rt.info(f"State refreshed: {len(new_state.models)} model(s), serial {new_state.serial}.")
     return EXIT_OK
 

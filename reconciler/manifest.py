@@ -89,6 +89,12 @@ class RetryPolicy(_Strict):
     max_attempts: int = Field(alias="maxAttempts", ge=1, le=10)
 
 
+class SmokeTest(_Strict):
+    prompt: str = Field(min_length=1, max_length=10_000)
+    expect_contains: str | None = Field(None, alias="expectContains", min_length=1)
+    gate: bool = True
+
+
 class Spec(_Strict):
     project: str | None = Field(None, pattern=PROJECT_PATTERN)
     region: str | None = Field(None, pattern=REGION_PATTERN)
@@ -100,6 +106,7 @@ class Spec(_Strict):
     encryption_spec: EncryptionSpec | None = Field(None, alias="encryptionSpec")
     protect: bool | None = None
     retry_policy: RetryPolicy | None = Field(None, alias="retryPolicy")
+    smoke_test: SmokeTest | None = Field(None, alias="smokeTest")
 
 
 class Metadata(_Strict):
@@ -301,6 +308,9 @@ def _validate(
         labels=tuple(sorted(manifest.metadata.labels.items())),
         protect=bool(spec.protect or manifest.metadata.protect),
         max_attempts=spec.retry_policy.max_attempts if spec.retry_policy else 1,
+        smoke_prompt=spec.smoke_test.prompt if spec.smoke_test else None,
+        smoke_expect=spec.smoke_test.expect_contains if spec.smoke_test else None,
+        smoke_gate=bool(spec.smoke_test and spec.smoke_test.gate),
         source=f"{path}:{line}",
     )
 

@@ -111,6 +111,9 @@ class DesiredModel:
     labels: tuple[tuple[str, str], ...] = ()
     protect: bool = False
     max_attempts: int = 1  # tuning attempts per spec before a failure needs --replace
+    smoke_prompt: str | None = None  # smokeTest: sent to a new endpoint before it may serve
+    smoke_expect: str | None = None
+    smoke_gate: bool = False
 
     @property
     def parent(self) -> str:

@@ -517,8 +517,18 @@ def derive_entry(
         if previous is None:
             return None
         return previous.model_copy(update={"parent": parent})
-    serving = current if current.state_class is StateClass.SUCCEEDED else _newest(
-        [j for j in ordered if j.state_class is StateClass.SUCCEEDED])
+    succeeded = sorted((j for j in ordered if j.state_class is StateClass.SUCCEEDED),
+                       key=lambda j: (j is current, j.sort_key), reverse=True)  # current first, then newest
+    if desired is not None and desired.smoke_gate:
+        # A new endpoint serves only once its smoke test passed; what served before keeps serving.
+        def cleared(job: ObservedJob) -> bool:
+            if previous is None:
+                return False
+            record = previous.smoke_tests.get(job.name)
+            return previous.serving_job == job.name or (record is not None and record.passed)
+
+        succeeded = [j for j in succeeded if cleared(j)]
+    serving = succeeded[0] if succeeded else None
     if previous is not None and previous.job == current.name and previous.spec is not None:
         spec, cosmetic = previous.spec, previous.cosmetic
     elif desired is not None and current.spec_hash == desired.spec_hash:
@@ -549,6 +559,8 @@ def derive_entry(
         cancelRequested=cancelling,
         parents=sorted(watched | ({parent} if parent else set())),
         adopted=previous.adopted if previous else {},
+        smokeTests={k: v for k, v in (previous.smoke_tests if previous else {}).items()
+                    if any(j.name == k for j in ordered)},
     )
 
 

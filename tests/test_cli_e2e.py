@@ -396,3 +396,40 @@ def test_renamed_manifest_moves_the_state_entry_instead_of_retuning(cli: Cli, em
     assert list(state) == ["helpdesk-bot"] and state["helpdesk-bot"]["tunedModel"]["endpoint"] == endpoint
     assert cli("plan", "--detailed-exitcode").code == 0
     assert emulator.stats()["requests"]["create"] == 1 and emulator.stats()["requests"].get("cancel", 0) == 0
+
+
+def test_probe_reports_each_model_in_service(cli: Cli, emulator):
+    cli.manifest("alpha", spec={"smokeTest": {"prompt": "hello there", "expectContains": "says", "gate": False}})
+    cli.manifest("beta")
+    cli.ok("apply", "--auto-approve")
+    emulator.advance(10_000)
+    cli.ok("refresh")
+    results = {r["name"]: r for r in cli.ok("probe", "--format", "json").json()}
+    assert results["alpha"]["passed"] and "hello there" in results["alpha"]["reply"]
+    assert results["beta"]["passed"]
+    emulator.admin.post("/_emulator/replies", json={"endpoint": "*", "text": "I cannot help with that."}).raise_for_status()
+    r = cli("probe", "alpha")
+    assert r.code == 1 and "FAIL" in r.out
+    [result] = cli("probe", "alpha", "--format", "json").json()
+    assert not result["passed"] and result["error"] == "reply does not contain 'says'"
+
+
+def test_gating_smoke_test_keeps_old_endpoint_until_the_new_one_passes(cli: Cli, emulator):
+    smoke = {"smokeTest": {"prompt": "Classify: refund please", "expectContains": "refund"}}
+    cli.manifest("alpha", spec=smoke)
+    cli.ok("apply", "--auto-approve")
+    emulator.advance(10_000)
+    r = cli.ok("refresh")
+    assert "smoke test alpha" in r.err and "passed" in r.err
+    first = cli.state()["models"]["alpha"]["tunedModel"]["endpoint"]
+    cli.manifest("alpha", epochs=5, spec=smoke)
+    cli.ok("apply", "--auto-approve")
+    emulator.advance(10_000)
+    emulator.admin.post("/_emulator/replies", json={"endpoint": "*", "text": "Sorry?"}).raise_for_status()
+    r = cli.ok("refresh")
+    assert "failed" in r.err and "previous endpoint keeps serving" in r.err
+    entry = cli.state()["models"]["alpha"]
+    assert entry["state"] == "JOB_STATE_SUCCEEDED" and entry["tunedModel"]["endpoint"] == first
+    emulator.admin.post("/_emulator/replies", json={"endpoint": "*", "text": "refund: yes"}).raise_for_status()
+    cli.ok("refresh")
+    assert cli.state()["models"]["alpha"]["tunedModel"]["endpoint"] != first

@@ -29,6 +29,15 @@ class Endpoint(_Model):
     endpoint: str | None = None
 
 
+class SmokeRecord(_Model):
+    """The outcome of a model's smokeTest against one job's endpoint."""
+
+    passed: bool
+    at: str
+    reply: str | None = None
+    error: str | None = None
+
+
 class ModelEntry(_Model):
     """What the state knows of one manifest name."""
 
@@ -51,6 +60,8 @@ class ModelEntry(_Model):
     # Jobs owned through the state rather than their labels (jobs cannot be relabelled): those
     # adopted by `reconciler import` and those of a renamed manifest. job name → spec hash.
     adopted: dict[str, str] = Field(default_factory=dict)
+    # smokeTest outcomes by job: with a gating smokeTest, a new endpoint serves only once passed.
+    smoke_tests: dict[str, SmokeRecord] = Field(default_factory=dict, alias="smokeTests")
 
 
 class JournalEntry(_Model):

@@ -204,14 +204,6 @@ class VertexClient:
         return result
 
 
-def response_text(response: dict[str, Any]) -> str:
-    """The text of the first candidate of a GenerateContentResponse ('' when none)."""
-    for candidate in response.get("candidates") or []:
-        parts = (candidate.get("content") or {}).get("parts") or []
-        return "".join(str(p.get("text", "")) for p in parts if isinstance(p, dict))
-    return ""
-
-
 def _parent_parts(parent: str) -> tuple[str, str]:
     parts = parent.split("/")
     if len(parts) != 4 or parts[0] != "projects" or parts[2] != "locations":
