@@ -521,29 +521,87 @@ def refresh(ctx: typer.Context, paths: PathsArg = None, allow_empty: AllowEmptyO
 @app.command()
 def status(
     ctx: typer.Context,
-    paths: PathsArg = None,
+    args: Annotated[list[str] | None, typer.Argument(help="Manifest files/folders (default: manifests/), and/or model names to show in depth.", show_default=False, metavar="[PATHS|NAME]...")] = None,
     fmt: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
+    watch: Annotated[bool, typer.Option("--watch", help="Keep refreshing until no job of the models is running.")] = False,
+    interval: Annotated[float | None, typer.Option("--interval", help="Seconds between refreshes of --watch (default: pollInterval).", show_default=False)] = None,
     allow_empty: AllowEmptyOpt = False,
 ) -> int:
-    """Desired versus actual: one row per model, plus the unmanaged jobs found."""
+    """Desired versus actual: one row per model, plus the unmanaged jobs found; NAME in depth."""
+    import time
+
+    from reconciler.models import StateClass
     from reconciler.observe import parents_to_observe
-    from reconciler.plan import compute_plan
-    from reconciler.status import status_rows, status_table
+    from reconciler.plan import compute_plan, jobs_by_name
+    from reconciler.status import model_detail, model_detail_text, status_rows, status_table
 
     rt = _rt(ctx)
-    desired = _load(rt, paths or [], allow_empty=allow_empty).models
+    given = args or []
+    paths = [Path(a) for a in given if Path(a).exists()]
+    names = [a for a in given if not Path(a).exists()]
+    desired = _load(rt, paths, allow_empty=allow_empty or bool(names)).models
     client = _client(rt)
     state = _store(rt).read(stack=rt.settings.stack)
-    observation = _observer(rt, client)(parents_to_observe(desired, state))
-    the_plan = compute_plan(desired, observation, state, stack=rt.settings.stack, strict=False)
-    rows, others = status_rows(the_plan, observation, state)
-    if fmt == "json":
-        typer.echo(json.dumps({"models": rows, "unmanaged": others, "errors": the_plan.errors}, indent=2))
-    else:
-        rt.out.print(status_table(rows, others, rt.settings.stack))
-        for problem in the_plan.errors:
-            rt.warn(f"apply would refuse: {problem}")
-    return EXIT_OK
+    known = {d.name for d in desired} | set(state.models)
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ReconcilerError(f"no file, folder or model named {', '.join(map(repr, unknown))}")
+    observe = _observer(rt, client)
+    parents = parents_to_observe(desired, state)
+
+    def snapshot() -> tuple[Any, bool]:
+        observation = observe(parents)
+        the_plan = compute_plan(desired, observation, state, stack=rt.settings.stack, strict=False)
+        owned = jobs_by_name(observation, rt.settings.stack, state)
+        busy = any(j.state_class in (StateClass.LIVE, StateClass.CANCELLING)
+                   for n, jobs in owned.items() if not names or n in names for j in jobs)
+        if names:
+            details = [model_detail(n, owned.get(n, []), the_plan, state) for n in names]
+            if fmt == "json":
+                return json.dumps(details, indent=2), busy
+            from rich.console import Group
+
+            return Group(*[model_detail_text(d) for d in details]), busy
+        rows, others = status_rows(the_plan, observation, state)
+        if fmt == "json":
+            return json.dumps({"models": rows, "unmanaged": others, "errors": the_plan.errors}, indent=2), busy
+        return status_table(rows, others, rt.settings.stack), busy
+
+    if fmt not in ("text", "json"):
+        raise ConfigError(f"--format must be text or json, not {fmt!r}")
+    view, busy = snapshot()
+    if not watch:
+        if isinstance(view, str):
+            typer.echo(view)
+        else:
+            rt.out.print(view)
+        return EXIT_OK
+    pause = interval or rt.settings.poll_interval
+    if rt.out.is_terminal and fmt == "text":
+        from rich.live import Live
+
+        with Live(view, console=rt.out, refresh_per_second=2) as live:
+            while busy:
+                time.sleep(pause)
+                view, busy = snapshot()
+                live.update(view)
+        return EXIT_OK
+    last = None
+    while True:
+        text = view if isinstance(view, str) else _plain(rt, view)
+        if text != last:
+            typer.echo(text)
+            last = text
+        if not busy:
+            return EXIT_OK
+        time.sleep(pause)
+        view, busy = snapshot()
+
+
+def _plain(rt: Runtime, renderable: Any) -> str:
+    with rt.out.capture() as capture:
+        rt.out.print(renderable)
+    return capture.get()
 
 
 @app.command()

@@ -220,6 +220,10 @@ class ObservedJob:
     error_message: str | None = None
     tuned_model: str | None = None
     endpoint: str | None = None
+    start_time: str = ""
+    tuning_data_stats: dict[str, Any] = field(default_factory=dict)
+    experiment: str | None = None
+    gcs_metrics_uri: str | None = None
 
     @property
     def state_class(self) -> StateClass:

@@ -55,6 +55,10 @@ def to_observed(job: TuningJob, parent: str) -> ObservedJob:
         error_message=job.error.message if job.error else None,
         tuned_model=job.tuned_model.model if job.tuned_model else None,
         endpoint=job.tuned_model.endpoint if job.tuned_model else None,
+        start_time=job.start_time or "",
+        tuning_data_stats=dict(job.tuning_data_stats or {}),
+        experiment=job.experiment,
+        gcs_metrics_uri=job.gcs_metrics_uri,
     )
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.console import Group
 from rich.markup import escape
 from rich.table import Table
 
-from reconciler.models import short_state
+from reconciler.models import ObservedJob, short_state
 from reconciler.plan import Observation, Plan
 from reconciler.state.model import State
 
@@ -35,6 +36,18 @@ def status_rows(plan: Plan, observation: Observation, state: State) -> tuple[lis
     return rows, others
 
 
+def short_name(resource: str | None) -> str:
+    """`projects/…/tuningJobs/123` → `tuningJobs/123` (tables; JSON keeps full names)."""
+    if not resource:
+        return "-"
+    parts = resource.split("/")
+    return "/".join(parts[-2:]) if len(parts) >= 2 else resource
+
+
+def short_time(timestamp: str | None) -> str:
+    return timestamp[:19].replace("T", " ") if timestamp else "-"
+
+
 def status_table(rows: list[dict[str, Any]], others: list[dict[str, Any]], stack: str) -> Table:
     table = Table(title=f"stack {stack}: {len(rows)} model(s); {len(others)} other job(s) in the same regions")
     for column in ("model", "state", "next action", "job", "endpoint"):
@@ -42,9 +55,98 @@ def status_table(rows: list[dict[str, Any]], others: list[dict[str, Any]], stack
     for r in rows:
         action = r["action"] if r["action"] != "noop" else "-"
         table.add_row(escape(r["name"]), short_state(r["state"]) if r["state"] else "-", escape(f"{action}: {r['reason']}"),
-                      escape(r["job"] or "-"), escape(r["endpoint"] or "-"))
+                      escape(short_name(r["job"])), escape(short_name(r["endpoint"])))
     for o in others[:50]:
-        table.add_row(f"[dim]({escape(o['owner'])})[/]", short_state(o["state"]), "-", escape(o["job"]), "-")
+        table.add_row(f"[dim]({escape(o['owner'])})[/]", short_state(o["state"]), "-", escape(short_name(o["job"])), "-")
     if len(others) > 50:
         table.add_row(f"[dim]… {len(others) - 50} more[/]", "", "", "", "")
     return table
+
+
+def _num(value: Any) -> str:
+    if isinstance(value, str) and value.lstrip("-").isdigit():
+        value = int(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.1f}"
+    return str(value)
+
+
+def data_stats_lines(stats: dict[str, Any]) -> list[str]:
+    """A summary of `tuningDataStats.supervisedTuningDataStats` (counts and token distributions)."""
+    sup = stats.get("supervisedTuningDataStats") or {}
+    if not isinstance(sup, dict) or not sup:
+        return []
+    labels = [
+        ("tuningDatasetExampleCount", "examples"),
+        ("totalBillableTokenCount", "billable tokens"),
+        ("totalTuningCharacterCount", "characters"),
+        ("tuningStepCount", "tuning steps"),
+        ("totalTruncatedExampleCount", "truncated examples"),
+    ]
+    counts = [f"{label} {_num(sup[key])}" for key, label in labels if key in sup]
+    lines = ["; ".join(counts)] if counts else []
+    for key, label in (("userInputTokenDistribution", "input tokens per example"),
+                       ("userOutputTokenDistribution", "output tokens per example"),
+                       ("userMessagePerExampleDistribution", "messages per example")):
+        dist = sup.get(key)
+        if isinstance(dist, dict) and dist:
+            parts = [f"{k} {_num(dist[k])}" for k in ("mean", "median", "p5", "p95", "max") if k in dist]
+            lines.append(f"{label}: {', '.join(parts)}")
+    dropped = sup.get("droppedExampleReasons")
+    if isinstance(dropped, list) and dropped:
+        lines.append(f"dropped examples: {'; '.join(str(d) for d in dropped[:5])}")
+    return lines
+
+
+def model_detail(name: str, jobs: list[ObservedJob], plan: Plan, state: State) -> dict[str, Any]:
+    """Everything known of one model: the planned action, the endpoint, its jobs over time."""
+    change = next((c for c in plan.changes if c.name == name), None)
+    entry = state.models.get(name)
+    ordered = sorted(jobs, key=lambda j: j.sort_key, reverse=True)
+    latest_stats = next((j for j in ordered if j.tuning_data_stats), None)
+    return {
+        "name": name,
+        "action": change.action if change else None,
+        "reason": change.reason if change else None,
+        "endpoint": entry.tuned_model.endpoint if entry and entry.tuned_model else None,
+        "serving_job": entry.serving_job if entry else None,
+        "jobs": [
+            {"job": j.name, "state": j.state, "spec_hash": j.spec_hash, "create_time": j.create_time,
+             "start_time": j.start_time or None, "end_time": j.end_time or None,
+             "error": j.error_message, "endpoint": j.endpoint, "experiment": j.experiment,
+             "gcs_metrics_uri": j.gcs_metrics_uri}
+            for j in ordered
+        ],
+        "tuning_data_stats": latest_stats.tuning_data_stats if latest_stats else None,
+        "tuning_data_stats_job": latest_stats.name if latest_stats else None,
+    }
+
+
+def model_detail_text(d: dict[str, Any]) -> Group:
+    """The in-depth view of `status NAME`."""
+    parts: list[Any] = [
+        f"[bold]{escape(d['name'])}[/]  next action: {escape(str(d['action']))} — {escape(str(d['reason']))}",
+        f"endpoint in service: {escape(d['endpoint'] or '-')}" + (f"  (job {escape(d['serving_job'])})" if d["serving_job"] else ""),
+    ]
+    table = Table(title="jobs, newest first", title_justify="left")
+    for column in ("created", "state", "spec", "ended", "job", "error"):
+        table.add_column(column, overflow="fold")
+    for j in d["jobs"]:
+        table.add_row(short_time(j["create_time"]), short_state(j["state"]), escape(j["spec_hash"] or "-"),
+                      short_time(j["end_time"]), escape(short_name(j["job"])), escape(j["error"] or ""))
+    parts.append(table)
+    if d["tuning_data_stats"]:
+        parts.append(f"tuning data (tuningDataStats of {escape(d['tuning_data_stats_job'])}):")
+        parts += [f"  {escape(line)}" for line in data_stats_lines(d["tuning_data_stats"])]
+    metrics = [j for j in d["jobs"] if j["experiment"] or j["gcs_metrics_uri"]]
+    if metrics:
+        m = metrics[0]
+        parts.append(
+            "metrics (train/eval total loss, fraction of correct next-step predictions, number of "
+            f"predictions) of {escape(m['job'])}: experiment {escape(m['experiment'] or '-')}; "
+            f"files {escape(m['gcs_metrics_uri'] or '-')} — open them in the Vertex AI console "
+            "(Experiments) or read the files with gcloud storage cat; the reconciler does not read them."
+        )
+    return Group(*parts)

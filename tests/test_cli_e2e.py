@@ -433,3 +433,29 @@ def test_gating_smoke_test_keeps_old_endpoint_until_the_new_one_passes(cli: Cli,
     emulator.admin.post("/_emulator/replies", json={"endpoint": "*", "text": "refund: yes"}).raise_for_status()
     cli.ok("refresh")
     assert cli.state()["models"]["alpha"]["tunedModel"]["endpoint"] != first
+
+
+def test_status_name_shows_jobs_over_time_and_tuning_data(cli: Cli, emulator):
+    cli.manifest("alpha")
+    cli.ok("apply", "--auto-approve")
+    emulator.advance(10_000)
+    cli.manifest("alpha", epochs=4)
+    cli.ok("apply", "--auto-approve")
+    emulator.advance(100)  # the new job is running: stats appear
+    [detail] = cli.ok("status", "alpha", "--format", "json").json()
+    assert [j["state"] for j in detail["jobs"]] == ["JOB_STATE_RUNNING", "JOB_STATE_SUCCEEDED"]
+    assert detail["endpoint"] and detail["serving_job"] == detail["jobs"][1]["job"]
+    assert detail["tuning_data_stats"]["supervisedTuningDataStats"]["tuningDatasetExampleCount"]
+    text = cli.ok("--no-color", "status", "alpha").out
+    assert "examples" in text and "tuning steps" in text and "jobs, newest first" in text
+    assert "gs://" in text  # where the metrics live
+
+
+def test_status_watch_follows_until_jobs_finish(cli: Cli, emulator):
+    emulator.configure(clock="real", pending_seconds=0.1, running_seconds=0.2)
+    cli.manifest("alpha")
+    cli.ok("apply", "--auto-approve")
+    r = cli.ok("status", "--watch", "--interval", "0.1", "--format", "json")
+    snapshots = [json.loads(chunk) for chunk in r.out.replace("}\n{", "}\n\x00{").split("\x00")]
+    assert snapshots[-1]["models"][0]["state"] == "JOB_STATE_SUCCEEDED"
+    assert len(snapshots) >= 2
