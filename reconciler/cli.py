@@ -181,6 +181,8 @@ def _client(rt: Runtime) -> VertexClient:
         retry=RetryPolicy(initial=r.initial, multiplier=r.multiplier, maximum=r.maximum,
                           deadline=r.deadline, max_attempts=r.max_attempts),
         max_connections=max(8, s.concurrency * 2),
+        requests_per_minute=s.requests_per_minute,
+        creates_per_minute=s.creates_per_minute,
     )
     rt.exit_stack.callback(client.close)
     return client

@@ -48,6 +48,11 @@ class RetryFile(_Strict):
     max_attempts: int | None = Field(None, alias="maxAttempts", ge=1, le=100)
 
 
+class RateLimitFile(_Strict):
+    requests_per_minute: int | None = Field(None, alias="requestsPerMinute", ge=0)
+    creates_per_minute: int | None = Field(None, alias="createsPerMinute", ge=0)
+
+
 class ConfigFile(_Strict):
     project: str | None = Field(None, pattern=PROJECT_PATTERN)
     region: str | None = Field(None, pattern=REGION_PATTERN)
@@ -59,6 +64,7 @@ class ConfigFile(_Strict):
     poll_interval: float | None = Field(None, alias="pollInterval", gt=0)
     lock_timeout: float | None = Field(None, alias="lockTimeout", ge=0)
     retry: RetryFile | None = None
+    rate_limit: RateLimitFile | None = Field(None, alias="rateLimit")
 
 
 @dataclass(frozen=True)
@@ -82,6 +88,9 @@ class Settings:
     poll_interval: float = 30.0
     lock_timeout: float = 0.0
     retry: RetrySettings = field(default_factory=RetrySettings)
+    # Vertex AI's documented per-region quotas: resource-management requests and job submissions.
+    requests_per_minute: int = 600
+    creates_per_minute: int = 60
     config_file: str | None = None
 
 
@@ -135,7 +144,9 @@ def load_settings(
         retry = settings.retry
         if cf.retry is not None:
             retry = replace(retry, **{k: v for k, v in cf.retry.model_dump().items() if v is not None})
-        values = {k: v for k, v in cf.model_dump(exclude={"retry"}).items() if v is not None}
+        values = {k: v for k, v in cf.model_dump(exclude={"retry", "rate_limit"}).items() if v is not None}
+        if cf.rate_limit is not None:
+            values.update({k: v for k, v in cf.rate_limit.model_dump().items() if v is not None})
         if "state" in values and not Path(values["state"]).is_absolute() and "://" not in values["state"]:
             values["state"] = str(path.parent / values["state"])
         settings = replace(settings, **values, retry=retry, config_file=str(path))

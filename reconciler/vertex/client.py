@@ -77,6 +77,8 @@ class VertexClient:
         timeout: float = 60.0,
         http: httpx.Client | None = None,
         max_connections: int = 32,
+        requests_per_minute: int = 0,
+        creates_per_minute: int = 0,
     ) -> None:
         """`endpoint` overrides the regional hosts for every region (e.g. the emulator's URL)."""
         self.endpoint = endpoint.rstrip("/") if endpoint else None
@@ -88,7 +90,8 @@ class VertexClient:
                      "user-agent": f"vertex-tuning-reconciler/{__version__}"},
             follow_redirects=False,
         )
-        self.transport = Transport(self._http, retry)
+        self.transport = Transport(self._http, retry, requests_per_minute=requests_per_minute,
+                                   creates_per_minute=creates_per_minute)
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -125,7 +128,8 @@ class VertexClient:
                 params["filter"] = filter
             if token:
                 params["pageToken"] = token
-            page = ListTuningJobsResponse.model_validate(self.transport.send("GET", url, params=params))
+            page = ListTuningJobsResponse.model_validate(
+                self.transport.send("GET", url, params=params, region=location))
             jobs.extend(page.tuning_jobs)
             token = page.next_page_token or ""
             if not token:
@@ -136,12 +140,12 @@ class VertexClient:
 
     def get_tuning_job(self, name: str) -> TuningJob:
         _, location, _ = split_job_name(name)
-        return TuningJob.model_validate(self.transport.send("GET", self._url(location, name)))
+        return TuningJob.model_validate(self.transport.send("GET", self._url(location, name), region=location))
 
     def cancel_tuning_job(self, name: str) -> None:
         """Request cancellation (asynchronous: the job goes through JOB_STATE_CANCELLING)."""
         _, location, _ = split_job_name(name)
-        self.transport.send("POST", self._url(location, name, ":cancel"), body={})
+        self.transport.send("POST", self._url(location, name, ":cancel"), body={}, region=location)
 
     def create_tuning_job(self, parent: str, job: TuningJob, request_id: str) -> TuningJob:
         """Create a job exactly once for `request_id`, which goes on the job as a label.
@@ -166,7 +170,8 @@ class VertexClient:
             return self.find_by_request(parent, request_id)
 
         try:
-            return TuningJob.model_validate(self.transport.send("POST", url, body=body, before_retry=settle))
+            return TuningJob.model_validate(
+                self.transport.send("POST", url, body=body, before_retry=settle, region=location, create=True))
         except (ApiError, TransportError) as exc:
             refused = isinstance(exc, ApiError) and exc.code < 500  # 4xx incl. 429: not processed
             if refused and not ambiguous_seen:
@@ -200,7 +205,7 @@ class VertexClient:
         body = {"contents": [{"role": "user", "parts": [{"text": prompt}]}]}
         result: dict[str, Any] = self.transport.send(
             "POST", self._url(m.group(2), endpoint, ":generateContent"), body=body
-        )
+        )  # serving traffic, not a resource-management request: not paced
         return result
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 
 from reconciler.errors import ApiError, TransportError, api_error
+from reconciler.vertex.ratelimit import SlidingWindowLimiter
 
 RETRYABLE_HTTP = frozenset({429, 500, 502, 503, 504})
 log = logging.getLogger("reconciler.api")  # method, URL and status only: never headers or bodies
@@ -106,9 +107,13 @@ class Transport:
         *,
         sleep: Callable[[float], None] = time.sleep,
         seed: int | None = None,
+        requests_per_minute: int = 0,
+        creates_per_minute: int = 0,
     ) -> None:
         self.http = http
         self.retry = retry or RetryPolicy()
+        self.request_limiter = SlidingWindowLimiter(requests_per_minute)
+        self.create_limiter = SlidingWindowLimiter(creates_per_minute)
         self._sleep = sleep
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
@@ -126,6 +131,8 @@ class Transport:
         body: dict[str, Any] | None = None,
         params: dict[str, str] | None = None,
         before_retry: Callable[[bool], Any] | None = None,
+        region: str = "",
+        create: bool = False,
     ) -> Any:
         """Send one logical call; return the decoded JSON body (`{}` when empty).
 
@@ -137,6 +144,9 @@ class Transport:
         attempt = 0
         while True:
             attempt += 1
+            if create:
+                self.create_limiter.acquire(region)
+            self.request_limiter.acquire(region)
             self._count("attempts")
             error: Exception
             ambiguous: bool
