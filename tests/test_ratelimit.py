@@ -28,7 +28,7 @@ def test_waits_only_when_the_window_is_full_and_per_region():
     limiter.acquire("europe-west4")  # another region has its own window
     assert t.now == 1000.0
     limiter.acquire("us-central1")
-    assert t.now == 1060.0 and limiter.waited == 60.0
+    assert t.now == 1060.0 and limiter.waited == 60.0  # exactly the window, no more
 
 
 def test_zero_means_unlimited():

@@ -48,6 +48,7 @@ class SlidingWindowLimiter:
                 if len(sent) < self.limit:
                     sent.append(now)
                     return
-                delay = sent[0] + self.window - now
+                # At least 1 ms: a float sum landing a hair short of the window's end must not spin.
+                delay = max(sent[0] + self.window - now, 0.001)
                 self.waited += delay
             self._sleep(delay)
