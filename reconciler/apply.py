@@ -25,7 +25,7 @@ from reconciler.models import DesiredModel, ObservedJob, StateClass
 from reconciler.observe import to_observed
 from reconciler.plan import CREATING, Change, Observation, Plan, derive_models, jobs_by_name
 from reconciler.probe import ContentApi, ProbeResult, gate_candidates, run_gates
-from reconciler.state.local import utc_now
+from reconciler.state.local import apply_op, utc_now
 from reconciler.state.model import JournalEntry, ModelEntry, State
 from reconciler.vertex.wire import TuningJob
 
@@ -37,7 +37,10 @@ class TuningApi(ContentApi, Protocol):
 
 
 class StateRecorder(Protocol):
+    journal_pending: bool  # the state read still has journal lines to fold into a full write
+
     def write(self, state: State) -> State: ...
+    def append(self, op: dict[str, Any]) -> None: ...
 
 
 Observer = Callable[[Sequence[str]], Observation]
@@ -64,19 +67,46 @@ class ApplyResult:
 
 
 class _Recorder:
-    """Serialises state changes and writes after each one."""
+    """The state of a run: each change is applied in memory and made durable at once as one
+    journal line; `commit` writes the whole state (the next serial)."""
 
     def __init__(self, store: StateRecorder, state: State) -> None:
         self._store = store
         self._lock = threading.Lock()
-        self.state = state
+        # Journal lines name the serial they apply to: a state never written gets serial 1 first.
+        self.state = state if state.serial else store.write(state)
+        self._dirty = store.journal_pending
 
-    def update(self, mutate: Callable[[State], None]) -> None:
+    def _record(self, op: dict[str, Any]) -> None:
+        with self._lock:
+            self._store.append(op)
+            apply_op(self.state, op)
+            self._dirty = True
+
+    def set_entry(self, name: str, entry: ModelEntry) -> None:
+        self._record({"op": "set", "name": name, "entry": entry.model_dump(by_alias=True, mode="json")})
+
+    def drop_entry(self, name: str) -> None:
+        self._record({"op": "drop", "name": name})
+
+    def open_intent(self, intent: JournalEntry) -> None:
+        self._record({"op": "intent", "entry": intent.model_dump(by_alias=True, mode="json")})
+
+    def settle(self, request_id: str) -> None:
+        self._record({"op": "settle", "requestId": request_id})
+
+    def entry(self, name: str) -> ModelEntry | None:
+        with self._lock:
+            return self.state.models.get(name)
+
+    def commit(self, mutate: Callable[[State], None]) -> None:
+        """Write the whole state with `mutate` applied (skipped when nothing changed)."""
         with self._lock:
             draft = self.state.model_copy(deep=True)
             mutate(draft)
-            if draft != self.state or self.state.serial == 0:
+            if draft != self.state or self._dirty:
                 self.state = self._store.write(draft)
+                self._dirty = self._store.journal_pending
 
 
 def apply_plan(
@@ -112,8 +142,12 @@ def apply_plan(
             list(pool.map(run, actionable))
     # The API is the truth: re-read it once and derive the entries of every name the plan covered.
     names = {c.name for c in plan.changes}
-    result.state = refresh_state(recorder, desired, observe(plan.parents), stack=plan.stack, names=names,
-                                 api=api, on_probe=on_probe)
+    try:
+        result.state = refresh_state(recorder, desired, observe(plan.parents), stack=plan.stack, names=names,
+                                     api=api, on_probe=on_probe)
+    except ReconcilerError:
+        recorder.commit(lambda _draft: None)  # fold what was done into the state file, then fail
+        raise
     return result
 
 
@@ -148,7 +182,7 @@ def refresh_state(
         draft.journal = [j for j in draft.journal if j.request_id not in labels_seen
                          and j.parent not in observation.parents]
 
-    rec.update(mutate)
+    rec.commit(mutate)
     return rec.state
 
 
@@ -162,19 +196,14 @@ def _execute(
         messages = [_cancel(api, recorder, change.name, job) for job in change.cancel_jobs]
         return Outcome(change, True, "; ".join(messages), change.job)
     if action == "move":
-        def move(draft: State) -> None:
-            assert change.moved_from is not None and change.parent is not None
-            entry = draft.models.pop(change.moved_from, None) or ModelEntry.model_validate({"parent": change.parent})
-            draft.models[change.name] = entry.model_copy(update={
-                "parent": change.parent, "adopted": {**entry.adopted, **change.adopt_jobs}})
-
-        recorder.update(move)
+        assert change.moved_from is not None and change.parent is not None
+        old = recorder.entry(change.moved_from) or ModelEntry.model_validate({"parent": change.parent})
+        recorder.set_entry(change.name, old.model_copy(update={
+            "parent": change.parent, "adopted": {**old.adopted, **change.adopt_jobs}}))
+        recorder.drop_entry(change.moved_from)
         return Outcome(change, True, f"state entry moved from {change.moved_from}; {change.job} adopted", change.job)
     if action == "forget":
-        def drop(draft: State) -> None:
-            draft.models.pop(change.name, None)
-
-        recorder.update(drop)
+        recorder.drop_entry(change.name)
         return Outcome(change, True, "removed from the state", change.job)
     if action == "noop":
         return Outcome(change, True, "no change", change.job)
@@ -192,30 +221,21 @@ def _create(change: Change, api: TuningApi, recorder: _Recorder, desired: Desire
         found = None
         entry = JournalEntry(name=change.name, requestId=rid, parent=parent, specHash=change.spec_hash,
                              started=utc_now())
-        recorder.update(lambda draft: draft.journal.append(entry))
+        recorder.open_intent(entry)
     try:
         job = found or api.create_tuning_job(parent, TuningJob.model_validate(change.request), rid)
     except AmbiguousCreateError:
         raise  # the journal entry stays: the next run settles it
     except ApiError:
-        recorder.update(lambda draft: _drop_journal(draft, rid))
+        recorder.settle(rid)
         raise
     observed = to_observed(job, parent)
 
-    def record(draft: State) -> None:
-        _drop_journal(draft, rid)
-        previous = draft.models.get(change.name)
-        entry = _entry_after_create(observed, parent, desired, previous)
-        draft.models[change.name] = entry
-
-    recorder.update(record)
+    recorder.set_entry(change.name, _entry_after_create(observed, parent, desired, recorder.entry(change.name)))
+    recorder.settle(rid)
     messages = [("found job created by an interrupted run: " if found else "created ") + observed.name]
     messages += [_cancel(api, recorder, change.name, old) for old in change.cancel_jobs]
     return Outcome(change, True, "; ".join(messages), observed.name)
-
-
-def _drop_journal(draft: State, rid: str) -> None:
-    draft.journal = [j for j in draft.journal if j.request_id != rid]
 
 
 def _entry_after_create(
@@ -248,12 +268,9 @@ def _cancel(api: TuningApi, recorder: _Recorder, name: str, job: str) -> str:
     except NotFoundError:
         message = f"{job} no longer exists"
 
-    def record(draft: State) -> None:
-        entry = draft.models.get(name)
-        if entry is not None and job not in entry.cancel_requested:
-            draft.models[name] = entry.model_copy(update={"cancel_requested": [*entry.cancel_requested, job]})
-
-    recorder.update(record)
+    entry = recorder.entry(name)
+    if entry is not None and job not in entry.cancel_requested:
+        recorder.set_entry(name, entry.model_copy(update={"cancel_requested": [*entry.cancel_requested, job]}))
     return message
 
 

@@ -214,12 +214,13 @@ def _make_plan(
     *,
     targets: Sequence[str],
     replace: Sequence[str],
+    observation: Observation | None = None,
 ) -> tuple[Plan, Observation]:
     from reconciler.observe import parents_to_observe
     from reconciler.plan import compute_plan
 
-    parents = parents_to_observe(desired, state)
-    observation = _observer(rt, client)(parents)
+    if observation is None:
+        observation = _observer(rt, client)(parents_to_observe(desired, state))
     plan = compute_plan(desired, observation, state, stack=rt.settings.stack, targets=targets, replace=replace)
     for entry in state.journal:
         found = any(j.labels.get("reconciler-request") == entry.request_id for j in observation.jobs)
@@ -229,6 +230,32 @@ def _make_plan(
                                         "no job was made; it is planned again.")
         )
     return plan, observation
+
+
+def _load_and_observe(
+    rt: Runtime, paths: Sequence[Path], state: State, *, allow_empty: bool
+) -> tuple[LoadResult, Observation, VertexClient]:
+    """Load the manifests while the regions the state already names are being listed (the
+    listing waits on the network, loading uses the CPU); then list any region only the
+    manifests name. Manifest errors still come first."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from reconciler.observe import merge, parents_to_observe
+
+    known = parents_to_observe([], state)
+    rt.settings  # noqa: B018 (settings are read once, before the two threads need them)
+
+    def prefetch() -> tuple[VertexClient, Observation]:
+        client = _client(rt)
+        return client, _observer(rt, client)(known)
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        early = pool.submit(prefetch)
+        loaded = _load(rt, paths, allow_empty=allow_empty)
+        client, first = early.result()
+    rest = [p for p in parents_to_observe(loaded.models, state) if p not in first.parents]
+    observation = merge([first, _observer(rt, client)(rest)]) if rest else first
+    return loaded, observation, client
 
 
 def _print_plan(rt: Runtime, plan: Plan, fmt: str) -> None:
@@ -289,11 +316,11 @@ def plan(
     """Show what apply would do: observe the API (one list per region) and diff."""
     rt = _rt(ctx)
     _check_format(fmt)
-    loaded = _load(rt, paths or [], allow_empty=allow_empty)
-    client = _client(rt)
     store = _store(rt)
     state = store.read(stack=rt.settings.stack)
-    the_plan, _ = _make_plan(rt, client, state, loaded.models, targets=target or [], replace=replace or [])
+    loaded, observation, client = _load_and_observe(rt, paths or [], state, allow_empty=allow_empty)
+    the_plan, _ = _make_plan(rt, client, state, loaded.models, targets=target or [], replace=replace or [],
+                             observation=observation)
     if fmt == "text" and show_unchanged:
         from reconciler import render
 

@@ -7,7 +7,6 @@ settings); display name, description and labels are outside it, so editing them 
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import hashlib
 import json
@@ -121,7 +120,7 @@ class DesiredModel:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON data (a saved plan carries the manifests it was made from)."""
-        data = dataclasses.asdict(self)
+        data = dict(self.__dict__)  # shallow: every field is a plain value or a tuple of pairs
         data["hyper_parameters"] = dict(self.hyper_parameters)
         data["labels"] = dict(self.labels)
         return data

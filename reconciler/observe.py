@@ -6,15 +6,15 @@ pages of the parents it touches.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from reconciler.models import DesiredModel, ObservedJob
 from reconciler.plan import Observation
 from reconciler.state.model import State
 from reconciler.vertex.client import VertexClient
-from reconciler.vertex.wire import TuningJob
+from reconciler.vertex.wire import SupervisedTuningSpec, TuningJob
 
 
 def parents_to_observe(desired: Iterable[DesiredModel], state: State, extra: Iterable[str] = ()) -> list[str]:
@@ -26,15 +26,34 @@ def parents_to_observe(desired: Iterable[DesiredModel], state: State, extra: Ite
     return sorted(parents)
 
 
+def _spec_fields(spec: SupervisedTuningSpec | None) -> dict[str, Any]:
+    """The spec fields a manifest can set, in manifest types (epochCount an int, the rate a float)."""
+    if spec is None:
+        return {}
+    out: dict[str, Any] = {}
+    if spec.training_dataset_uri is not None:
+        out["trainingDatasetUri"] = spec.training_dataset_uri
+    if spec.validation_dataset_uri is not None:
+        out["validationDatasetUri"] = spec.validation_dataset_uri
+    if spec.export_last_checkpoint_only is not None:
+        out["exportLastCheckpointOnly"] = spec.export_last_checkpoint_only
+    hp = spec.hyper_parameters
+    if hp is not None:
+        values: dict[str, Any] = {}
+        if hp.epoch_count is not None:
+            values["epochCount"] = hp.epoch_count
+        if hp.learning_rate_multiplier is not None:
+            values["learningRateMultiplier"] = float(hp.learning_rate_multiplier)
+        if hp.adapter_size is not None:
+            values["adapterSize"] = hp.adapter_size
+        if values:
+            out["hyperParameters"] = values
+    return out
+
+
 def to_observed(job: TuningJob, parent: str) -> ObservedJob:
     """Reduce a wire TuningJob to what planning needs; tolerant of absent fields."""
-    sts = job.supervised_tuning_spec.to_wire() if job.supervised_tuning_spec else {}
-    hp = sts.get("hyperParameters")
-    if isinstance(hp, dict) and "epochCount" in hp:
-        with contextlib.suppress(TypeError, ValueError):
-            hp["epochCount"] = int(hp["epochCount"])
-    if isinstance(hp, dict) and isinstance(hp.get("learningRateMultiplier"), int):
-        hp["learningRateMultiplier"] = float(hp["learningRateMultiplier"])
+    sts = _spec_fields(job.supervised_tuning_spec)
     extra = job.model_extra or {}
     encryption = extra.get("encryptionSpec")
     kms = encryption.get("kmsKeyName") if isinstance(encryption, dict) else None
@@ -68,14 +87,25 @@ def observe(client: VertexClient, parents: Iterable[str], *, workers: int = 8) -
     parent_list = sorted(set(parents))
     if not parent_list:
         return Observation(parents=(), jobs=())
+    def list_parent(parent: str) -> list[ObservedJob]:
+        # Converted in the listing thread, overlapping the other regions' network waits.
+        return [to_observed(job, parent) for job in client.list_tuning_jobs(parent) if job.name]
+
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(parent_list)))) as pool:
-        listed = list(pool.map(client.list_tuning_jobs, parent_list))
+        listed = list(pool.map(list_parent, parent_list))
+    return merge(Observation(parents=(p,), jobs=tuple(jobs)) for p, jobs in zip(parent_list, listed, strict=True))
+
+
+def merge(observations: Iterable[Observation]) -> Observation:
+    """One observation of several; a job listed twice (the same project by id and by number)
+    counts once."""
+    parents: list[str] = []
     seen: set[str] = set()
     jobs: list[ObservedJob] = []
-    for parent, page in zip(parent_list, listed, strict=False):
-        for job in page:
-            if not job.name or job.name in seen:
-                continue
-            seen.add(job.name)
-            jobs.append(to_observed(job, parent))
-    return Observation(parents=tuple(parent_list), jobs=tuple(jobs))
+    for observation in observations:
+        parents.extend(observation.parents)
+        for job in observation.jobs:
+            if job.name not in seen:
+                seen.add(job.name)
+                jobs.append(job)
+    return Observation(parents=tuple(sorted(set(parents))), jobs=tuple(jobs))

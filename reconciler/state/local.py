@@ -4,7 +4,13 @@ Writes go to a temporary file in the same folder, are fsynced, then renamed over
 the folder fsynced), so a crash leaves either the previous or the next serial, never a torn file.
 The previous content is kept as `PATH.backup`, as terraform keeps `terraform.tfstate.backup`.
 
-The lock is `PATH.lock`, created with O_EXCL (only one process can win); it records who holds it
+Between two full writes, apply makes each change durable by appending it to `PATH.journal`
+(one fsynced JSON line per change, naming the serial it applies to); reading the state replays
+the lines of its serial, and the next full write makes them obsolete. So a run of 1,000 creates
+writes 2,000 small lines instead of rewriting a large state 2,000 times.
+
+The lock is `PATH.lock`, created by hard-linking a complete temporary file to that name (only one
+process can win, and a crash never leaves a half-written lock); it records who holds it
 (id, host, pid, since, operation). A lock whose holder ran on this host and is no longer alive is
 stale and broken with a warning; any other holder must be waited for (`--lock-timeout`) or
 removed with `reconciler force-unlock ID`.
@@ -22,14 +28,14 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from pydantic import ValidationError
 
 from reconciler import __version__
 from reconciler.errors import StateConflictError, StateError, StateLockedError
 from reconciler.models import TOOL
-from reconciler.state.model import STATE_VERSION, State
+from reconciler.state.model import STATE_VERSION, JournalEntry, ModelEntry, State
 
 
 def utc_now() -> str:
@@ -87,6 +93,21 @@ def parse_state(data: bytes, where: str) -> State:
         raise StateError(f"{where}: invalid state file at {loc}: {first['msg']}") from None
 
 
+def apply_op(state: State, op: dict[str, Any]) -> None:
+    """One journalled change: set or drop a model entry, open or settle a create intent."""
+    kind = op.get("op")
+    if kind == "set":
+        state.models[op["name"]] = ModelEntry.model_validate(op["entry"])
+    elif kind == "drop":
+        state.models.pop(op["name"], None)
+    elif kind == "intent":
+        state.journal.append(JournalEntry.model_validate(op["entry"]))
+    elif kind == "settle":
+        state.journal = [j for j in state.journal if j.request_id != op["requestId"]]
+    else:
+        raise StateError(f"unknown journal operation {kind!r}; upgrade the reconciler")
+
+
 def serialize_state(state: State) -> bytes:
     return (json.dumps(state.to_json_dict(), indent=2, sort_keys=False, ensure_ascii=False) + "\n").encode()
 
@@ -98,8 +119,11 @@ class LocalStateStore:
         self.path = path
         self.lock_path = path.with_name(path.name + ".lock")
         self.backup_path = path.with_name(path.name + ".backup")
+        self.journal_path = path.with_name(path.name + ".journal")
         self._read_serial: int | None = None
         self._read_lineage: str | None = None
+        self._journal: IO[bytes] | None = None
+        self.journal_pending = False  # the state read had journal lines folded in, not yet written
 
     def describe(self) -> str:
         return str(self.path)
@@ -121,7 +145,52 @@ class LocalStateStore:
                 "pass --stack or use another --state"
             )
         self._read_serial, self._read_lineage = state.serial, state.lineage
-        return state
+        return self._replay(state)
+
+    # -- the journal: progress of a run between two full writes ----------------------------------
+    def append(self, op: dict[str, Any]) -> None:
+        """Make one change durable without rewriting the state: a line appended to
+        `PATH.journal` and fsynced. Lines name the serial they apply on top of; a full write
+        (the next serial) makes them obsolete, so a crash between the two loses nothing."""
+        if self._read_serial is None:
+            raise StateError(f"{self.path}: write the state once before journalling changes")
+        record = {"lineage": self._read_lineage, "serial": self._read_serial, **op}
+        line = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+        if self._journal is None:
+            self._journal = open(self.journal_path, "ab")  # noqa: SIM115 (kept open for the run)
+        self._journal.write(line)
+        self._journal.flush()
+        os.fsync(self._journal.fileno())
+
+    def _replay(self, state: State) -> State:
+        """The state with the journal's changes for its serial applied (a torn last line, from a
+        crash in the middle of an append, is ignored)."""
+        try:
+            lines = self.journal_path.read_bytes().splitlines()
+        except FileNotFoundError:
+            return state
+        ops: list[dict[str, Any]] = []
+        for number, line in enumerate(lines, 1):
+            try:
+                op = json.loads(line)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                if number == len(lines):
+                    break
+                raise StateError(f"{self.journal_path}:{number}: damaged journal line") from None
+            if op.get("lineage") == state.lineage and op.get("serial") == state.serial:
+                ops.append(op)
+        if not ops:
+            return state
+        self.journal_pending = True
+        draft = state.model_copy(deep=True)
+        for op in ops:
+            apply_op(draft, op)
+        return draft
+
+    def close(self) -> None:
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
 
     def write(self, state: State) -> State:
         """Write `state` as the next serial; refuse if the file changed since it was read."""
@@ -144,6 +213,10 @@ class LocalStateStore:
             atomic_write(self.backup_path, self.path.read_bytes())
         atomic_write(self.path, serialize_state(new))
         self._read_serial, self._read_lineage = new.serial, new.lineage
+        # The journal's lines all name older serials now: drop them.
+        self.journal_pending = False
+        self.close()
+        self.journal_path.unlink(missing_ok=True)
         return new
 
     # -- locking ------------------------------------------------------------------------------
@@ -168,8 +241,7 @@ class LocalStateStore:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                self.lock_path.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(self.lock_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                self._create_lock(info)
             except FileExistsError:
                 holder = self.lock_info()
                 if holder is not None and _is_stale(holder):
@@ -183,11 +255,23 @@ class LocalStateStore:
                     raise StateLockedError(_locked_message(self.describe(), holder)) from None
                 sleep(min(1.0, max(0.05, deadline - time.monotonic())))
                 continue
+            return str(info["id"])
+
+    def _create_lock(self, info: dict[str, Any]) -> None:
+        """Create the lock file with its content in one step: written to a temporary file, then
+        hard-linked to the lock's name, which fails if it exists. A crash can never leave an
+        empty or half-written lock."""
+        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.lock_path.name}.", dir=self.lock_path.parent)
+        try:
             with os.fdopen(fd, "w") as fh:
                 json.dump(info, fh)
                 fh.flush()
                 os.fsync(fh.fileno())
-            return str(info["id"])
+            os.link(tmp, self.lock_path)
+        finally:
+            os.unlink(tmp)
+        _fsync_dir(self.lock_path.parent)
 
     def lock_info(self) -> dict[str, Any] | None:
         try:

@@ -1,0 +1,209 @@
+"""The markdown report, rendered from the results dictionary (the same data as the JSON)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+def seconds(value: float | None) -> str:
+    """`0.0123` → `12.3 ms`, `61.2` → `61.20 s`."""
+    if value is None:
+        return "—"
+    if value < 1:
+        return f"{value * 1000:.1f} ms"
+    return f"{value:.2f} s"
+
+
+def times(value: float | None) -> str:
+    """A ratio as `1.23×`."""
+    return "—" if value is None else f"{value:.2f}×"
+
+
+def requests(counts: dict[str, int]) -> str:
+    """`{"list": 12, "get": 0, …}` → `12 (12 list)`; list and get are always shown."""
+    parts = [f"{n} {op}" for op, n in counts.items() if n or op in ("list", "get")]
+    return f"{sum(counts.values())} ({', '.join(parts)})"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def _wall(figure: dict[str, Any]) -> list[str]:
+    return [seconds(figure["wall_s"]["median"]), seconds(figure["wall_s"]["min"])]
+
+
+def _header(results: dict[str, Any]) -> list[str]:
+    m, p = results["machine"], results["parameters"]
+    bound = results["listing_bound"]
+    commit = m["commit"] or "unknown"
+    if m["uncommitted_changes"]:
+        commit += " + uncommitted changes"
+    managed = p["n"]
+    return [
+        "# vertex-tuning-reconciler benchmark",
+        "",
+        f"- Machine: {m['platform']} · Python {m['python']} · {m['cpus']} CPUs · {m['date']} · "
+        f"commit {commit}",
+        f"- Workload: N = {managed:,} manifests in {len(p['regions'])} regions "
+        f"({', '.join(p['regions'])}); M = {managed + p['others']:,} jobs ({managed:,} of this stack, "
+        f"matching; {p['others']:,} others, unmanaged or of another stack); {p['latency_ms']:g} ms "
+        f"per API request; max page size {bound['max_page_size']:,}.",
+        f"- Each figure measured k = {p['repeat']} times in this run: median and min. Load average "
+        f"(1, 5, 15 min) at start {m['load_average_at_start']}, at end {m['load_average_at_end']}.",
+    ]
+
+
+def _listing(results: dict[str, Any]) -> list[str]:
+    bound, plan, observe, sdk = (results[k] for k in ("listing_bound", "plan", "observe", "sdk"))
+    per_region = ", ".join(f"{r} {n:,}" for r, n in bound["jobs_by_region"].items())
+    raw = bound["raw_client"]
+    rows = [
+        ["bound: minimal raw client (one httpx.Client, a thread per region)", *_wall(raw),
+         requests(raw["requests"]), "1.00×", ""],
+        ["`reconciler.observe.observe` in-process (plan's listing)", *_wall(observe),
+         requests(observe["requests"]), times(observe["ratio_to_bound"]), ""],
+        [f"`reconciler plan --detailed-exitcode` (CLI process, exit {plan['exit_code']})", *_wall(plan),
+         requests(plan["requests"]), times(plan["ratio_to_bound"]),
+         f"{plan['peak_rss_mb']['median']:.0f} MB"],
+    ]  # fmt: skip
+    if sdk.get("available"):
+        for mode, label in (("parallel", "regions in parallel threads"), ("sequential", "regions in sequence")):
+            figure = sdk[mode]
+            rows.append([f"google-genai `tunings.list`, {label}", *_wall(figure),
+                         requests(figure["requests"]), times(figure["ratio_to_bound"]), ""])  # fmt: skip
+    lines = [
+        "",
+        "## Listing: plan against the API's lower bound, and the official SDK",
+        "",
+        f"Pages that must be read: Σ over regions ⌈jobs/{bound['max_page_size']:,}⌉ = "
+        f"**{bound['pages']} list requests** (jobs per region: {per_region}). Latency floor (the "
+        f"deepest region's pages one after another): {seconds(bound['latency_floor_s'])}. "
+        f"CPU the emulator spends serving one full listing: {seconds(bound['emulator_cpu_s'])} "
+        "(its own cost, in a separate process, part of every listing below).",
+        "",
+        *_table(["what", "wall median", "wall min", "API requests", "ratio to bound", "peak RSS"], rows),
+    ]
+    if not sdk.get("available"):
+        lines += ["", f"google-genai: {sdk['reason']}."]
+    lists = plan["requests"]["list"]
+    verdict = "yes" if lists == bound["pages"] and plan["requests"]["get"] == 0 else "**no**"
+    lines += [
+        "",
+        f"plan's list requests equal the page bound, with no per-job GET: {verdict} ({lists} list, "
+        f"{plan['requests']['get']} get; the same in every run: {plan['requests_same_every_run']}).",
+    ]
+    return lines
+
+
+def _apply_rows(applies: Sequence[dict[str, Any]]) -> list[list[str]]:
+    rows = []
+    for a in applies:
+        limiter = a["client_rate_limit"]["setting"]
+        rows.append([
+            f"{a['creates_planned']:,}", f"{a['rate_per_minute']:,}", limiter, seconds(a["wall_s"]),
+            requests(a["requests"]), str(a["requests_admitted"]), str(a["quota_429"]),
+            seconds(a["bound_s"]), times(a["ratio_to_bound"]), f"{a['jobs_created']:,}",
+            "killed: timed out" if a["timed_out"] else str(a["exit_code"]),
+        ])  # fmt: skip
+    return rows
+
+
+_APPLY_HEADER = ["C", "Q /min", "client limiter", "wall", "API requests", "admitted T",
+                 "429s", "bound", "wall / bound", "jobs created", "exit"]  # fmt: skip
+
+
+def _apply(results: dict[str, Any]) -> list[str]:
+    a = results["apply"]
+    if a is None:
+        return ["", "## Apply", "", "Skipped (--skip-apply)."]
+    lines = [
+        "",
+        "## Apply: creates in one region under a per-region rate limit",
+        "",
+        f"The emulator's quotas (a sliding 60 s window per project and region) are set to Q requests "
+        f"and Q submissions per minute. Bound for the T requests the quota admitted: "
+        f"(⌈T/Q⌉ − 1) × 60 s + the last window's requests sent {a['concurrency']} at a time "
+        f"(the reconciler's concurrency) at the request latency.",
+        "",
+        *_table(_APPLY_HEADER, _apply_rows([a])),
+    ]
+    if a["quota_windows"] <= 1:
+        lines += ["", "At this size the quota does not bind (T ≤ Q): the bound is only the send "
+                  "time, so the ratio mostly measures process start-up and manifest loading."]  # fmt: skip
+    limiter = a["client_rate_limit"]
+    if limiter["setting"] == "configured":
+        lines += ["", f"Client limiter: `rateLimit: {{requestsPerMinute: {a['rate_per_minute']}, "
+                  f"createsPerMinute: {a['rate_per_minute']}}}` in reconciler.yaml."]  # fmt: skip
+    elif limiter["setting"] == "default":
+        lines += ["", "Client limiter: no `rateLimit` in reconciler.yaml (--no-client-rate-limit): "
+                  "the reconciler's own defaults apply."]  # fmt: skip
+    else:
+        lines += ["", "Client limiter: `rateLimit` was rejected by this reconciler "
+                  f"({' '.join(limiter['reason'])}); apply ran without it."]  # fmt: skip
+    if a["summary_line"]:
+        lines += ["", f"The reconciler's own summary: `{a['summary_line']}`"]
+    return lines
+
+
+def _startup(results: dict[str, Any]) -> list[str]:
+    s = results["startup"]
+    rows = [
+        [f"`{name}`", *_wall(figure), times(figure["ratio_to_python"])]
+        for name, figure in s["commands"].items()
+    ]
+    heavy = s["heavy_imports"]
+    imported = "; ".join(f"`{cmd}`: {', '.join(mods) or 'none'}" for cmd, mods in heavy.items())
+    return [
+        "",
+        "## Start-up and validate",
+        "",
+        *_table(["command", "wall median", "wall min", "ratio to `python -c pass`"], rows),
+        "",
+        f"Heavy modules imported (httpx, google.auth, deepdiff, uvicorn, starlette): {imported}.",
+    ]
+
+
+def _growth_ratio(values: Sequence[float], index: int) -> str:
+    return "" if index == 0 else f" ({values[index] / values[index - 1]:.1f}×)"
+
+
+def _growth(results: dict[str, Any]) -> list[str]:
+    g = results["growth"]
+    if g is None:
+        return []
+    rows_in = g["plan"]
+    validate = [r["validate"]["wall_s"]["median"] for r in rows_in]
+    plan = [r["plan"]["wall_s"]["median"] for r in rows_in]
+    rss = [r["plan"]["peak_rss_mb"]["median"] for r in rows_in]
+    rows = [
+        [f"{r['n']:,}", f"{r['jobs']:,}", str(r["pages"]),
+         seconds(validate[i]) + _growth_ratio(validate, i), seconds(plan[i]) + _growth_ratio(plan, i),
+         requests(r["plan"]["requests"]), f"{rss[i]:.0f} MB" + _growth_ratio(rss, i),
+         seconds(r["bound_wall_s"]["median"]), times(r["plan_ratio_to_bound"])]
+        for i, r in enumerate(rows_in)
+    ]  # fmt: skip
+    lines = [
+        "",
+        "## Growth",
+        "",
+        f"N managed jobs + {g['others']:,} others; in brackets the ratio to the previous row.",
+        "",
+        *_table(["N", "jobs", "pages", "validate", "plan wall", "plan requests", "plan peak RSS",
+                 "listing bound", "plan / bound"], rows),  # fmt: skip
+    ]
+    if g["apply"]:
+        lines += ["", *_table(_APPLY_HEADER, _apply_rows(g["apply"]))]
+        if any(a["quota_windows"] <= 1 for a in g["apply"]):
+            lines += ["", "Where T ≤ Q the quota does not bind: the bound is only the send time."]
+    return lines
+
+
+def render(results: dict[str, Any]) -> str:
+    """The whole report as markdown."""
+    return "\n".join(
+        [*_header(results), *_listing(results), *_apply(results), *_startup(results), *_growth(results)]
+    )

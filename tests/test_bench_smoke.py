@@ -1,0 +1,56 @@
+"""Smoke run of the benchmark harness (`python -m bench.run --quick`), so that it cannot rot.
+
+Tiny sizes, one repeat; it checks that every figure is reported and the counts that do not
+depend on timing: plan reads exactly the list pages of the bound (no per-job GET) and apply
+creates every job. No timing is asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FIGURES = ("machine", "parameters", "listing_bound", "plan", "observe", "sdk", "apply", "startup")
+
+
+def test_quick_benchmark_reports_every_figure(tmp_path: Path) -> None:
+    results_file = tmp_path / "results.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--quick", "--json", str(results_file)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    results = json.loads(results_file.read_text())
+    assert all(results.get(name) is not None for name in FIGURES)
+    assert results["growth"] is None
+
+    bound = results["listing_bound"]
+    assert bound["pages"] == len(results["parameters"]["regions"])  # < 1000 jobs per region
+    assert bound["raw_client"]["requests"]["list"] == bound["pages"]
+    for listing in (results["plan"], results["observe"]):
+        assert listing["requests"] == {"list": bound["pages"], "get": 0, "create": 0, "cancel": 0}
+    assert results["plan"]["exit_code"] == 0  # --detailed-exitcode: nothing to change
+    assert results["plan"]["peak_rss_mb"]["median"] > 0
+    assert results["observe"]["jobs"] == bound["jobs"] == sum(bound["jobs_by_region"].values())
+    if results["sdk"]["available"]:
+        assert results["sdk"]["parallel"]["jobs"] == bound["jobs"]
+
+    apply = results["apply"]
+    assert apply["exit_code"] == 0
+    assert apply["jobs_created"] == apply["creates_planned"] == results["parameters"]["creates"]
+    assert apply["requests"]["create"] >= apply["creates_planned"]
+    assert apply["client_rate_limit"]["setting"] in ("configured", "unsupported")
+
+    commands = results["startup"]["commands"]
+    assert {"python -c pass", "python -m reconciler.cli --help"} <= set(commands)
+    assert all(figure["wall_s"]["median"] > 0 for figure in commands.values())
+
+    report = done.stdout
+    for heading in ("## Listing", "## Apply", "## Start-up and validate"):
+        assert heading in report
