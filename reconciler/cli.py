@@ -139,11 +139,12 @@ def _global(
 
 
 # -- shared steps ---------------------------------------------------------------------------------
-def _load(rt: Runtime, paths: Sequence[Path], *, allow_empty: bool = False) -> LoadResult:
+def _load(rt: Runtime, paths: Sequence[Path], *, allow_empty: bool = False,
+          on_model: Any = None) -> LoadResult:
     from reconciler.manifest import Defaults, load_manifests
 
     s = rt.settings
-    result = load_manifests(paths or DEFAULT_PATHS, Defaults(project=s.project, region=s.region))
+    result = load_manifests(paths or DEFAULT_PATHS, Defaults(project=s.project, region=s.region), on_model)
     for warning in result.warnings:
         rt.warn(warning)
     if not result.models and not allow_empty:
@@ -235,26 +236,36 @@ def _make_plan(
 def _load_and_observe(
     rt: Runtime, paths: Sequence[Path], state: State, *, allow_empty: bool
 ) -> tuple[LoadResult, Observation, VertexClient]:
-    """Load the manifests while the regions the state already names are being listed (the
-    listing waits on the network, loading uses the CPU); then list any region only the
-    manifests name. Manifest errors still come first."""
-    from concurrent.futures import ThreadPoolExecutor
+    """Load the manifests while their regions are being listed: each (project, region) is listed
+    as soon as the state or the first manifest naming it is read — listing waits on the network,
+    loading uses the CPU. Each parent is still listed once; manifest errors still come first."""
+    import threading
+    from concurrent.futures import Future, ThreadPoolExecutor
 
-    from reconciler.observe import merge, parents_to_observe
+    from reconciler.observe import merge, observe_parent, parents_to_observe
 
-    known = parents_to_observe([], state)
-    rt.settings  # noqa: B018 (settings are read once, before the two threads need them)
+    rt.settings  # noqa: B018 (read once, before the listing threads need them)
+    lock = threading.Lock()
+    clients: list[VertexClient] = []
+    started: dict[str, Future[Observation]] = {}
 
-    def prefetch() -> tuple[VertexClient, Observation]:
-        client = _client(rt)
-        return client, _observer(rt, client)(known)
+    def listing(parent: str) -> Observation:
+        with lock:
+            if not clients:
+                clients.append(_client(rt))
+        return observe_parent(clients[0], parent)
 
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        early = pool.submit(prefetch)
-        loaded = _load(rt, paths, allow_empty=allow_empty)
-        client, first = early.result()
-    rest = [p for p in parents_to_observe(loaded.models, state) if p not in first.parents]
-    observation = merge([first, _observer(rt, client)(rest)]) if rest else first
+    with ThreadPoolExecutor(max_workers=rt.settings.concurrency) as pool:
+        def start(parent: str) -> None:
+            if parent not in started:
+                started[parent] = pool.submit(listing, parent)
+
+        for parent in parents_to_observe([], state):
+            start(parent)
+        loaded = _load(rt, paths, allow_empty=allow_empty, on_model=lambda d: start(d.parent))
+        observation = merge(future.result() for future in started.values())
+    with lock:
+        client = clients[0] if clients else _client(rt)
     return loaded, observation, client
 
 

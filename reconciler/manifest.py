@@ -9,7 +9,7 @@ duplicate keys are errors (PyYAML would silently keep the last), and alias expan
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -191,8 +191,15 @@ def _message(err: Any) -> str:
     return msg
 
 
-def load_manifests(paths: Iterable[Path], defaults: Defaults = Defaults()) -> LoadResult:
-    """Load and validate every manifest under `paths`; raise ManifestError listing all problems."""
+def load_manifests(
+    paths: Iterable[Path],
+    defaults: Defaults = Defaults(),
+    on_model: Callable[[DesiredModel], None] | None = None,
+) -> LoadResult:
+    """Load and validate every manifest under `paths`; raise ManifestError listing all problems.
+
+    `on_model` sees each valid model as soon as it is read (plan starts listing its region
+    while the rest load)."""
     files, problems = find_files(paths)
     result = LoadResult(files=files)
     seen: dict[str, str] = {}
@@ -219,6 +226,8 @@ def load_manifests(paths: Iterable[Path], defaults: Defaults = Defaults()) -> Lo
                 continue
             seen[model.name] = where
             result.models.append(model)
+            if on_model is not None:
+                on_model(model)
     if problems:
         raise ManifestError(problems)
     return result

@@ -87,13 +87,14 @@ def observe(client: VertexClient, parents: Iterable[str], *, workers: int = 8) -
     parent_list = sorted(set(parents))
     if not parent_list:
         return Observation(parents=(), jobs=())
-    def list_parent(parent: str) -> list[ObservedJob]:
-        # Converted in the listing thread, overlapping the other regions' network waits.
-        return [to_observed(job, parent) for job in client.list_tuning_jobs(parent) if job.name]
-
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(parent_list)))) as pool:
-        listed = list(pool.map(list_parent, parent_list))
-    return merge(Observation(parents=(p,), jobs=tuple(jobs)) for p, jobs in zip(parent_list, listed, strict=True))
+        return merge(pool.map(lambda parent: observe_parent(client, parent), parent_list))
+
+
+def observe_parent(client: VertexClient, parent: str) -> Observation:
+    """Every job of one parent (all pages), converted as it arrives."""
+    jobs = tuple(to_observed(job, parent) for job in client.list_tuning_jobs(parent) if job.name)
+    return Observation(parents=(parent,), jobs=jobs)
 
 
 def merge(observations: Iterable[Observation]) -> Observation:
