@@ -40,7 +40,7 @@ class StateRecorder(Protocol):
     journal_pending: bool  # the state read still has journal lines to fold into a full write
 
     def write(self, state: State) -> State: ...
-    def append(self, op: dict[str, Any]) -> None: ...
+    def append(self, ops: list[dict[str, Any]]) -> None: ...
 
 
 Observer = Callable[[Sequence[str]], Observation]
@@ -67,21 +67,39 @@ class ApplyResult:
 
 
 class _Recorder:
-    """The state of a run: each change is applied in memory and made durable at once as one
-    journal line; `commit` writes the whole state (the next serial)."""
+    """The state of a run: each change is applied in memory and made durable in the journal
+    before `_record` returns; `commit` writes the whole state (the next serial).
+
+    Journal writes are group-committed: while one batch is being written (an fsync, or an object
+    upload for a remote state), changes of other workers queue and go out together in the next
+    batch, so durability costs one write per batch, not one per change."""
 
     def __init__(self, store: StateRecorder, state: State) -> None:
         self._store = store
         self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
         # Journal lines name the serial they apply to: a state never written gets serial 1 first.
         self.state = state if state.serial else store.write(state)
         self._dirty = store.journal_pending
+        self._pending: list[dict[str, Any]] = []
+        self._queued = 0
+        self._flushed = 0
 
     def _record(self, op: dict[str, Any]) -> None:
         with self._lock:
-            self._store.append(op)
             apply_op(self.state, op)
+            self._pending.append(op)
+            self._queued += 1
+            mine = self._queued
             self._dirty = True
+        with self._flush_lock:
+            if self._flushed >= mine:
+                return  # another worker's batch carried this change
+            with self._lock:
+                batch, upto = self._pending, self._queued
+                self._pending = []
+            self._store.append(batch)
+            self._flushed = upto
 
     def set_entry(self, name: str, entry: ModelEntry) -> None:
         self._record({"op": "set", "name": name, "entry": entry.model_dump(by_alias=True, mode="json")})

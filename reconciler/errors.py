@@ -180,6 +180,7 @@ _STATUS_BY_HTTP: dict[int, str] = {
     403: "PERMISSION_DENIED",
     404: "NOT_FOUND",
     409: "ABORTED",
+    412: "FAILED_PRECONDITION",  # Cloud Storage: ifGenerationMatch not met
     429: "RESOURCE_EXHAUSTED",
     499: "CANCELLED",
     500: "INTERNAL",

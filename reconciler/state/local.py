@@ -148,17 +148,20 @@ class LocalStateStore:
         return self._replay(state)
 
     # -- the journal: progress of a run between two full writes ----------------------------------
-    def append(self, op: dict[str, Any]) -> None:
-        """Make one change durable without rewriting the state: a line appended to
-        `PATH.journal` and fsynced. Lines name the serial they apply on top of; a full write
-        (the next serial) makes them obsolete, so a crash between the two loses nothing."""
+    def append(self, ops: list[dict[str, Any]]) -> None:
+        """Make changes durable without rewriting the state: lines appended to `PATH.journal`,
+        then one fsync. Lines name the serial they apply on top of; a full write (the next
+        serial) makes them obsolete, so a crash between the two loses nothing."""
         if self._read_serial is None:
             raise StateError(f"{self.path}: write the state once before journalling changes")
-        record = {"lineage": self._read_lineage, "serial": self._read_serial, **op}
-        line = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+        lines = b"".join(
+            (json.dumps({"lineage": self._read_lineage, "serial": self._read_serial, **op},
+                        ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+            for op in ops
+        )
         if self._journal is None:
             self._journal = open(self.journal_path, "ab")  # noqa: SIM115 (kept open for the run)
-        self._journal.write(line)
+        self._journal.write(lines)
         self._journal.flush()
         os.fsync(self._journal.fileno())
 
@@ -229,22 +232,14 @@ class LocalStateStore:
         sleep: Callable[[float], None] = time.sleep,
     ) -> str:
         """Take the lock (waiting up to `timeout` seconds); return its id."""
-        info = {
-            "id": str(uuid.uuid4()),
-            "operation": operation,
-            "who": f"{_user()}@{socket.gethostname()}",
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "since": utc_now(),
-            "version": __version__,
-        }
+        info = {**lock_holder(), "operation": operation}
         deadline = time.monotonic() + timeout
         while True:
             try:
                 self._create_lock(info)
             except FileExistsError:
                 holder = self.lock_info()
-                if holder is not None and _is_stale(holder):
+                if holder is not None and lock_is_stale(holder):
                     warn(
                         f"breaking stale lock {holder.get('id')}: its holder (pid {holder.get('pid')} "
                         f"on this host, since {holder.get('since')}) is no longer running"
@@ -252,7 +247,7 @@ class LocalStateStore:
                     self._remove_lock_if(holder.get("id"))
                     continue
                 if time.monotonic() >= deadline:
-                    raise StateLockedError(_locked_message(self.describe(), holder)) from None
+                    raise StateLockedError(locked_message(self.describe(), holder)) from None
                 sleep(min(1.0, max(0.05, deadline - time.monotonic())))
                 continue
             return str(info["id"])
@@ -302,14 +297,25 @@ class LocalStateStore:
             self.lock_path.unlink(missing_ok=True)
 
 
-def _user() -> str:
-    for var in ("USER", "USERNAME", "LOGNAME"):
-        if os.environ.get(var):
-            return os.environ[var]
-    return "unknown"
+def lock_holder() -> dict[str, Any]:
+    """What a new lock records about its holder."""
+    import getpass
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return {
+        "id": str(uuid.uuid4()),
+        "who": f"{user}@{socket.gethostname()}",
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "since": utc_now(),
+        "version": __version__,
+    }
 
 
-def _is_stale(holder: dict[str, Any]) -> bool:
+def lock_is_stale(holder: dict[str, Any]) -> bool:
     """Safe to tell only for a holder on this host: is its process gone?"""
     if holder.get("host") != socket.gethostname():
         return False
@@ -325,7 +331,7 @@ def _is_stale(holder: dict[str, Any]) -> bool:
     return False
 
 
-def _locked_message(where: str, holder: dict[str, Any] | None) -> str:
+def locked_message(where: str, holder: dict[str, Any] | None) -> str:
     if holder is None:
         return f"state {where} is locked by another run"
     return (

@@ -133,11 +133,16 @@ class Transport:
         before_retry: Callable[[bool], Any] | None = None,
         region: str = "",
         create: bool = False,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        raw: bool = False,
     ) -> Any:
-        """Send one logical call; return the decoded JSON body (`{}` when empty).
+        """Send one logical call; return the decoded JSON body (`{}` when empty), or with `raw`
+        the body's bytes.
 
         `before_retry(ambiguous)` runs before each new attempt; a non-None result ends the call
         with that result (used by create to find a job that an ambiguous failure did make).
+        `content` and `headers` send a body that is not JSON (Cloud Storage uploads).
         """
         policy = self.retry
         start = time.monotonic()
@@ -153,7 +158,8 @@ class Transport:
             retry_after: float | None = None
             sent = time.monotonic()
             try:
-                response = self.http.request(method, url, json=body, params=params)
+                response = self.http.request(method, url, json=body, params=params, content=content,
+                                             headers=headers)
             except _NOT_SENT as exc:
                 error = TransportError(f"cannot connect to {_host(url)}: {_describe(exc)}")
                 ambiguous = False
@@ -167,7 +173,7 @@ class Transport:
                 log.debug("%s %s -> %d (%.0f ms, attempt %d)", method, _strip_query(url),
                           response.status_code, (time.monotonic() - sent) * 1000, attempt)
                 if response.is_success:
-                    return _json_body(response)
+                    return response.content if raw else _json_body(response)
                 api_err = error_from_response(response)
                 if response.status_code not in RETRYABLE_HTTP:
                     raise api_err

@@ -1,0 +1,145 @@
+"""A small Cloud Storage JSON API client over httpx (state files, locks, dataset metadata).
+
+Only what the reconciler needs: object metadata, download, multipart upload with
+`ifGenerationMatch` (0 = only if absent), generation-matched delete, and listing by prefix.
+`STORAGE_EMULATOR_HOST` — the variable Google's own storage clients honour — points it at an
+emulator (then no credentials are sent, as Google's clients do). Retries and error mapping are
+the Vertex client's (`vertex.transport`); a 412 (precondition failed) becomes
+`FailedPreconditionError`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import uuid
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from reconciler import __version__
+from reconciler.errors import FailedPreconditionError, NotFoundError, ReconcilerError
+from reconciler.vertex.transport import RetryPolicy, Transport
+
+DEFAULT_ENDPOINT = "https://storage.googleapis.com"
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
+
+
+def parse_gs_uri(uri: str) -> tuple[str, str]:
+    """(bucket, object) of `gs://bucket/object`; raises on anything else."""
+    if not uri.startswith("gs://"):
+        raise ReconcilerError(f"not a Cloud Storage URI: {uri!r} (expected gs://BUCKET/OBJECT)")
+    bucket, _, name = uri[5:].partition("/")
+    if not _BUCKET.match(bucket) or not name or len(name.encode()) > 1024 or any(c in name for c in "\r\n"):
+        raise ReconcilerError(f"not a valid Cloud Storage object URI: {uri!r}")
+    return bucket, name
+
+
+def emulator_endpoint(value: str) -> str:
+    """`STORAGE_EMULATOR_HOST` as a URL (Google's clients accept `host:port` or a URL)."""
+    return value.rstrip("/") if "://" in value else f"http://{value.rstrip('/')}"
+
+
+def md5_base64(data: bytes) -> str:
+    return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
+
+
+class StorageClient:
+    """Cloud Storage objects over the JSON API."""
+
+    def __init__(
+        self,
+        *,
+        endpoint: str | None = None,
+        auth: httpx.Auth | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float = 60.0,
+    ) -> None:
+        self.endpoint = (endpoint or DEFAULT_ENDPOINT).rstrip("/")
+        self._http = httpx.Client(
+            auth=auth,
+            timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)),
+            headers={"user-agent": f"vertex-tuning-reconciler/{__version__}"},
+        )
+        self.transport = Transport(self._http, retry)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _object_url(self, bucket: str, name: str) -> str:
+        return f"{self.endpoint}/storage/v1/b/{quote(bucket, safe='')}/o/{quote(name, safe='')}"
+
+    def metadata(self, bucket: str, name: str) -> dict[str, Any] | None:
+        """The object's resource (generation, size, md5Hash, crc32c, …), or None if absent."""
+        try:
+            result: dict[str, Any] = self.transport.send("GET", self._object_url(bucket, name))
+        except NotFoundError:
+            return None
+        return result
+
+    def download(self, bucket: str, name: str, generation: int | None = None) -> bytes:
+        params = {"alt": "media"}
+        if generation is not None:
+            params["generation"] = str(generation)
+        data: bytes = self.transport.send("GET", self._object_url(bucket, name), params=params, raw=True)
+        return data
+
+    def upload(
+        self, bucket: str, name: str, data: bytes, *, if_generation_match: int | None,
+        content_type: str = "application/json",
+    ) -> dict[str, Any]:
+        """Write an object with a multipart upload; with `if_generation_match` only if the object
+        is at that generation (0: only if it does not exist), else FailedPreconditionError.
+
+        A retried upload that the server did apply (the answer was lost) then meets its own
+        precondition: an object holding exactly our bytes counts as our success."""
+        boundary = f"reconciler-{uuid.uuid4().hex}"
+        meta = json.dumps({"name": name, "contentType": content_type}).encode()
+        body = b"".join([
+            f"--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n".encode(), meta,
+            f"\r\n--{boundary}\r\nContent-Type: {content_type}\r\n\r\n".encode(), data,
+            f"\r\n--{boundary}--\r\n".encode(),
+        ])
+        params = {"uploadType": "multipart"}
+        if if_generation_match is not None:
+            params["ifGenerationMatch"] = str(if_generation_match)
+        url = f"{self.endpoint}/upload/storage/v1/b/{quote(bucket, safe='')}/o"
+        ambiguous_seen = False
+
+        def note(ambiguous: bool) -> None:
+            nonlocal ambiguous_seen
+            ambiguous_seen = ambiguous_seen or ambiguous
+
+        try:
+            result: dict[str, Any] = self.transport.send(
+                "POST", url, params=params, content=body, before_retry=note,
+                headers={"Content-Type": f"multipart/related; boundary={boundary}"})
+            return result
+        except FailedPreconditionError:
+            if ambiguous_seen:
+                current = self.metadata(bucket, name)
+                if current is not None and current.get("md5Hash") == md5_base64(data):
+                    return current
+            raise
+
+    def delete(self, bucket: str, name: str, *, if_generation_match: int | None) -> None:
+        params = {} if if_generation_match is None else {"ifGenerationMatch": str(if_generation_match)}
+        self.transport.send("DELETE", self._object_url(bucket, name), params=params)
+
+    def list(self, bucket: str, prefix: str) -> list[dict[str, Any]]:
+        """Every object whose name starts with `prefix` (all pages)."""
+        url = f"{self.endpoint}/storage/v1/b/{quote(bucket, safe='')}/o"
+        items: list[dict[str, Any]] = []
+        token = ""
+        while True:
+            params = {"prefix": prefix}
+            if token:
+                params["pageToken"] = token
+            page = self.transport.send("GET", url, params=params)
+            items.extend(page.get("items") or [])
+            token = page.get("nextPageToken") or ""
+            if not token:
+                return items
