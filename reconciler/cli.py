@@ -30,8 +30,9 @@ if TYPE_CHECKING:
     from reconciler.config import Settings
     from reconciler.manifest import LoadResult
     from reconciler.plan import Observation, Plan
-    from reconciler.state.local import LocalStateStore
     from reconciler.state.model import State
+    from reconciler.state.store import StateStore
+    from reconciler.storage import StorageClient
     from reconciler.vertex.client import VertexClient
 
 app = typer.Typer(
@@ -60,6 +61,7 @@ class Runtime:
     _settings: Settings | None = None
     _console: Console | None = None
     _err_console: Console | None = None
+    _storage: StorageClient | None = None
     exit_stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
     @property
@@ -189,12 +191,35 @@ def _client(rt: Runtime) -> VertexClient:
     return client
 
 
-def _store(rt: Runtime) -> LocalStateStore:
+def _storage(rt: Runtime) -> StorageClient:
+    """The Cloud Storage client (state in gs://, dataset pinning), made once per run."""
+    if rt._storage is None:
+        from reconciler.storage import StorageClient, emulator_endpoint
+        from reconciler.vertex.auth import resolve_auth
+        from reconciler.vertex.transport import RetryPolicy
+
+        emulator = os.environ.get("STORAGE_EMULATOR_HOST")
+        # As Google's own storage clients do, an emulator gets no credentials.
+        auth = None if emulator else resolve_auth(None, os.environ.get("RECONCILER_ACCESS_TOKEN") or None)
+        r = rt.settings.retry
+        rt._storage = StorageClient(
+            endpoint=emulator_endpoint(emulator) if emulator else None, auth=auth,
+            retry=RetryPolicy(initial=r.initial, multiplier=r.multiplier, maximum=r.maximum,
+                              deadline=r.deadline, max_attempts=r.max_attempts))
+        rt.exit_stack.callback(rt._storage.close)
+    return rt._storage
+
+
+def _store(rt: Runtime) -> StateStore:
+    location = rt.settings.state
+    if location.startswith("gs://"):
+        from reconciler.state.gcs import GcsStateStore
+
+        return GcsStateStore(location, _storage(rt))
+    if "://" in location:
+        raise ConfigError(f"state {location!r}: use a local path or gs://BUCKET/OBJECT")
     from reconciler.state.local import LocalStateStore
 
-    location = rt.settings.state
-    if "://" in location:
-        raise ConfigError(f"state {location!r}: only local state files are supported in this version")
     return LocalStateStore(Path(location))
 
 
@@ -281,7 +306,7 @@ def _print_plan(rt: Runtime, plan: Plan, fmt: str) -> None:
 
 
 @contextlib.contextmanager
-def _locked(rt: Runtime, store: LocalStateStore, operation: str, timeout: float | None) -> Iterator[str]:
+def _locked(rt: Runtime, store: StateStore, operation: str, timeout: float | None) -> Iterator[str]:
     lock_id = store.lock(operation, timeout=rt.settings.lock_timeout if timeout is None else timeout, warn=rt.warn)
     try:
         yield lock_id
@@ -454,7 +479,7 @@ def apply(
     return EXIT_ERROR if result.failed or tuning_failed else EXIT_OK
 
 
-def _wait(rt: Runtime, client: VertexClient, store: LocalStateStore, desired: Sequence[Any], the_plan: Plan,
+def _wait(rt: Runtime, client: VertexClient, store: StateStore, desired: Sequence[Any], the_plan: Plan,
           poll_interval: float | None, timeout: float | None) -> bool:
     """Follow the plan's jobs to a final state, write the state; True if a model's tuning failed."""
     from reconciler.apply import refresh_state, wait_for_jobs
@@ -698,6 +723,56 @@ def import_(
         result = adopt_job(client, store, state, desired[name], job, stack=rt.settings.stack,
                            observe=_observer(rt, client))
     rt.info(result)
+    return EXIT_OK
+
+
+state_app = typer.Typer(help="Move the state between a local file and remote storage.", no_args_is_help=True)
+app.add_typer(state_app, name="state")
+
+
+@state_app.command("pull")
+def state_pull(ctx: typer.Context) -> int:
+    """Print the current state (local or gs://) as JSON on stdout, e.g. `> local.json`."""
+    from reconciler.state.local import serialize_state
+
+    rt = _rt(ctx)
+    state = _store(rt).read(stack=rt.settings.stack)
+    if not state.serial:
+        raise ReconcilerError(f"no state at {rt.settings.state}")
+    typer.echo(serialize_state(state).decode(), nl=False)
+    return EXIT_OK
+
+
+@state_app.command("push")
+def state_push(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="A state file to upload to the configured --state.")],
+    force: Annotated[bool, typer.Option("--force", help="Overwrite even a state of another lineage or a newer serial.")] = False,
+    lock_timeout: Annotated[float | None, typer.Option("--lock-timeout", help="Seconds to wait for the state lock.", show_default=False)] = None,
+) -> int:
+    """Replace the configured state with a local state file (as terraform's `state push`):
+    refused when the target has another lineage or a newer serial, unless --force."""
+    from reconciler.state.local import parse_state
+
+    rt = _rt(ctx)
+    try:
+        pushed = parse_state(path.read_bytes(), str(path))
+    except OSError as exc:
+        raise ReconcilerError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if pushed.stack != rt.settings.stack:
+        raise ReconcilerError(f"{path} is the state of stack {pushed.stack!r}, not {rt.settings.stack!r}")
+    store = _store(rt)
+    with _locked(rt, store, "state push", lock_timeout):
+        current = store.read(stack=rt.settings.stack)
+        if current.serial and not force:
+            if current.lineage != pushed.lineage:
+                raise ReconcilerError(f"{store.describe()} has another lineage ({current.lineage}) than {path} "
+                                      f"({pushed.lineage}): they are different states. Use --force to overwrite.")
+            if current.serial > pushed.serial:
+                raise ReconcilerError(f"{store.describe()} is newer (serial {current.serial}) than {path} "
+                                      f"(serial {pushed.serial}). Use --force to overwrite.")
+        written = store.write(pushed.model_copy(update={"serial": max(current.serial, pushed.serial)}))
+    rt.info(f"Pushed {path} to {store.describe()} (serial {written.serial}).")
     return EXIT_OK
 
 
