@@ -84,3 +84,19 @@ def lookup(base_model: str) -> BaseModelInfo | None:
     """The catalog entry of a base model id (a `publishers/google/models/` prefix is allowed)."""
     model_id = base_model.removeprefix(_PREFIX)
     return CATALOG.get(model_id)
+
+
+# USD per 1M training tokens, per base model: the figures of the Vertex AI pricing page for
+# supervised tuning as the authors last read them. NOT verified against today's page: override
+# them with `prices:` in reconciler.yaml. A model missing here has no estimate.
+TRAINING_PRICE_PER_MILLION: dict[str, float] = {
+    "gemini-2.0-flash-001": 3.00,
+    "gemini-2.0-flash-lite-001": 1.00,
+    "gemini-2.5-flash": 5.00,
+    "gemini-2.5-flash-lite": 1.50,
+    "gemini-2.5-pro": 25.00,
+    "gemini-1.5-flash-002": 8.00,
+    "gemini-1.5-pro-002": 80.00,
+}
+BYTES_PER_TOKEN = 4  # JSONL bytes per billable token: a rough, deliberately high-side guess
+ASSUMED_EPOCHS = 3  # when the manifest leaves epochCount to the service

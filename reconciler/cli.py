@@ -241,13 +241,25 @@ def _make_plan(
     targets: Sequence[str],
     replace: Sequence[str],
     observation: Observation | None = None,
-) -> tuple[Plan, Observation]:
+    estimate_cost: bool = False,
+) -> tuple[Plan, Observation, list[Any]]:
+    """Observe (unless given), resolve dataset pins and sizes, plan. Returns the models as
+    planned (pins and sizes filled in): apply and the state must use exactly those."""
     from reconciler.observe import parents_to_observe
     from reconciler.plan import compute_plan
 
     if observation is None:
         observation = _observer(rt, client)(parents_to_observe(desired, state))
-    plan = compute_plan(desired, observation, state, stack=rt.settings.stack, targets=targets, replace=replace)
+    desired = _with_datasets(rt, desired)
+    prices = rt.settings.prices
+    plan = compute_plan(desired, observation, state, stack=rt.settings.stack, targets=targets, replace=replace,
+                        prices=prices)
+    if estimate_cost:
+        creating = {c.name for c in plan.changes if c.cost_usd is None and c.action in ("create", "replace", "recreate")}
+        if creating:
+            desired = _with_datasets(rt, desired, sizes_for=creating)
+            plan = compute_plan(desired, observation, state, stack=rt.settings.stack, targets=targets,
+                                replace=replace, prices=prices)
     for entry in state.journal:
         found = any(j.labels.get("reconciler-request") == entry.request_id for j in observation.jobs)
         rt.warn(
@@ -255,7 +267,16 @@ def _make_plan(
             f"{entry.request_id}); " + ("its job exists and is adopted." if found else
                                         "no job was made; it is planned again.")
         )
-    return plan, observation
+    return plan, observation, list(desired)
+
+
+def _with_datasets(rt: Runtime, desired: Sequence[Any], sizes_for: set[str] | None = None) -> list[Any]:
+    """Pins of `pinDatasets` models (and sizes, for `sizes_for`) read from Cloud Storage."""
+    if not sizes_for and not any(d.pin_datasets for d in desired):
+        return list(desired)
+    from reconciler.datasets import resolve
+
+    return resolve(desired, _storage(rt), sizes_for=sizes_for or (), workers=rt.settings.concurrency)
 
 
 def _load_and_observe(
@@ -348,6 +369,7 @@ def plan(
     replace: ReplaceOpt = None,
     allow_empty: AllowEmptyOpt = False,
     show_unchanged: Annotated[bool, typer.Option("--show-unchanged", help="List unchanged models too (text).")] = False,
+    estimate_cost: Annotated[bool, typer.Option("--estimate-cost", help="Read dataset sizes from Cloud Storage to estimate what new tuning jobs cost.")] = False,
 ) -> int:
     """Show what apply would do: observe the API (one list per region) and diff."""
     rt = _rt(ctx)
@@ -355,8 +377,8 @@ def plan(
     store = _store(rt)
     state = store.read(stack=rt.settings.stack)
     loaded, observation, client = _load_and_observe(rt, paths or [], state, allow_empty=allow_empty)
-    the_plan, _ = _make_plan(rt, client, state, loaded.models, targets=target or [], replace=replace or [],
-                             observation=observation)
+    the_plan, _, _ = _make_plan(rt, client, state, loaded.models, targets=target or [], replace=replace or [],
+                             observation=observation, estimate_cost=estimate_cost)
     if fmt == "text" and show_unchanged:
         from reconciler import render
 
@@ -404,6 +426,7 @@ def apply(
     allow_empty: AllowEmptyOpt = False,
     lock_timeout: Annotated[float | None, typer.Option("--lock-timeout", help="Seconds to wait for the state lock (default 0).", show_default=False)] = None,
     concurrency: Annotated[int | None, typer.Option("--concurrency", help="Actions at once (default 8).", show_default=False)] = None,
+    max_cost: Annotated[float | None, typer.Option("--max-cost", help="Refuse a plan whose estimated tuning cost (USD) is above this.", show_default=False)] = None,
 ) -> int:
     """Create, replace, recreate, cancel and forget so that the API matches the manifests."""
     from reconciler import render
@@ -431,7 +454,13 @@ def apply(
             from reconciler.observe import parents_to_observe
 
             observation = _observer(rt, client)(parents_to_observe(desired, state, saved.parents))
-            fresh = compute_plan(desired, observation, state, stack=s.stack, targets=saved.targets, replace=saved.replace)
+            current = {d.name: d.spec_hash for d in _with_datasets(rt, desired)}
+            moved = sorted(d.name for d in desired if current[d.name] != d.spec_hash)
+            if moved:
+                raise StalePlanError(f"{plan_file} is stale: the data of {', '.join(moved)} changed in Cloud "
+                                     "Storage since the plan was made. Run plan again.")
+            fresh = compute_plan(desired, observation, state, stack=s.stack, targets=saved.targets,
+                                 replace=saved.replace, prices=s.prices)
             if fresh.fingerprint != saved.fingerprint:
                 raise StalePlanError(
                     f"{plan_file} is stale: the jobs or the state changed since it was made "
@@ -439,8 +468,17 @@ def apply(
                 )
             the_plan = saved
         else:
-            the_plan, _ = _make_plan(rt, client, state, desired, targets=target or [], replace=replace or [])
+            the_plan, _, desired = _make_plan(rt, client, state, desired, targets=target or [], replace=replace or [],
+                                     estimate_cost=max_cost is not None)
             rt.out.print(render.plan_text(the_plan))
+        if max_cost is not None:
+            if the_plan.cost_unknown:
+                unknown = ", ".join(c.name for c in the_plan.changes if c.action in ("create", "replace", "recreate")
+                                    and c.cost_usd is None)
+                raise PlanError(f"--max-cost {max_cost:g}: no estimate for {unknown}; cannot check the limit")
+            if the_plan.estimated_cost > max_cost:
+                raise PlanError(f"this plan's estimated tuning cost is ${the_plan.estimated_cost:,.2f}, above "
+                                f"--max-cost {max_cost:,.2f}; nothing was changed")
         limit = s.max_cancel if max_cancel is None else max_cancel
         if the_plan.cancel_count > limit:
             raise PlanError(
@@ -571,7 +609,7 @@ def refresh(ctx: typer.Context, paths: PathsArg = None, allow_empty: AllowEmptyO
     from reconciler.observe import parents_to_observe
 
     rt = _rt(ctx)
-    desired = _load(rt, paths or [], allow_empty=allow_empty).models
+    desired = _with_datasets(rt, _load(rt, paths or [], allow_empty=allow_empty).models)
     client = _client(rt)
     store = _store(rt)
     with _locked(rt, store, "refresh", None):
@@ -604,7 +642,7 @@ def status(
     given = args or []
     paths = [Path(a) for a in given if Path(a).exists()]
     names = [a for a in given if not Path(a).exists()]
-    desired = _load(rt, paths, allow_empty=allow_empty or bool(names)).models
+    desired = _with_datasets(rt, _load(rt, paths, allow_empty=allow_empty or bool(names)).models)
     client = _client(rt)
     state = _store(rt).read(stack=rt.settings.stack)
     known = {d.name for d in desired} | set(state.models)
@@ -713,7 +751,7 @@ def import_(
     from reconciler.adopt import adopt_job
 
     rt = _rt(ctx)
-    desired = {d.name: d for d in _load(rt, paths or []).models}
+    desired = {d.name: d for d in _with_datasets(rt, _load(rt, paths or []).models)}
     if name not in desired:
         raise ReconcilerError(f"no manifest named {name!r}: write its manifest first, then import the job into it")
     client = _client(rt)

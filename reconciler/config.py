@@ -65,6 +65,7 @@ class ConfigFile(_Strict):
     lock_timeout: float | None = Field(None, alias="lockTimeout", ge=0)
     retry: RetryFile | None = None
     rate_limit: RateLimitFile | None = Field(None, alias="rateLimit")
+    prices: dict[str, float] | None = None  # USD per 1M training tokens, by base model
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,7 @@ class Settings:
     # Vertex AI's documented per-region quotas: resource-management requests and job submissions.
     requests_per_minute: int = 600
     creates_per_minute: int = 60
+    prices: dict[str, float] = field(default_factory=dict)
     config_file: str | None = None
 
 

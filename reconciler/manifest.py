@@ -107,6 +107,7 @@ class Spec(_Strict):
     protect: bool | None = None
     retry_policy: RetryPolicy | None = Field(None, alias="retryPolicy")
     smoke_test: SmokeTest | None = Field(None, alias="smokeTest")
+    pin_datasets: bool = Field(False, alias="pinDatasets")
 
 
 class Metadata(_Strict):
@@ -320,6 +321,7 @@ def _validate(
         smoke_prompt=spec.smoke_test.prompt if spec.smoke_test else None,
         smoke_expect=spec.smoke_test.expect_contains if spec.smoke_test else None,
         smoke_gate=bool(spec.smoke_test and spec.smoke_test.gate),
+        pin_datasets=spec.pin_datasets,
         source=f"{path}:{line}",
     )
 

@@ -113,6 +113,10 @@ class DesiredModel:
     smoke_prompt: str | None = None  # smokeTest: sent to a new endpoint before it may serve
     smoke_expect: str | None = None
     smoke_gate: bool = False
+    pin_datasets: bool = False  # pinDatasets: the objects' generations are part of the spec
+    # (field, ((key, value), …)) per dataset: generation, checksums, size — read from Cloud Storage
+    dataset_pins: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
+    training_bytes: int | None = None  # size of the training dataset, when known (cost estimates)
 
     @property
     def parent(self) -> str:
@@ -123,6 +127,7 @@ class DesiredModel:
         data = dict(self.__dict__)  # shallow: every field is a plain value or a tuple of pairs
         data["hyper_parameters"] = dict(self.hyper_parameters)
         data["labels"] = dict(self.labels)
+        data["dataset_pins"] = {field: dict(meta) for field, meta in self.dataset_pins}
         return data
 
     @classmethod
@@ -130,6 +135,7 @@ class DesiredModel:
         values = dict(data)
         values["hyper_parameters"] = tuple(dict(values.get("hyper_parameters") or {}).items())
         values["labels"] = tuple(sorted(dict(values.get("labels") or {}).items()))
+        values["dataset_pins"] = pins_tuple(values.get("dataset_pins") or {})
         return cls(**values)
 
     @property
@@ -153,6 +159,8 @@ class DesiredModel:
         }
         if self.kms_key_name is not None:
             spec["encryptionSpec"] = {"kmsKeyName": self.kms_key_name}
+        if self.dataset_pins:
+            spec["datasetPins"] = {field: dict(meta) for field, meta in self.dataset_pins}
         return spec
 
     @property
@@ -193,6 +201,11 @@ class DesiredModel:
         if self.kms_key_name:
             body["encryptionSpec"] = {"kmsKeyName": self.kms_key_name}
         return body
+
+
+def pins_tuple(pins: dict[str, dict[str, str]]) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
+    """Dataset pins as the hashable tuples DesiredModel keeps."""
+    return tuple(sorted((field, tuple(sorted(meta.items()))) for field, meta in pins.items()))
 
 
 def ownership_labels(stack: str, name: str, hash_: str) -> dict[str, str]:

