@@ -15,6 +15,7 @@ import pytest
 
 from reconciler.emulator.backend import Backend, EmulatorConfig
 from reconciler.emulator.server import EmulatorServer
+from tests.clihelp import Cli, write_config
 
 
 @pytest.fixture(autouse=True)
@@ -139,3 +140,11 @@ def gcs(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     url = request.getfixturevalue("fake_gcs_server" if request.param == "fake-gcs-server" else "strict_gcs")
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", url)
     return url
+
+
+@pytest.fixture
+def cli(workdir: Path, emulator: Emulator, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Cli:
+    """The CLI in a fresh working directory against this test's emulator (fast retries)."""
+    monkeypatch.setenv("RECONCILER_API_ENDPOINT", emulator.url)
+    write_config(workdir)
+    return Cli(workdir, capsys)

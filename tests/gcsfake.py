@@ -18,11 +18,12 @@ import uuid
 from typing import Any
 
 import httpx
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from tests.localserver import LocalServer
 
 
 def create_bucket(url: str, bucket: str) -> None:
@@ -116,15 +117,11 @@ class StrictGcs:
             Route("/storage/v1/b/{bucket}/o/{name:path}", obj, methods=["GET", "DELETE"]),
             Route("/upload/storage/v1/b/{bucket}/o", upload, methods=["POST"]),
         ])
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.app = app
 
     def __enter__(self) -> str:
-        self.thread.start()
-        while not self.server.started:
-            threading.Event().wait(0.01)
-        return f"http://127.0.0.1:{self.server.servers[0].sockets[0].getsockname()[1]}"
+        self._server = LocalServer(self.app)
+        return self._server.__enter__()
 
     def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(5)
+        self._server.__exit__(*exc)

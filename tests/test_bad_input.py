@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reconciler.cli import main
-from tests.clihelp import Cli, write_config
+from tests.clihelp import Cli
 
 GOOD = """\
 apiVersion: reconciler/v1
@@ -68,13 +68,6 @@ CORPUS: dict[str, bytes] = {
     "bad-name.yaml": GOOD.replace("name: good", "name: Good_Name").encode(),
     "yaml-bool-region.yaml": GOOD.replace("spec:\n", "spec:\n  region: no\n").encode(),
 }
-
-
-@pytest.fixture
-def cli(workdir: Path, emulator, monkeypatch: pytest.MonkeyPatch, capsys) -> Cli:
-    monkeypatch.setenv("RECONCILER_API_ENDPOINT", emulator.url)
-    write_config(workdir)
-    return Cli(workdir, capsys)
 
 
 @pytest.mark.parametrize("name", sorted(CORPUS))

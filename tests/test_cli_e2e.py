@@ -3,20 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import pytest
-
-from tests.clihelp import Cli, write_config
+from tests.clihelp import Cli
 
 PARENT = "projects/demo-project/locations/us-central1"
-
-
-@pytest.fixture
-def cli(workdir: Path, emulator, monkeypatch: pytest.MonkeyPatch, capsys) -> Cli:
-    monkeypatch.setenv("RECONCILER_API_ENDPOINT", emulator.url)
-    write_config(workdir)
-    return Cli(workdir, capsys)
 
 
 def managed(emulator) -> list[dict]:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import threading
 import uuid
 
 import httpx
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -23,10 +21,16 @@ from reconciler.errors import (
     ResourceExhaustedError,
     UnavailableError,
 )
-from reconciler.vertex.auth import GoogleCredentialsAuth, StaticTokenAuth, check_endpoint, resolve_auth
+from reconciler.vertex.auth import (
+    GoogleCredentialsAuth,
+    StaticTokenAuth,
+    check_endpoint,
+    resolve_auth,
+)
 from reconciler.vertex.client import VertexClient
 from reconciler.vertex.transport import RetryPolicy
 from reconciler.vertex.wire import TuningJob
+from tests.localserver import LocalServer
 
 PARENT = "projects/demo-project/locations/us-central1"
 FAST = RetryPolicy(initial=0.005, maximum=0.02, deadline=30, max_attempts=25)
@@ -127,9 +131,9 @@ def test_429_honours_retry_after(emulator):
 
 def test_retries_are_bounded_by_total_time(emulator):
     emulator.configure(rate_503=1.0)
-    with VertexClient(endpoint=emulator.url, retry=RetryPolicy(initial=0.05, maximum=0.1, deadline=0.5, max_attempts=100)) as c:
-        with pytest.raises(UnavailableError, match="gave up after"):
-            c.list_tuning_jobs(PARENT)
+    policy = RetryPolicy(initial=0.05, maximum=0.1, deadline=0.5, max_attempts=100)
+    with VertexClient(endpoint=emulator.url, retry=policy) as c, pytest.raises(UnavailableError, match="gave up after"):
+        c.list_tuning_jobs(PARENT)
 
 
 def test_unknown_fields_and_states_are_kept_not_fatal(client, emulator):
@@ -202,19 +206,14 @@ class _TokenAndEcho:
 
         app = Starlette(routes=[Route("/token", token, methods=["POST"]),
                                 Route("/v1/projects/p-roject/locations/us-central1/tuningJobs", echo)])
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.app = app
 
     def __enter__(self) -> str:
-        self.thread.start()
-        while not self.server.started:
-            threading.Event().wait(0.01)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}"
+        self._server = LocalServer(self.app)
+        return self._server.__enter__()
 
     def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(5)
+        self._server.__exit__(*exc)
 
 
 def test_google_credentials_refresh_over_httpx():
@@ -253,18 +252,14 @@ class _FilterlessFake:
 
         app = Starlette(routes=[Route("/v1/projects/demo-project/locations/us-central1/tuningJobs", collection,
                                       methods=["GET", "POST"])])
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.app = app
 
     def __enter__(self) -> str:
-        self.thread.start()
-        while not self.server.started:
-            threading.Event().wait(0.01)
-        return f"http://127.0.0.1:{self.server.servers[0].sockets[0].getsockname()[1]}"
+        self._server = LocalServer(self.app)
+        return self._server.__enter__()
 
     def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(5)
+        self._server.__exit__(*exc)
 
 
 def test_ambiguous_create_is_settled_without_server_side_filters():

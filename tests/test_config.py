@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from tests.clihelp import Cli, write_config
-
-
-@pytest.fixture
-def cli(workdir: Path, emulator, monkeypatch: pytest.MonkeyPatch, capsys) -> Cli:
-    monkeypatch.setenv("RECONCILER_API_ENDPOINT", emulator.url)
-    write_config(workdir)
-    return Cli(workdir, capsys)
+from tests.clihelp import Cli
 
 
 def parents(cli: Cli, *global_args: str) -> list[str]:

@@ -19,10 +19,8 @@ def bucket(fake_gcs_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 @pytest.fixture
-def cli(workdir: Path, emulator, bucket: str, monkeypatch: pytest.MonkeyPatch, capsys) -> Cli:
-    monkeypatch.setenv("RECONCILER_API_ENDPOINT", emulator.url)
-    write_config(workdir)
-    return Cli(workdir, capsys)
+def cli(cli: Cli, bucket: str) -> Cli:
+    return cli
 
 
 def pinned(cli: Cli, bucket: str, name: str = "alpha", **spec) -> Path:

@@ -238,7 +238,7 @@ def test_cancel_of_a_finished_job_is_failed_precondition(emulator: Any, http: ht
     where = {"project": "demo-project", "location": "us-central1"}
     states = ["JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED"]
     names = emulator.seed([{**where, "state": state} for state in states])
-    for name, state in zip(names, states):
+    for name, state in zip(names, states, strict=False):
         message = error_of(http.post(f"/v1/{name}:cancel", json={}), 400, "FAILED_PRECONDITION")
         assert name in message and state in message
         assert get(http, name)["state"] == state
@@ -583,7 +583,7 @@ def filter_jobs(emulator: Any) -> dict[str, str]:
         "bare": job({}, "RUNNING", 5),
     }
     names = emulator.seed([{**where, **job} for job in jobs.values()])
-    return dict(zip(names, jobs))
+    return dict(zip(names, jobs, strict=False))
 
 
 FILTERS = {

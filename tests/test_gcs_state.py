@@ -22,7 +22,6 @@ import pytest
 
 from reconciler.errors import StateConflictError, StateLockedError
 from reconciler.state.gcs import GcsStateStore
-from reconciler.state.model import State
 from reconciler.storage import StorageClient
 from reconciler.vertex.transport import RetryPolicy
 from tests.clihelp import Cli, write_config
@@ -97,10 +96,9 @@ def test_journal_objects_are_replayed_and_removed_by_the_next_write(gcs: str):
 
 # -- through the CLI --------------------------------------------------------------------------------
 @pytest.fixture
-def cli(workdir: Path, emulator, gcs: str, monkeypatch: pytest.MonkeyPatch, capsys) -> Cli:
-    monkeypatch.setenv("RECONCILER_API_ENDPOINT", emulator.url)
-    write_config(workdir, state=f"gs://{new_bucket(gcs)}/stacks/test/reconciler.state.json")
-    return Cli(workdir, capsys)
+def cli(cli: Cli, gcs: str) -> Cli:
+    write_config(cli.workdir, state=f"gs://{new_bucket(gcs)}/stacks/test/reconciler.state.json")
+    return cli
 
 
 def managed(emulator) -> list[dict]:
