@@ -44,6 +44,9 @@ def adopt_job(
     if job.managed:
         owner = f"stack {job.stack!r} as {job.model_name!r}"
         raise ReconcilerError(f"{job.name} is already managed by the reconciler ({owner}); nothing to import")
+    holders = sorted(n for n, e in state.models.items() if job.name in e.adopted)
+    if holders:
+        raise ReconcilerError(f"{job.name} is already imported as {holders[0]!r}; one job serves one model")
     observation = observe([desired.parent])
     if all(j.name != job.name for j in observation.jobs):
         raise ReconcilerError(f"{job.name} is not among the jobs of {desired.parent} ({desired.name}'s project "

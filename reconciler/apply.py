@@ -92,13 +92,21 @@ class _Recorder:
             self._queued += 1
             mine = self._queued
             self._dirty = True
+        self._flush(mine)
+
+    def _flush(self, mine: int) -> None:
         with self._flush_lock:
             if self._flushed >= mine:
                 return  # another worker's batch carried this change
             with self._lock:
                 batch, upto = self._pending, self._queued
                 self._pending = []
-            self._store.append(batch)
+            try:
+                self._store.append(batch)
+            except BaseException:
+                with self._lock:  # not durable: the next flush (another worker's) writes it again
+                    self._pending = batch + self._pending
+                raise
             self._flushed = upto
 
     def set_entry(self, name: str, entry: ModelEntry) -> None:
@@ -116,6 +124,20 @@ class _Recorder:
     def entry(self, name: str) -> ModelEntry | None:
         with self._lock:
             return self.state.models.get(name)
+
+    def modify(self, name: str, change: Callable[[ModelEntry | None], ModelEntry | None]) -> None:
+        """Read-modify-write of one entry, atomic against the other workers."""
+        with self._lock:
+            new = change(self.state.models.get(name))
+            if new is None:
+                return
+            op = {"op": "set", "name": name, "entry": new.model_dump(by_alias=True, mode="json")}
+            apply_op(self.state, op)
+            self._pending.append(op)
+            self._queued += 1
+            mine = self._queued
+            self._dirty = True
+        self._flush(mine)
 
     def commit(self, mutate: Callable[[State], None]) -> None:
         """Write the whole state with `mutate` applied (skipped when nothing changed)."""
@@ -155,15 +177,20 @@ def apply_plan(
         on_outcome(outcome)
 
     actionable = plan.actionable
-    if actionable:
-        with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(actionable)))) as pool:
-            list(pool.map(run, actionable))
-    # The API is the truth: re-read it once and derive the entries of every name the plan covered.
-    names = {c.name for c in plan.changes}
     try:
+        if actionable:
+            pool = ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(actionable))))
+            futures = [pool.submit(run, change) for change in actionable]
+            try:
+                for future in futures:
+                    future.result()
+            finally:  # interrupted (Ctrl-C, SIGTERM): start nothing more, let running calls end
+                pool.shutdown(wait=True, cancel_futures=True)
+        # The API is the truth: re-read it once and derive the entries of every name planned.
+        names = {c.name for c in plan.changes}
         result.state = refresh_state(recorder, desired, observe(plan.parents), stack=plan.stack, names=names,
                                      api=api, on_probe=on_probe)
-    except ReconcilerError:
+    except BaseException:
         recorder.commit(lambda _draft: None)  # fold what was done into the state file, then fail
         raise
     return result
@@ -191,10 +218,12 @@ def refresh_state(
     for result in results:
         on_probe(result)
 
+    parents = {d.name: d.parent for d in desired}
+
     def mutate(draft: State) -> None:
         for r in results:
-            entry = draft.models.get(r.name)
-            if entry is not None and r.job:
+            if r.job:  # a lost state has no entry yet: the record needs one to gate on
+                entry = draft.models.get(r.name) or ModelEntry.model_validate({"parent": parents[r.name]})
                 draft.models[r.name] = entry.model_copy(update={"smoke_tests": {**entry.smoke_tests, r.job: r.record()}})
         draft.models = derive_models(desired, observation, draft, stack=stack, names=names)
         draft.journal = [j for j in draft.journal if j.request_id not in labels_seen
@@ -249,7 +278,7 @@ def _create(change: Change, api: TuningApi, recorder: _Recorder, desired: Desire
         raise
     observed = to_observed(job, parent)
 
-    recorder.set_entry(change.name, _entry_after_create(observed, parent, desired, recorder.entry(change.name)))
+    recorder.modify(change.name, lambda previous: _entry_after_create(observed, parent, desired, previous))
     recorder.settle(rid)
     messages = [("found job created by an interrupted run: " if found else "created ") + observed.name]
     messages += [_cancel(api, recorder, change.name, old) for old in change.cancel_jobs]
@@ -286,9 +315,12 @@ def _cancel(api: TuningApi, recorder: _Recorder, name: str, job: str) -> str:
     except NotFoundError:
         message = f"{job} no longer exists"
 
-    entry = recorder.entry(name)
-    if entry is not None and job not in entry.cancel_requested:
-        recorder.set_entry(name, entry.model_copy(update={"cancel_requested": [*entry.cancel_requested, job]}))
+    def requested(entry: ModelEntry | None) -> ModelEntry | None:
+        if entry is None or job in entry.cancel_requested:
+            return None
+        return entry.model_copy(update={"cancel_requested": [*entry.cancel_requested, job]})
+
+    recorder.modify(name, requested)
     return message
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -262,11 +263,14 @@ def _make_plan(
                                 replace=replace, prices=prices)
     for entry in state.journal:
         found = any(j.labels.get("reconciler-request") == entry.request_id for j in observation.jobs)
-        rt.warn(
-            f"{entry.name}: an interrupted run started a create at {entry.started} (request "
-            f"{entry.request_id}); " + ("its job exists and is adopted." if found else
-                                        "no job was made; it is planned again.")
-        )
+        if found:
+            outcome = "its job exists and is taken into account."
+        elif entry.parent in observation.parents:
+            outcome = "no job was made; it is planned again if still wanted."
+        else:
+            outcome = f"{entry.parent} was not listed, so whether its job exists is unknown."
+        rt.warn(f"{entry.name}: an interrupted run started a create at {entry.started} "
+                f"(request {entry.request_id}); {outcome}")
     return plan, observation, list(desired)
 
 
@@ -436,6 +440,8 @@ def apply(
 
     rt = _rt(ctx)
     s = rt.settings
+    if max_cost is not None and (not math.isfinite(max_cost) or max_cost < 0):
+        raise ConfigError(f"--max-cost must be a finite amount ≥ 0, not {max_cost}")
     plan_file = paths[0] if paths and len(paths) == 1 else None
     saved = _read_saved_plan(plan_file) if plan_file else None
     if saved is not None:
@@ -454,8 +460,8 @@ def apply(
             from reconciler.observe import parents_to_observe
 
             observation = _observer(rt, client)(parents_to_observe(desired, state, saved.parents))
-            current = {d.name: d.spec_hash for d in _with_datasets(rt, desired)}
-            moved = sorted(d.name for d in desired if current[d.name] != d.spec_hash)
+            current = {d.name: d.identity for d in _with_datasets(rt, desired)}
+            moved = sorted(d.name for d in desired if current[d.name] != d.identity)
             if moved:
                 raise StalePlanError(f"{plan_file} is stale: the data of {', '.join(moved)} changed in Cloud "
                                      "Storage since the plan was made. Run plan again.")
@@ -809,6 +815,9 @@ def state_push(
             if current.serial > pushed.serial:
                 raise ReconcilerError(f"{store.describe()} is newer (serial {current.serial}) than {path} "
                                       f"(serial {pushed.serial}). Use --force to overwrite.")
+            if current.serial == pushed.serial and current.models != pushed.models:
+                raise ReconcilerError(f"{store.describe()} and {path} have the same serial ({current.serial}) but "
+                                      "different content: they diverged. Use --force to overwrite.")
         written = store.write(pushed.model_copy(update={"serial": max(current.serial, pushed.serial)}))
     rt.info(f"Pushed {path} to {store.describe()} (serial {written.serial}).")
     return EXIT_OK
@@ -869,10 +878,37 @@ def emulator(
 # -- entry point ----------------------------------------------------------------------------------
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit code (never raise for expected errors)."""
-    import click
 
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args[: args.index("--")] if "--" in args else "--debug" in args
+    with _terminate_as_interrupt():
+        return _run(args, debug)
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a CI job cancelled or timed out) ends the run like Ctrl-C: the running API calls
+    finish, nothing new starts, the state is written and the lock released."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: list[str], debug: bool) -> int:
+    import click
+
     try:
         result = typer.main.get_command(app).main(args=args, prog_name="reconciler", standalone_mode=False)
     except click.exceptions.Exit as exc:

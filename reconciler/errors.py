@@ -99,8 +99,10 @@ class ApiError(ReconcilerError):
         method: str = "",
         url: str = "",
         retry_after: float | None = None,
+        service: str = "Vertex AI",
     ) -> None:
         self.code = code
+        self.service = service
         self.status = status
         self.message = message
         self.details = details or []
@@ -108,7 +110,7 @@ class ApiError(ReconcilerError):
         self.url = url
         self.retry_after = retry_after
         where = f" ({method} {url})" if method else ""
-        super().__init__(f"Vertex AI API error {code} {status}: {message}{where}")
+        super().__init__(f"{service} API error {code} {status}: {message}{where}")
 
 
 class InvalidArgumentError(ApiError):

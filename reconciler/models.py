@@ -23,6 +23,8 @@ LABEL_NAME = "reconciler-name"
 LABEL_SPEC = "reconciler-spec"
 LABEL_REQUEST = "reconciler-request"
 LABEL_PROTECT = "reconciler-protect"  # "true" on jobs of protected models (guards a lost state)
+LABEL_DATA = "reconciler-data"  # hash of the pinned datasets' content (pinDatasets)
+LABEL_FOREIGN = "reconciler-foreign"  # never on a real job: marks an adopted job without our labels
 RESERVED_LABEL_PREFIX = "reconciler-"
 SPEC_HASH_LENGTH = 20
 
@@ -127,7 +129,7 @@ class DesiredModel:
         data = dict(self.__dict__)  # shallow: every field is a plain value or a tuple of pairs
         data["hyper_parameters"] = dict(self.hyper_parameters)
         data["labels"] = dict(self.labels)
-        data["dataset_pins"] = {field: dict(meta) for field, meta in self.dataset_pins}
+        data["dataset_pins"] = self.pins()
         return data
 
     @classmethod
@@ -137,6 +139,11 @@ class DesiredModel:
         values["labels"] = tuple(sorted(dict(values.get("labels") or {}).items()))
         values["dataset_pins"] = pins_tuple(values.get("dataset_pins") or {})
         return cls(**values)
+
+    @property
+    def identity(self) -> tuple[str, str | None]:
+        """What a job must match to count as this model's: spec hash and pinned-data hash."""
+        return self.spec_hash, self.data_hash
 
     @property
     def effective_display_name(self) -> str:
@@ -159,13 +166,20 @@ class DesiredModel:
         }
         if self.kms_key_name is not None:
             spec["encryptionSpec"] = {"kmsKeyName": self.kms_key_name}
-        if self.dataset_pins:
-            spec["datasetPins"] = {field: dict(meta) for field, meta in self.dataset_pins}
         return spec
 
     @property
     def spec_hash(self) -> str:
         return spec_hash(self.tuning_spec())
+
+    def pins(self) -> dict[str, dict[str, str]]:
+        return {field: dict(meta) for field, meta in self.dataset_pins}
+
+    @property
+    def data_hash(self) -> str | None:
+        """Hash of the pinned datasets' content (pinDatasets), kept apart from the spec hash so
+        that turning pinning on never re-tunes by itself."""
+        return spec_hash({"datasetPins": self.pins()}) if self.dataset_pins else None
 
     def cosmetic(self) -> dict[str, Any]:
         """Fields that jobs carry but that cannot alter the weights (never re-tune on their own)."""
@@ -194,6 +208,8 @@ class DesiredModel:
         }
         if self.protect:
             body["labels"][LABEL_PROTECT] = "true"
+        if self.data_hash:
+            body["labels"][LABEL_DATA] = self.data_hash
         if self.description:
             body["description"] = self.description
         if self.service_account:
@@ -256,6 +272,10 @@ class ObservedJob:
     @property
     def spec_hash(self) -> str | None:
         return self.labels.get(LABEL_SPEC) if self.managed else None
+
+    @property
+    def data_hash(self) -> str | None:
+        return self.labels.get(LABEL_DATA) if self.managed else None
 
     @property
     def protected(self) -> bool:

@@ -22,6 +22,7 @@ def parents_to_observe(desired: Iterable[DesiredModel], state: State, extra: Ite
     parents = {d.parent for d in desired}
     for entry in state.models.values():
         parents.update(p for p in [entry.parent, *entry.parents] if p)
+    parents.update(intent.parent for intent in state.journal)  # an interrupted create's job lives there
     parents.update(extra)
     return sorted(parents)
 

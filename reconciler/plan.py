@@ -33,6 +33,7 @@ from reconciler import __version__
 from reconciler.catalog import ASSUMED_EPOCHS, BYTES_PER_TOKEN, TRAINING_PRICE_PER_MILLION, lookup
 from reconciler.errors import PlanError
 from reconciler.models import (
+    LABEL_FOREIGN,
     LABEL_NAME,
     DesiredModel,
     ObservedJob,
@@ -272,6 +273,10 @@ def compute_plan(
     by_name = jobs_by_name(observation, stack, state)
     desired_by_name = {d.name: d for d in desired}
     known = set(desired_by_name) | set(by_name) | set(state.models)
+    owners: dict[str, list[str]] = defaultdict(list)
+    for owner, owned in state.models.items():
+        for adopted_job in owned.adopted:
+            owners[adopted_job].append(owner)
     unknown_targets = sorted(set(targets) - known)
     unknown_replace = sorted(set(replace) - set(desired_by_name))
     problems: list[str] = []
@@ -279,6 +284,10 @@ def compute_plan(
         problems.append(f"--target names nothing in the manifests or the state: {', '.join(unknown_targets)}")
     if unknown_replace:
         problems.append(f"--replace needs a manifest of that name: {', '.join(unknown_replace)}")
+    for adopted_job, names in sorted(owners.items()):
+        if len(names) > 1:
+            problems.append(f"the state adopts {adopted_job} under several names ({', '.join(sorted(names))}); "
+                            "fix the state (reconciler state pull/push) so that one name adopts it")
     scope = set(targets) if targets else known
     changes: list[Change] = []
     warnings: list[str] = []
@@ -326,16 +335,27 @@ def compute_plan(
 def jobs_by_name(observation: Observation, stack: str, state: State) -> dict[str, list[ObservedJob]]:
     """The jobs of each model of the stack: by their labels, plus the jobs the state says were
     adopted (`import`, or a rename) — jobs cannot be relabelled, so adoption lives in the state.
-    A job of another stack is never taken, whatever the state says."""
-    adopted = {job: (name, h) for name, e in state.models.items() for job, h in e.adopted.items()}
+    A job of another stack is never taken, whatever the state says; an adopted job without the
+    reconciler's own labels is marked foreign (`reconciler-foreign`) and is never cancelled."""
+    adopted: dict[str, tuple[str, str]] = {}
+    for owner, entry in sorted(state.models.items()):
+        for job_name, h in entry.adopted.items():
+            adopted.setdefault(job_name, (owner, h))  # adopted twice: the first name (compute_plan says so)
     by_name: dict[str, list[ObservedJob]] = defaultdict(list)
     for job in observation.jobs:
         if job.name in adopted and not (job.managed and job.stack != stack):
             name, h = adopted[job.name]
-            by_name[name].append(dataclasses.replace(job, labels={**job.labels, **ownership_labels(stack, name, h)}))
+            labels = {**job.labels, **ownership_labels(stack, name, h)}
+            if not job.managed:
+                labels[LABEL_FOREIGN] = "true"
+            by_name[name].append(dataclasses.replace(job, labels=labels))
         elif job.managed and job.stack == stack and job.model_name:
             by_name[job.model_name].append(job)
     return by_name
+
+
+def _foreign(job: ObservedJob) -> bool:
+    return job.labels.get(LABEL_FOREIGN) == "true"
 
 
 def _detect_moves(
@@ -350,7 +370,7 @@ def _detect_moves(
     exactly one orphan name (a name without a manifest). Returns new name → old name, and moves
     the old name's jobs to the new one in `by_name` (relabelled, as adoption will record)."""
     moves: dict[str, str] = {}
-    orphans = {n for n in by_name if n not in desired and n in scope}
+    orphans = {n for n in by_name if n not in desired}  # an old name may lie outside --target
     for name in sorted(n for n in desired if n in scope and n not in forced and not by_name.get(n)):
         h = desired[name].spec_hash
         matches = [o for o in sorted(orphans) if any(
@@ -383,8 +403,14 @@ def _plan_desired(
         )
         return [Change(action="noop", name=d.name, reason=f"job in unknown state {short_state(job.state)}",
                        parent=d.parent, job=job.name, job_state=job.state, spec_hash=h)]
-    current = [j for j in jobs if j.spec_hash == h]
-    live_other = [j for j in jobs if j.spec_hash != h and j.state_class is StateClass.LIVE]
+    def data_matches(job: ObservedJob) -> bool:
+        if not d.pin_datasets:
+            return True
+        have = job.data_hash or (entry.data_hashes.get(job.name) if entry else None)
+        return have is None or have == d.data_hash  # no record: pinned from now on, no re-tune
+
+    current = [j for j in jobs if j.spec_hash == h and data_matches(j)]
+    live_other = [j for j in jobs if j not in current and j.state_class is StateClass.LIVE]
     rid = request_id(stack, d.name, h, [j.name for j in jobs])
 
     def creating(action: ActionType, reason: str, old: ObservedJob | None, cancel: list[ObservedJob],
@@ -392,6 +418,9 @@ def _plan_desired(
         if d.protect and cancel:
             warnings.extend(f"{d.name}: protected; not cancelling {j.name}" for j in cancel)
             cancel = []
+        warnings.extend(f"{d.name}: {j.name} was adopted without the reconciler's labels; not cancelling it "
+                        "— cancel it yourself if intended" for j in cancel if _foreign(j))
+        cancel = [j for j in cancel if not _foreign(j)]
         return Change(
             action=action, name=d.name, reason=reason, parent=d.parent,
             job=old.name if old else None, job_state=old.state if old else None, spec_hash=h,
@@ -425,8 +454,12 @@ def _plan_desired(
         if newest_any is not None and newest_any.state_class is StateClass.FAILED and newest_any.sort_key > keep.sort_key:
             reason += f"; the latest attempt {newest_any.name} failed"
             error = _failure(newest_any)
+        notes = _cosmetic_notes(d, keep, entry)
+        if d.pin_datasets and not (keep.data_hash or (entry and entry.data_hashes.get(keep.name))):
+            notes.append("datasets pinned from now on: the data this job was tuned on is recorded at this "
+                         "apply; a later upload of different data re-tunes")
         out = [Change(action="noop", name=d.name, reason=reason, parent=d.parent, job=keep.name,
-                      job_state=keep.state, spec_hash=h, notes=_cosmetic_notes(d, keep, entry), error=error)]
+                      job_state=keep.state, spec_hash=h, notes=notes, error=error)]
         duplicates = [j for j in alive if j is not keep and j.state_class is StateClass.LIVE]
         out += _cancels(d, [(j, f"duplicate job for the same spec (keeping {keep.name})") for j in duplicates]
                         + [(j, f"superseded by spec {h}") for j in live_other], warnings)
@@ -462,14 +495,16 @@ def _plan_desired(
                 "revert the change or remove protect first"
             )
             return []
-        diff = explain_diff(_old_spec(newest, entry, d), d.tuning_spec())
         serving = _newest([j for j in jobs if j.state_class is StateClass.SUCCEEDED])
-        if diff and all(f.path.startswith("datasetPins") for f in diff):
-            parts = {f.path.split(".")[1] if f.path.count(".") else "" for f in diff}
+        if newest.spec_hash == h:  # same spec: only the pinned data differ
+            old_pins = entry.dataset_pins if entry is not None else {}
+            diff = explain_diff({"datasetPins": old_pins}, {"datasetPins": d.pins()}) if old_pins else []
+            parts = {f.path.split(".")[1] for f in diff if f.path.count(".") >= 2}
             which = " and ".join(sorted({"validation data" if p.startswith("validation") else "training data"
-                                         for p in parts}))
+                                         for p in parts})) or "training data"
             reason = f"{which} changed (a new upload to the same URI)"
         else:
+            diff = explain_diff(_old_spec(newest, entry, d), d.tuning_spec())
             reason = "spec changed"
         if serving is not None:
             reason += f"; {serving.name} keeps serving until the new job succeeds"
@@ -497,7 +532,11 @@ def _with_cost(change: Change, d: DesiredModel, prices: Mapping[str, float]) -> 
 
 
 def _cancels(d: DesiredModel, jobs: list[tuple[ObservedJob, str]], warnings: list[str]) -> list[Change]:
-    """Cancel actions for extra running jobs of a model (none for a protected model)."""
+    """Cancel actions for extra running jobs of a model (none for a protected model, and never
+    for a foreign job: one adopted without the reconciler's labels)."""
+    warnings.extend(f"{d.name}: {j.name} was adopted without the reconciler's labels; not cancelling it "
+                    f"({why}) — cancel it yourself if intended" for j, why in jobs if _foreign(j))
+    jobs = [(j, why) for j, why in jobs if not _foreign(j)]
     if d.protect:
         warnings.extend(f"{d.name}: protected; not cancelling {j.name} ({why})" for j, why in jobs)
         return []
@@ -512,7 +551,10 @@ def _plan_orphan(
     if any(j.state_class is StateClass.UNKNOWN for j in jobs):
         warnings.append(f"{name}: a job is in a state this version does not know; not acting on it")
         return [Change(action="noop", name=name, reason="job in unknown state", parent=parent)]
-    live = [j for j in jobs if j.state_class is StateClass.LIVE]
+    foreign = [j for j in jobs if j.state_class is StateClass.LIVE and _foreign(j)]
+    warnings.extend(f"{name}: manifest removed; {j.name} was adopted without the reconciler's labels and is "
+                    "not cancelled — cancel it yourself if intended" for j in foreign)
+    live = [j for j in jobs if j.state_class is StateClass.LIVE and not _foreign(j)]
     if live:
         # The state says whether the model is protected; without a state entry, the jobs' label.
         protected = entry.protect if entry is not None else any(j.protected for j in live)
@@ -528,7 +570,8 @@ def _plan_orphan(
         return [Change(action="noop", name=name, reason="manifest removed; cancel in progress", parent=parent)]
     if entry is not None:
         last = jobs[-1] if jobs else None
-        return [Change(action="forget", name=name, reason="manifest removed; its jobs have finished",
+        reason = "manifest removed; its jobs have finished" if not foreign else "manifest removed; adopted job left running"
+        return [Change(action="forget", name=name, reason=reason,
                        parent=parent, job=last.name if last else entry.job,
                        job_state=last.state if last else entry.state)]
     return []
@@ -579,6 +622,13 @@ def derive_entry(
     else:
         project, region = _project_region(parent or current.parent)
         spec, cosmetic = current.tuning_spec(project, region), current.cosmetic()
+    data_hashes = {j.name: j.data_hash or (previous.data_hashes.get(j.name) if previous else None)
+                   for j in ordered}
+    pins = previous.dataset_pins if previous else {}
+    if (desired is not None and desired.pin_datasets and current.spec_hash == desired.spec_hash
+            and data_hashes.get(current.name) in (None, desired.data_hash)):
+        data_hashes[current.name] = desired.data_hash  # the baseline: what it is tuned on
+        pins = desired.pins()
     cancelling = [j.name for j in ordered if j.state_class is StateClass.CANCELLING]
     busy = (StateClass.LIVE, StateClass.CANCELLING, StateClass.UNKNOWN)
     watched = {j.parent for j in ordered if j.state_class in busy or j is current or j is serving}
@@ -599,6 +649,8 @@ def derive_entry(
         cancelRequested=cancelling,
         parents=sorted(watched | ({parent} if parent else set())),
         adopted=previous.adopted if previous else {},
+        dataHashes={k: v for k, v in data_hashes.items() if v},
+        datasetPins=pins,
         smokeTests={k: v for k, v in (previous.smoke_tests if previous else {}).items()
                     if any(j.name == k for j in ordered)},
     )

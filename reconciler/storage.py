@@ -64,7 +64,7 @@ class StorageClient:
             timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)),
             headers={"user-agent": f"vertex-tuning-reconciler/{__version__}"},
         )
-        self.transport = Transport(self._http, retry)
+        self.transport = Transport(self._http, retry, service="Cloud Storage")
 
     def close(self) -> None:
         self._http.close()

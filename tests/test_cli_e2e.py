@@ -9,8 +9,9 @@ from tests.clihelp import Cli
 PARENT = "projects/demo-project/locations/us-central1"
 
 
-def managed(emulator) -> list[dict]:
-    return [j for j in emulator.jobs() if j.get("labels", {}).get("managed-by") == "vertex-tuning-reconciler"]
+def managed(emulator, location: str = "us-central1") -> list[dict]:
+    return [j for j in emulator.jobs(location=location)
+            if j.get("labels", {}).get("managed-by") == "vertex-tuning-reconciler"]
 
 
 def live(jobs: list[dict]) -> list[dict]:
@@ -356,7 +357,9 @@ def test_import_of_a_differing_job_plans_a_replace_with_the_diff(cli: Cli, emula
     assert "~ supervisedTuningSpec.hyperParameters.epochCount: 2 → 3" in r.err
     body = cli("plan", "--format", "json").json()
     [change] = body["changes"]
-    assert change["action"] == "replace" and change["cancel_jobs"] == [job]
+    # An imported job carries none of the reconciler's labels: it is never cancelled, only reported.
+    assert change["action"] == "replace" and change["cancel_jobs"] == []
+    assert any("adopted without the reconciler's labels; not cancelling" in w for w in body["warnings"])
 
 
 def test_import_refuses_managed_jobs_and_unknown_names(cli: Cli, emulator):
@@ -449,3 +452,95 @@ def test_status_watch_follows_until_jobs_finish(cli: Cli, emulator):
     snapshots = [json.loads(chunk) for chunk in r.out.replace("}\n{", "}\n\x00{").split("\x00")]
     assert snapshots[-1]["models"][0]["state"] == "JOB_STATE_SUCCEEDED"
     assert len(snapshots) >= 2
+
+
+def test_a_job_cannot_be_imported_twice(cli: Cli, emulator):
+    job = seed_unmanaged(emulator, state="JOB_STATE_SUCCEEDED")
+    cli.manifest("alpha")
+    cli.manifest("beta", spec={"supervisedTuningSpec": {"trainingDatasetUri": "gs://bucket/alpha/train.jsonl",
+                                                        "hyperParameters": {"epochCount": 3}}})
+    cli.ok("import", job, "--name", "alpha")
+    r = cli("import", job, "--name", "beta")
+    assert r.code == 1 and "already imported as 'alpha'" in r.err
+
+
+def test_a_job_adopted_twice_in_a_hand_edited_state_stops_the_plan(cli: Cli, emulator):
+    job = seed_unmanaged(emulator, state="JOB_STATE_SUCCEEDED")
+    cli.manifest("alpha")
+    cli.ok("import", job, "--name", "alpha")
+    state = cli.state()
+    state["models"]["beta"] = {**state["models"]["alpha"]}
+    (cli.workdir / "reconciler.state.json").write_text(json.dumps(state))
+    cli.manifest("beta")
+    r = cli("apply", "--auto-approve")
+    assert r.code == 1 and "adopts" in r.err and "several names" in r.err
+    assert emulator.stats()["requests"].get("create", 0) == 0
+
+
+def test_rename_is_detected_under_target_of_the_new_name(cli: Cli, emulator):
+    old = cli.manifest("support-bot")
+    cli.ok("apply", "--auto-approve")
+    (cli.workdir / "manifests" / "helpdesk-bot.yaml").write_text(old.read_text().replace("name: support-bot", "name: helpdesk-bot"))
+    old.unlink()
+    body = cli("plan", "--format", "json", "--target", "helpdesk-bot").json()
+    assert [(c["action"], c["moved_from"]) for c in body["changes"]] == [("move", "support-bot")]
+
+
+def test_an_adopted_job_without_our_labels_is_never_cancelled(cli: Cli, emulator):
+    foreign = seed_unmanaged(emulator)  # running, no labels of ours
+    cli.manifest("keeper")
+    cli.ok("apply", "--auto-approve")
+    state = cli.state()
+    state["models"]["alpha"] = {"parent": "projects/demo-project/locations/us-central1", "adopted": {foreign: "x"}}
+    (cli.workdir / "reconciler.state.json").write_text(json.dumps(state))
+    r = cli("apply", "--auto-approve")
+    assert r.code == 0 and "not cancelled" in r.out + r.err
+    assert emulator.stats()["requests"].get("cancel", 0) == 0
+    assert next(j for j in emulator.jobs() if j["name"] == foreign)["state"] == "JOB_STATE_PENDING"
+    assert "alpha" not in cli.state()["models"]  # forgotten, not cancelled
+
+
+def test_gated_endpoint_is_published_by_one_apply_after_the_state_was_lost(cli: Cli, emulator):
+    cli.manifest("alpha", spec={"smokeTest": {"prompt": "hi", "expectContains": "says"}})
+    cli.ok("apply", "--auto-approve")
+    emulator.advance(10_000)
+    (cli.workdir / "reconciler.state.json").unlink()
+    r = cli.ok("apply", "--auto-approve")
+    assert "passed" in r.err
+    assert cli.ok("output", "--format", "env").out.startswith("ALPHA_ENDPOINT=projects/")
+
+
+def test_an_interrupted_create_in_a_region_nothing_else_names_is_still_seen(cli: Cli, emulator):
+    cli.manifest("alpha", spec={"region": "europe-west4"})
+    cli.ok("apply", "--auto-approve")
+    [job] = managed(emulator, location="europe-west4")
+    # As left by a run killed between its create and recording it; then the manifest is deleted.
+    state = cli.state()
+    state["models"] = {}
+    state["journal"] = [{"name": "alpha", "requestId": job["labels"]["reconciler-request"],
+                         "parent": "projects/demo-project/locations/europe-west4", "specHash": "x",
+                         "started": "2026-01-01T00:00:00Z"}]
+    (cli.workdir / "reconciler.state.json").write_text(json.dumps(state))
+    (cli.workdir / "manifests" / "alpha.yaml").unlink()
+    cli.manifest("other")
+    r = cli("plan", "--format", "json")
+    assert "its job exists" in r.err
+    assert [(c["action"], c["name"]) for c in r.json()["changes"] if c["action"] != "noop"] == [
+        ("cancel", "alpha"), ("create", "other")]
+
+
+def test_max_cost_must_be_a_real_amount(cli: Cli, emulator):
+    cli.manifest("alpha")
+    r = cli("apply", "--auto-approve", "--max-cost", "nan")
+    assert r.code == 1 and "--max-cost must be a finite amount" in r.err
+    assert emulator.stats()["requests"].get("create", 0) == 0
+
+
+def test_state_push_refuses_a_diverged_state_of_the_same_serial(cli: Cli, emulator):
+    cli.manifest("alpha")
+    cli.ok("apply", "--auto-approve")
+    state = cli.state()
+    state["models"]["alpha"]["protect"] = True
+    (cli.workdir / "diverged.json").write_text(json.dumps(state))
+    r = cli("state", "push", "diverged.json")
+    assert r.code == 1 and "diverged" in r.err

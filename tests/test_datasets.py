@@ -100,3 +100,30 @@ def test_saved_plan_is_stale_when_pinned_data_changed(cli: Cli, emulator, fake_g
     assert r.code == 1 and "stale" in r.err and "changed in Cloud Storage" in r.err
     assert json.loads((cli.workdir / "p.plan").read_text())["changes"][0]["action"] == "create"
     assert emulator.stats()["requests"].get("create", 0) == 0
+
+
+def test_turning_pinning_on_never_retunes_but_guards_from_then_on(cli: Cli, emulator, fake_gcs_server, bucket):
+    put_object(fake_gcs_server, bucket, "alpha/train.jsonl", b"a" * 500)
+    path = cli.manifest("alpha")
+    path.write_text(path.read_text().replace("gs://bucket/alpha/", f"gs://{bucket}/alpha/"))
+    cli.ok("apply", "--auto-approve")
+    pinned(cli, bucket)  # the same model, now with pinDatasets: true
+    plan = cli("plan", "--detailed-exitcode")
+    assert plan.code == 0 and "datasets pinned from now on" in plan.out
+    cli.ok("apply", "--auto-approve")  # records the baseline
+    assert cli("plan", "--detailed-exitcode").code == 0
+    put_object(fake_gcs_server, bucket, "alpha/train.jsonl", b"b" * 600)
+    [change] = cli("plan", "--format", "json").json()["changes"]
+    assert change["action"] == "replace" and change["reason"].startswith("training data changed")
+    assert emulator.stats()["requests"]["create"] == 1
+
+
+def test_import_into_a_pinned_manifest_matches(cli: Cli, emulator, fake_gcs_server, bucket):
+    put_object(fake_gcs_server, bucket, "alpha/train.jsonl", b"a" * 500)
+    [job] = emulator.seed([{"project": "demo-project", "location": "us-central1", "baseModel": "gemini-2.0-flash-001",
+                            "supervisedTuningSpec": {"trainingDatasetUri": f"gs://{bucket}/alpha/train.jsonl",
+                                                     "hyperParameters": {"epochCount": 3}},
+                            "state": "JOB_STATE_SUCCEEDED"}])
+    pinned(cli, bucket)
+    assert "matches the manifest" in cli.ok("import", job, "--name", "alpha").err
+    assert cli("plan", "--detailed-exitcode").code == 0

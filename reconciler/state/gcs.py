@@ -6,8 +6,9 @@ gcs backend keeps it: the same format as the local file, with locking and condit
   a clear error. The previous content is kept as `PATH.backup`.
 - The lock is the object `PATH.lock`, created with `ifGenerationMatch=0` (only one run can win),
   holding who and since when; it is released with a delete matched to its generation, so a run
-  can never remove a lock another run took meanwhile. `force-unlock ID` does the same after
-  checking the id.
+  can never remove a lock another run took meanwhile. A lock left by a dead run is never guessed
+  stale (runners elsewhere share host names and pid spaces): `force-unlock ID` removes it, after
+  checking the id, with the same generation match.
 - Between full writes, apply journals each batch of changes as one small object under
   `PATH.journal/LINEAGE/SERIAL/` (created with `ifGenerationMatch=0`); reading replays the
   journal of the serial read, and the next full write deletes it.
@@ -33,7 +34,6 @@ from reconciler.models import TOOL
 from reconciler.state.local import (
     apply_op,
     lock_holder,
-    lock_is_stale,
     locked_message,
     parse_state,
     serialize_state,
@@ -41,6 +41,11 @@ from reconciler.state.local import (
 )
 from reconciler.state.model import State
 from reconciler.storage import StorageClient, parse_gs_uri
+
+
+def _seq_of(name: str) -> int:
+    stem = name.rsplit("/", 1)[-1].split(".", 1)[0]
+    return int(stem) if stem.isdigit() else 0
 
 
 class GcsStateStore:
@@ -102,12 +107,14 @@ class GcsStateStore:
                                       if_generation_match=self._generation)
         except FailedPreconditionError:
             raise self._conflict() from None
-        old_prefix = self._journal_prefix(self._lineage, self._serial)
         self._generation, self._lineage, self._serial = int(meta["generation"]), new.lineage, new.serial
         self.journal_pending = False
         self._seq = 0
-        if existed:
-            for item in self.client.list(self.bucket, old_prefix):  # obsolete now; best effort
+        # Every journal object of an older serial is obsolete now, including any a crash left
+        # behind after an earlier write; best effort (they are never replayed either way).
+        live_prefix = self._journal_prefix(new.lineage, new.serial)
+        for item in self.client.list(self.bucket, f"{self.name}.journal/{new.lineage}/"):
+            if not str(item["name"]).startswith(live_prefix):
                 with contextlib.suppress(NotFoundError, FailedPreconditionError):
                     self.client.delete(self.bucket, item["name"], if_generation_match=int(item["generation"]))
         return new
@@ -139,7 +146,7 @@ class GcsStateStore:
             for line in self.client.download(self.bucket, item["name"]).splitlines():
                 if line.strip():
                     apply_op(draft, json.loads(line))
-        self._seq = len(items)
+        self._seq = max(_seq_of(str(item["name"])) for item in items)  # a failed append leaves a gap
         self.journal_pending = True
         return draft
 
@@ -162,14 +169,12 @@ class GcsStateStore:
             try:
                 meta = self.client.upload(self.bucket, self.lock_name, body, if_generation_match=0)
             except FailedPreconditionError:
-                holder, generation = self._lock_object()
+                holder, _generation = self._lock_object()
                 if holder is None:
                     continue  # released meanwhile: try again
-                if lock_is_stale(holder):
-                    warn(f"breaking stale lock {holder.get('id')}: its holder (pid {holder.get('pid')} "
-                         f"on this host, since {holder.get('since')}) is no longer running")
-                    self._delete_lock(generation)
-                    continue
+                # Whether a holder elsewhere is alive cannot be told from here (runners share
+                # host names, pids are per machine): as terraform's gcs backend, never guess;
+                # a dead run's lock is removed with force-unlock.
                 if time.monotonic() >= deadline:
                     raise StateLockedError(locked_message(self.describe(), holder)) from None
                 sleep(min(1.0, max(0.05, deadline - time.monotonic())))

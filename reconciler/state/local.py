@@ -5,20 +5,22 @@ the folder fsynced), so a crash leaves either the previous or the next serial, n
 The previous content is kept as `PATH.backup`, as terraform keeps `terraform.tfstate.backup`.
 
 Between two full writes, apply makes each change durable by appending it to `PATH.journal`
-(one fsynced JSON line per change, naming the serial it applies to); reading the state replays
-the lines of its serial, and the next full write makes them obsolete. So a run of 1,000 creates
+(JSON lines naming the serial they apply to, fsynced before the change counts as made); reading
+the state replays the lines of its serial (a torn last line, whose write never completed, is
+skipped), and the next full write makes them obsolete. So a run of 1,000 creates
 writes 2,000 small lines instead of rewriting a large state 2,000 times.
 
-The lock is `PATH.lock`, created by hard-linking a complete temporary file to that name (only one
-process can win, and a crash never leaves a half-written lock); it records who holds it
-(id, host, pid, since, operation). A lock whose holder ran on this host and is no longer alive is
-stale and broken with a warning; any other holder must be waited for (`--lock-timeout`) or
-removed with `reconciler force-unlock ID`.
+The lock is an advisory `flock` on `PATH.lock`: only one process holds it, and the system
+releases it when that process ends, however it ends (SIGKILL included), so a dead run never
+blocks the next. The file records who holds it (id, host, pid, since, operation) for messages;
+a record found under a free lock is reported as a stale lock broken. `--lock-timeout` waits for a
+live holder; `reconciler force-unlock ID` clears a record whose process is gone.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import socket
@@ -93,6 +95,12 @@ def parse_state(data: bytes, where: str) -> State:
         raise StateError(f"{where}: invalid state file at {loc}: {first['msg']}") from None
 
 
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        fh.seek(-1, os.SEEK_END)
+        return fh.read(1) == b"\n"
+
+
 def apply_op(state: State, op: dict[str, Any]) -> None:
     """One journalled change: set or drop a model entry, open or settle a create intent."""
     kind = op.get("op")
@@ -123,6 +131,8 @@ class LocalStateStore:
         self._read_serial: int | None = None
         self._read_lineage: str | None = None
         self._journal: IO[bytes] | None = None
+        self._lock_fd: int | None = None
+        self._lock_id: str | None = None
         self.journal_pending = False  # the state read had journal lines folded in, not yet written
 
     def describe(self) -> str:
@@ -161,6 +171,8 @@ class LocalStateStore:
         )
         if self._journal is None:
             self._journal = open(self.journal_path, "ab")  # noqa: SIM115 (kept open for the run)
+            if self._journal.tell() and not _ends_with_newline(self.journal_path):
+                lines = b"\n" + lines  # after a torn line (a crash mid-write), start a fresh one
         self._journal.write(lines)
         self._journal.flush()
         os.fsync(self._journal.fileno())
@@ -173,14 +185,12 @@ class LocalStateStore:
         except FileNotFoundError:
             return state
         ops: list[dict[str, Any]] = []
-        for number, line in enumerate(lines, 1):
+        for line in lines:
             try:
                 op = json.loads(line)
             except (json.JSONDecodeError, UnicodeDecodeError):
-                if number == len(lines):
-                    break
-                raise StateError(f"{self.journal_path}:{number}: damaged journal line") from None
-            if op.get("lineage") == state.lineage and op.get("serial") == state.serial:
+                continue  # a torn line: its write never completed, so it was never durable
+            if isinstance(op, dict) and op.get("lineage") == state.lineage and op.get("serial") == state.serial:
                 ops.append(op)
         if not ops:
             return state
@@ -231,54 +241,48 @@ class LocalStateStore:
         warn: Callable[[str], None] = lambda _m: None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> str:
-        """Take the lock (waiting up to `timeout` seconds); return its id."""
-        info = {**lock_holder(), "operation": operation}
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self._create_lock(info)
-            except FileExistsError:
-                holder = self.lock_info()
-                if holder is not None and lock_is_stale(holder):
-                    warn(
-                        f"breaking stale lock {holder.get('id')}: its holder (pid {holder.get('pid')} "
-                        f"on this host, since {holder.get('since')}) is no longer running"
-                    )
-                    self._remove_lock_if(holder.get("id"))
-                    continue
-                if time.monotonic() >= deadline:
-                    raise StateLockedError(locked_message(self.describe(), holder)) from None
-                sleep(min(1.0, max(0.05, deadline - time.monotonic())))
-                continue
-            return str(info["id"])
+        """Take the lock (waiting up to `timeout` seconds); return its id.
 
-    def _create_lock(self, info: dict[str, Any]) -> None:
-        """Create the lock file with its content in one step: written to a temporary file, then
-        hard-linked to the lock's name, which fails if it exists. A crash can never leave an
-        empty or half-written lock."""
+        The lock is an advisory `flock` on `PATH.lock`, which the system releases when the holding
+        process ends, however it ends; the file records who holds it (for messages). A record
+        found while the flock is free was left by a run that died: it is broken with a warning."""
+        info = {**lock_holder(), "operation": operation}
         self.lock_path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.lock_path.name}.", dir=self.lock_path.parent)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + timeout
         try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(info, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.link(tmp, self.lock_path)
-        finally:
-            os.unlink(tmp)
-        _fsync_dir(self.lock_path.parent)
+            while not _try_flock(fd):
+                if time.monotonic() >= deadline:
+                    raise StateLockedError(locked_message(self.describe(), self.lock_info()))
+                sleep(min(1.0, max(0.05, deadline - time.monotonic())))
+            previous = _record(os.pread(fd, 65536, 0))
+            if previous is not None:
+                warn(f"breaking stale lock {previous.get('id')}: its holder ({previous.get('who', '?')}, pid "
+                     f"{previous.get('pid', '?')}, since {previous.get('since', '?')}) ended without releasing it")
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(info).encode(), 0)
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._lock_fd, self._lock_id = fd, str(info["id"])
+        return self._lock_id
 
     def lock_info(self) -> dict[str, Any] | None:
         try:
-            raw = json.loads(self.lock_path.read_text())
+            return _record(self.lock_path.read_bytes())
         except FileNotFoundError:
             return None
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        except OSError:
             return {"id": "?", "who": "unknown (unreadable lock file)"}
-        return raw if isinstance(raw, dict) else {"id": "?"}
 
     def unlock(self, lock_id: str) -> None:
-        self._remove_lock_if(lock_id)
+        if self._lock_fd is not None and lock_id == self._lock_id:
+            os.ftruncate(self._lock_fd, 0)  # no record: unlocked
+            os.fsync(self._lock_fd)
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = self._lock_id = None
 
     def force_unlock(self, lock_id: str) -> None:
         holder = self.lock_info()
@@ -289,12 +293,36 @@ class LocalStateStore:
                 f"lock id {lock_id!r} does not match the lock held on {self.describe()} "
                 f"(id {holder.get('id')!r}); nothing was removed"
             )
-        self.lock_path.unlink(missing_ok=True)
+        fd = os.open(self.lock_path, os.O_RDWR)
+        try:
+            if not _try_flock(fd):
+                raise StateError(
+                    f"lock {lock_id} on {self.describe()} is held by a running process ({holder.get('who', '?')}, "
+                    f"pid {holder.get('pid', '?')}); stop that run instead — its lock ends with it"
+                )
+            os.ftruncate(fd, 0)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
-    def _remove_lock_if(self, lock_id: object) -> None:
-        holder = self.lock_info()
-        if holder is not None and holder.get("id") == lock_id:
-            self.lock_path.unlink(missing_ok=True)
+
+def _try_flock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _record(data: bytes) -> dict[str, Any] | None:
+    """A lock file's holder record; None for an empty file (unlocked)."""
+    if not data.strip():
+        return None
+    try:
+        raw = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {"id": "?", "who": "unknown (unreadable lock file)"}
+    return raw if isinstance(raw, dict) else {"id": "?"}
 
 
 def lock_holder() -> dict[str, Any]:
@@ -313,22 +341,6 @@ def lock_holder() -> dict[str, Any]:
         "since": utc_now(),
         "version": __version__,
     }
-
-
-def lock_is_stale(holder: dict[str, Any]) -> bool:
-    """Safe to tell only for a holder on this host: is its process gone?"""
-    if holder.get("host") != socket.gethostname():
-        return False
-    pid = holder.get("pid")
-    if not isinstance(pid, int) or pid <= 0 or pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 def locked_message(where: str, holder: dict[str, Any] | None) -> str:

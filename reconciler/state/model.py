@@ -62,6 +62,10 @@ class ModelEntry(_Model):
     adopted: dict[str, str] = Field(default_factory=dict)
     # smokeTest outcomes by job: with a gating smokeTest, a new endpoint serves only once passed.
     smoke_tests: dict[str, SmokeRecord] = Field(default_factory=dict, alias="smokeTests")
+    # pinDatasets: the data each job was tuned on (job → data hash), for jobs whose labels do not
+    # say it (made before pinning was turned on, or imported), and the pins of the current job.
+    data_hashes: dict[str, str] = Field(default_factory=dict, alias="dataHashes")
+    dataset_pins: dict[str, dict[str, str]] = Field(default_factory=dict, alias="datasetPins")
 
 
 class JournalEntry(_Model):

@@ -36,9 +36,11 @@ class SlidingWindowLimiter:
         self._sent: dict[str, deque[float]] = {}
         self.waited = 0.0  # total seconds callers spent waiting (reported by benchmarks)
 
-    def acquire(self, key: str) -> None:
+    def acquire(self, key: str) -> float:
+        """Take a slot for `key`, waiting if the window is full; return the seconds waited."""
         if self.limit <= 0:
-            return
+            return 0.0
+        waited = 0.0
         while True:
             with self._lock:
                 now = self._clock()
@@ -47,8 +49,9 @@ class SlidingWindowLimiter:
                     sent.popleft()
                 if len(sent) < self.limit:
                     sent.append(now)
-                    return
+                    return waited
                 # At least 1 ms: a float sum landing a hair short of the window's end must not spin.
                 delay = max(sent[0] + self.window - now, 0.001)
                 self.waited += delay
             self._sleep(delay)
+            waited += delay

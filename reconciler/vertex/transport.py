@@ -61,7 +61,7 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def error_from_response(response: httpx.Response) -> ApiError:
+def error_from_response(response: httpx.Response, service: str = "Vertex AI") -> ApiError:
     """Turn an error response into a typed ApiError, keeping the API's message and status."""
     code = response.status_code
     status: str | None = None
@@ -90,6 +90,7 @@ def error_from_response(response: httpx.Response) -> ApiError:
         method=request.method,
         url=str(request.url.copy_with(query=None)),
         retry_after=parse_retry_after(response.headers.get("retry-after")),
+        service=service,
     )
 
 
@@ -109,8 +110,10 @@ class Transport:
         seed: int | None = None,
         requests_per_minute: int = 0,
         creates_per_minute: int = 0,
+        service: str = "Vertex AI",
     ) -> None:
         self.http = http
+        self.service = service
         self.retry = retry or RetryPolicy()
         self.request_limiter = SlidingWindowLimiter(requests_per_minute)
         self.create_limiter = SlidingWindowLimiter(creates_per_minute)
@@ -146,12 +149,13 @@ class Transport:
         """
         policy = self.retry
         start = time.monotonic()
+        paced = 0.0  # time spent waiting for the quota's window: not part of the retry deadline
         attempt = 0
         while True:
             attempt += 1
             if create:
-                self.create_limiter.acquire(region)
-            self.request_limiter.acquire(region)
+                paced += self.create_limiter.acquire(region)
+            paced += self.request_limiter.acquire(region)
             self._count("attempts")
             error: Exception
             ambiguous: bool
@@ -174,13 +178,13 @@ class Transport:
                           response.status_code, (time.monotonic() - sent) * 1000, attempt)
                 if response.is_success:
                     return response.content if raw else _json_body(response)
-                api_err = error_from_response(response)
+                api_err = error_from_response(response, self.service)
                 if response.status_code not in RETRYABLE_HTTP:
                     raise api_err
                 error, ambiguous, retry_after = api_err, response.status_code != 429, api_err.retry_after
             if isinstance(error, TransportError):
                 log.debug("%s %s -> %s (attempt %d)", method, _strip_query(url), error, attempt)
-            elapsed = time.monotonic() - start
+            elapsed = time.monotonic() - start - paced
             delay = policy.backoff(attempt, self._rng)
             if retry_after is not None:
                 delay = max(delay, retry_after)
