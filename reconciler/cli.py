@@ -601,9 +601,12 @@ def probe(
         table = Table(title=f"probe: {sum(r.passed for r in results)}/{len(results)} passed")
         for column in ("model", "result", "endpoint", "reply or error"):
             table.add_column(column, overflow="fold")
+        from reconciler.status import short_name
+
         for r in results:
             mark = "[green]pass[/]" if r.passed else "[red]FAIL[/]"
-            table.add_row(escape(r.name), mark, escape(r.endpoint or "-"), escape(str(r.reply if r.passed else r.error)))
+            table.add_row(escape(r.name), mark, escape(short_name(r.endpoint)),
+                          escape(str(r.reply if r.passed else r.error)))
         rt.out.print(table)
     return EXIT_OK if all(r.passed for r in results) else EXIT_ERROR
 
