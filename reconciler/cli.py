@@ -636,6 +636,7 @@ def status(
     args: Annotated[list[str] | None, typer.Argument(help="Manifest files/folders (default: manifests/), and/or model names to show in depth.", show_default=False, metavar="[PATHS|NAME]...")] = None,
     fmt: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
     watch: Annotated[bool, typer.Option("--watch", help="Keep refreshing until no job of the models is running.")] = False,
+    metrics: Annotated[bool, typer.Option("--metrics", help="With NAME: read the tuning metrics files (gcsMetricsUri) from Cloud Storage.")] = False,
     interval: Annotated[float | None, typer.Option("--interval", help="Seconds between refreshes of --watch (default: pollInterval).", show_default=False)] = None,
     allow_empty: AllowEmptyOpt = False,
 ) -> int:
@@ -669,6 +670,12 @@ def status(
                    for n, jobs in owned.items() if not names or n in names for j in jobs)
         if names:
             details = [model_detail(n, owned.get(n, []), the_plan, state) for n in names]
+            if metrics:
+                from reconciler.metrics import read_metrics
+
+                for detail in details:
+                    uri = next((j["gcs_metrics_uri"] for j in detail["jobs"] if j["gcs_metrics_uri"]), None)
+                    detail["metrics"] = read_metrics(_storage(rt), uri).lines() if uri else []
             if fmt == "json":
                 return json.dumps(details, indent=2), busy
             from rich.console import Group

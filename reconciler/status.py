@@ -146,7 +146,10 @@ def model_detail_text(d: dict[str, Any]) -> Group:
         parts.append(
             "metrics (train/eval total loss, fraction of correct next-step predictions, number of "
             f"predictions) of {escape(m['job'])}: experiment {escape(m['experiment'] or '-')}; "
-            f"files {escape(m['gcs_metrics_uri'] or '-')} — open them in the Vertex AI console "
-            "(Experiments) or read the files with gcloud storage cat; the reconciler does not read them."
+            f"files {escape(m['gcs_metrics_uri'] or '-')}"
         )
+        if d.get("metrics") is not None:
+            parts += [f"  {escape(line)}" for line in d["metrics"]]
+        else:
+            parts.append("  (add --metrics to read and summarise the files from Cloud Storage)")
     return Group(*parts)

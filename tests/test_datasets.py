@@ -127,3 +127,26 @@ def test_import_into_a_pinned_manifest_matches(cli: Cli, emulator, fake_gcs_serv
     pinned(cli, bucket)
     assert "matches the manifest" in cli.ok("import", job, "--name", "alpha").err
     assert cli("plan", "--detailed-exitcode").code == 0
+
+
+def test_status_reads_and_summarises_the_tuning_metrics(cli: Cli, emulator, fake_gcs_server, bucket):
+    cli.manifest("alpha")
+    cli.ok("apply", "--auto-approve")
+    emulator.advance(10_000)
+    [detail] = cli.ok("status", "alpha", "--format", "json").json()
+    uri = detail["jobs"][0]["gcs_metrics_uri"]
+    metrics_bucket, _, prefix = uri[len("gs://"):].partition("/")
+    from tests.gcsfake import create_bucket
+
+    create_bucket(fake_gcs_server, metrics_bucket)
+    lines = [json.dumps({"step": s, "/train_total_loss": 2.0 / s, "/eval_total_loss": 2.5 / s,
+                         "/train_fraction_of_correct_next_step_preds": 0.5 + s / 100}) for s in range(1, 11)]
+    put_object(fake_gcs_server, metrics_bucket, f"{prefix}/metrics.jsonl", "\n".join(lines).encode())
+    put_object(fake_gcs_server, metrics_bucket, f"{prefix}/README.txt", b"not metrics")
+    [detail] = cli.ok("status", "alpha", "--metrics", "--format", "json").json()
+    summary = "\n".join(detail["metrics"])
+    assert "train_total_loss: last 0.2, first 2, min 0.2 (10 points)" in summary
+    assert "eval_total_loss: last 0.25" in summary
+    assert "train_fraction_of_correct_next_step_preds: last 0.6" in summary
+    text = cli.ok("--no-color", "status", "alpha", "--metrics").out
+    assert "train_total_loss: last 0.2" in text
