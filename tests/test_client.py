@@ -268,3 +268,16 @@ def test_ambiguous_create_is_settled_without_server_side_filters():
         job = c.create_tuning_job(PARENT, job_body(), "req-lost")
     assert fake.creates == 1 and len(fake.jobs) == 1
     assert job.name == fake.jobs[0]["name"]
+
+
+def test_waiting_for_the_quota_window_does_not_use_up_the_retry_deadline(emulator):
+    from reconciler.vertex.ratelimit import SlidingWindowLimiter
+
+    emulator.configure(rate_503=1.0)
+    policy = RetryPolicy(initial=0.001, maximum=0.002, deadline=0.3, max_attempts=4)
+    with VertexClient(endpoint=emulator.url, retry=policy) as c, pytest.raises(UnavailableError) as exc:
+        c.transport.request_limiter = SlidingWindowLimiter(1, window=0.25)  # one request per 0.25 s
+        c.list_tuning_jobs(PARENT)
+    # Each attempt waited ~0.25 s for the window, far past the 0.3 s deadline in all, yet every
+    # attempt the policy allows was made: only time spent retrying counts against the deadline.
+    assert "gave up after 4 attempts" in str(exc.value)
