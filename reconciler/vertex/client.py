@@ -188,13 +188,21 @@ class VertexClient:
             raise
 
     def find_by_request(self, parent: str, request_id: str) -> TuningJob | None:
-        """The job of `parent` carrying `request_id`, or None (filtered on both ends)."""
+        """The job of `parent` carrying `request_id`, or None (filtered on both ends).
+
+        The label filter only narrows the search: its grammar for tuningJobs is not documented,
+        so a server may read it differently (e.g. keep the quotes in the value) and answer with
+        nothing. A "not found" is therefore confirmed on the full list, since a wrong one makes a
+        second job.
+        """
+        def match(jobs: list[TuningJob]) -> TuningJob | None:
+            return next((j for j in jobs if (j.labels or {}).get(REQUEST_LABEL) == request_id), None)
+
         try:
-            jobs = self.list_tuning_jobs(parent, filter=f'labels.{REQUEST_LABEL}="{request_id}"')
+            found = match(self.list_tuning_jobs(parent, filter=f'labels.{REQUEST_LABEL}="{request_id}"'))
         except InvalidArgumentError:  # label filters on tuningJobs are not documented: list all
-            jobs = self.list_tuning_jobs(parent)
-        matches = [j for j in jobs if (j.labels or {}).get(REQUEST_LABEL) == request_id]
-        return matches[0] if matches else None
+            found = None
+        return found if found is not None else match(self.list_tuning_jobs(parent))
 
     # -- endpoints --------------------------------------------------------------------------
     def generate_content(self, endpoint: str, prompt: str) -> dict[str, Any]:
