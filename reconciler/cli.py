@@ -110,6 +110,13 @@ def _rt(ctx: typer.Context) -> Runtime:
     return runtime
 
 
+def _print_version(value: bool) -> None:
+    """`--version`: answered while the options are read, before a command is required."""
+    if value:
+        typer.echo(f"vertex-tuning-reconciler {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _global(
     ctx: typer.Context,
@@ -122,12 +129,10 @@ def _global(
     allow_insecure_http: Annotated[bool, typer.Option("--allow-insecure-http", help="Allow a plain http:// endpoint on a non-loopback host.")] = False,
     no_color: Annotated[bool, typer.Option("--no-color", help="No colour (NO_COLOR is honoured too).")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Tracebacks and a log of API calls on stderr.")] = False,
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.", is_eager=True)] = False,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.", is_eager=True,
+                                          callback=_print_version, expose_value=False)] = False,
 ) -> None:
     """Global options come before the command: `reconciler --stack prod plan manifests/`."""
-    if version:
-        typer.echo(f"vertex-tuning-reconciler {__version__}")
-        raise typer.Exit(0)
     flags = {"api_endpoint": api_endpoint, "state": state, "project": project, "region": region, "stack": stack}
     runtime = Runtime(flags=flags, config_file=config, debug=debug, no_color=no_color,
                       allow_insecure_http=allow_insecure_http)
@@ -215,7 +220,9 @@ def _store(rt: Runtime) -> StateStore:
     location = rt.settings.state
     if location.startswith("gs://"):
         from reconciler.state.gcs import GcsStateStore
+        from reconciler.storage import parse_gs_uri
 
+        parse_gs_uri(location)  # a malformed URI is reported as such, before any credentials are sought
         return GcsStateStore(location, _storage(rt))
     if "://" in location:
         raise ConfigError(f"state {location!r}: use a local path or gs://BUCKET/OBJECT")
@@ -581,7 +588,10 @@ def probe(
     from reconciler.probe import probe as run_probe
 
     rt = _rt(ctx)
-    desired = {d.name: d for d in _load(rt, manifests or [], allow_empty=True).models}
+    # Manifests only add smokeTest prompts: without --manifests and without a manifests/ folder,
+    # the state alone says what to probe.
+    paths = manifests or [p for p in DEFAULT_PATHS if p.exists()]
+    desired = {d.name: d for d in _load(rt, paths, allow_empty=True).models} if paths else {}
     state = _store(rt).read(stack=rt.settings.stack)
     chosen = names or sorted(state.models)
     unknown = [n for n in chosen if n not in state.models]
@@ -855,7 +865,7 @@ def force_unlock(ctx: typer.Context, lock_id: Annotated[str, typer.Argument(help
 @app.command()
 def emulator(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port (0 picks a free one).")] = 8080,
+    port: Annotated[int, typer.Option(help="Port (0 picks a free one).", min=0, max=65535)] = 8080,
     data: Annotated[Path | None, typer.Option(help="Keep jobs in this file across restarts.", show_default=False)] = None,
     pending_seconds: Annotated[float, typer.Option(help="Seconds a job stays PENDING.")] = 5.0,
     running_seconds: Annotated[float, typer.Option(help="Seconds a job stays RUNNING.")] = 60.0,
@@ -916,18 +926,42 @@ def _terminate_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _run(args: list[str], debug: bool) -> int:
-    import click
+def _click_exceptions() -> tuple[tuple[type[BaseException], ...], ...]:
+    """(Exit, Abort, ClickException) classes: typer ≥ 0.16 raises its own and those of the copy of
+    click it carries (`typer._click`), older typer those of click itself; all are caught."""
+    found: dict[str, list[type[BaseException]]] = {"Exit": [typer.Exit], "Abort": [typer.Abort], "ClickException": []}
+    for module_name in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            module = __import__(module_name, fromlist=["_"])
+        except ImportError:
+            continue
+        for name, classes in found.items():
+            cls = getattr(module, name, None)
+            if isinstance(cls, type) and cls not in classes:
+                classes.append(cls)
+    return tuple(tuple(classes) for classes in found.values())
 
+
+def _run(args: list[str], debug: bool) -> int:
+    exit_types, abort_types, click_errors = _click_exceptions()
     try:
         result = typer.main.get_command(app).main(args=args, prog_name="reconciler", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        return int(exc.exit_code)
-    except click.exceptions.Abort:
+    except exit_types as exc:
+        return int(getattr(exc, "exit_code", 0))
+    except abort_types:
         typer.echo("Aborted.", err=True)
         return EXIT_ERROR
-    except click.ClickException as exc:
-        typer.echo(f"Error: {exc.format_message()}", err=True)
+    except click_errors as exc:
+        # A usage error (unknown option, bad value): the message and where to read more. Exit 1,
+        # not click's 2: with `plan --detailed-exitcode`, 2 means "changes", and a mistyped flag in
+        # CI must not read as a plan with changes.
+        if type(exc).__name__ == "NoArgsIsHelpError":  # no command given: the help, as click shows it
+            typer.echo(exc.format_message(), err=True)  # type: ignore[attr-defined]
+            return EXIT_ERROR
+        typer.echo(f"Error: {exc.format_message()}", err=True)  # type: ignore[attr-defined]
+        ctx = getattr(exc, "ctx", None)
+        if ctx is not None:
+            typer.echo(f"Try '{ctx.command_path} --help' for help.", err=True)
         return EXIT_ERROR
     except ReconcilerError as exc:
         if debug:

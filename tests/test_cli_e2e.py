@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.clihelp import Cli
 
 PARENT = "projects/demo-project/locations/us-central1"
@@ -544,3 +546,48 @@ def test_state_push_refuses_a_diverged_state_of_the_same_serial(cli: Cli, emulat
     (cli.workdir / "diverged.json").write_text(json.dumps(state))
     r = cli("state", "push", "diverged.json")
     assert r.code == 1 and "diverged" in r.err
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["plan", "--bogus"], "No such option: --bogus"),
+    (["plan", "--detailed-exitcode", "--taget", "x"], "No such option: --taget"),
+    (["nosuch"], "No such command 'nosuch'"),
+    (["emulator", "--port", "99999"], "Invalid value for '--port'"),
+])
+def test_usage_errors_exit_1_in_two_lines(cli: Cli, args: list[str], message: str):
+    r = cli(*args)
+    lines = r.err.strip().splitlines()
+    # 1, not click's 2: under `plan --detailed-exitcode` a 2 would read as "changes".
+    assert r.code == 1 and message in lines[0] and lines[0].startswith("Error: ")
+    assert len(lines) == 2 and "--help' for help." in lines[1] and "Traceback" not in r.err
+
+
+def test_no_command_shows_the_help(cli: Cli):
+    r = cli()
+    assert r.code == 1 and "Usage: reconciler" in r.err and "Error" not in r.err
+
+
+def test_version_needs_no_command(cli: Cli):
+    from reconciler import __version__
+
+    assert cli.ok("--version").out.strip() == f"vertex-tuning-reconciler {__version__}"
+
+
+def test_probe_works_from_the_state_alone(cli: Cli, emulator):
+    cli.manifest("alpha")
+    cli.ok("apply", "--auto-approve")
+    emulator.advance(10_000)
+    cli.ok("refresh")
+    import shutil
+
+    shutil.rmtree(cli.workdir / "manifests")  # e.g. a deploy job that only has the state
+    r = cli.ok("probe", "--format", "json")
+    assert [p["name"] for p in r.json()] == ["alpha"] and r.json()[0]["passed"]
+
+
+def test_a_malformed_gs_state_uri_is_named_before_credentials_are_sought(cli: Cli, monkeypatch):
+    monkeypatch.delenv("RECONCILER_ACCESS_TOKEN", raising=False)
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    cli.manifest("alpha")
+    r = cli("--state", "gs://bad_bucket!/x", "plan")
+    assert r.code == 1 and "not a valid Cloud Storage object URI" in r.err and "credentials" not in r.err.lower()
