@@ -434,7 +434,17 @@ def _plan_desired(
             problems.append(f"{d.name} ({d.source}): protected (protect: true); --replace refused")
             return []
         live = [j for j in jobs if j.state_class is StateClass.LIVE]
-        return [creating("replace" if jobs else "create", "forced by --replace", newest, live)]
+        if not jobs:
+            return [creating("create", "forced by --replace", None, live)]
+        latest_current = _newest(current)
+        serving = [j for j in current if j.state_class in (StateClass.LIVE, StateClass.SUCCEEDED)]
+        if latest_current is not None and not serving and latest_current.state_class in (
+                StateClass.FAILED, StateClass.CANCELLED):
+            # The spec has not changed and its job failed or was cancelled: a retry by request.
+            what = "failed" if latest_current.state_class is StateClass.FAILED else "was cancelled"
+            return [creating("recreate", f"forced by --replace: {latest_current.name} {what}; tuning again",
+                             latest_current, live)]
+        return [creating("replace", "forced by --replace", newest, live)]
 
     alive = [j for j in current if j.state_class in (StateClass.LIVE, StateClass.SUCCEEDED)]
     if alive:

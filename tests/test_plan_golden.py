@@ -133,9 +133,17 @@ def test_retry_policy_allows_bounded_retries():
     assert c2.action == "noop" and c2.error
 
 
-def test_forced_replace_of_failed_job():
+def test_forced_replace_of_failed_job_is_a_recreate():
     d = desired()
-    (c,) = plan_for([d], [job(d, "FAILED")], replace=["bot"]).changes
+    failed = job(d, "FAILED")
+    (c,) = plan_for([d], [failed], replace=["bot"]).changes
+    assert c.action == "recreate" and c.reason.startswith("forced by --replace") and "failed" in c.reason
+    assert c.job == failed.name
+
+
+def test_forced_replace_of_succeeded_job_is_a_replace():
+    d = desired()
+    (c,) = plan_for([d], [job(d, "SUCCEEDED")], replace=["bot"]).changes
     assert c.action == "replace" and c.reason == "forced by --replace"
 
 
