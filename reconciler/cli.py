@@ -268,6 +268,9 @@ def _make_plan(
             desired = _with_datasets(rt, desired, sizes_for=creating)
             plan = compute_plan(desired, observation, state, stack=rt.settings.stack, targets=targets,
                                 replace=replace, prices=prices)
+    # Creates an interrupted run started: said in the plan itself (text, JSON, the PR comment),
+    # since a reviewer must know that an earlier apply died half-way.
+    resumed = []
     for entry in state.journal:
         found = any(j.labels.get("reconciler-request") == entry.request_id for j in observation.jobs)
         if found:
@@ -276,8 +279,10 @@ def _make_plan(
             outcome = "no job was made; it is planned again if still wanted."
         else:
             outcome = f"{entry.parent} was not listed, so whether its job exists is unknown."
-        rt.warn(f"{entry.name}: an interrupted run started a create at {entry.started} "
-                f"(request {entry.request_id}); {outcome}")
+        resumed.append(f"{entry.name}: an interrupted run started a create at {entry.started} "
+                       f"(request {entry.request_id}); {outcome}")
+    if resumed:
+        plan = plan.model_copy(update={"warnings": [*resumed, *plan.warnings]})
     return plan, observation, list(desired)
 
 
