@@ -206,7 +206,8 @@ def _storage(rt: Runtime) -> StorageClient:
 
         emulator = os.environ.get("STORAGE_EMULATOR_HOST")
         # As Google's own storage clients do, an emulator gets no credentials.
-        auth = None if emulator else resolve_auth(None, os.environ.get("RECONCILER_ACCESS_TOKEN") or None)
+        auth = None if emulator else resolve_auth(None, os.environ.get("RECONCILER_ACCESS_TOKEN") or None,
+                                                  service="Cloud Storage")
         r = rt.settings.retry
         rt._storage = StorageClient(
             endpoint=emulator_endpoint(emulator) if emulator else None, auth=auth,

@@ -164,7 +164,8 @@ class GoogleCredentialsAuth(httpx.Auth):
             yield request
 
 
-def resolve_auth(endpoint_root: str | None, access_token: str | None) -> httpx.Auth | None:
+def resolve_auth(endpoint_root: str | None, access_token: str | None, *,
+                 service: str = "the Vertex AI API") -> httpx.Auth | None:
     """Pick credentials: a given token, none for the loopback emulator, else ADC.
 
     `endpoint_root` is the override (None means the real regional endpoints).
@@ -179,6 +180,6 @@ def resolve_auth(endpoint_root: str | None, access_token: str | None) -> httpx.A
     try:
         credentials, _project = google.auth.default(scopes=[CLOUD_PLATFORM_SCOPE])
     except exceptions.GoogleAuthError:
-        where = endpoint_root or "the Vertex AI API"
+        where = endpoint_root or service
         raise CredentialsError(_NO_CREDENTIALS_HELP.format(endpoint=where)) from None
     return GoogleCredentialsAuth(credentials)
