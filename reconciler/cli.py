@@ -677,13 +677,17 @@ def status(
         raise ReconcilerError(f"no file, folder or model named {', '.join(map(repr, unknown))}")
     observe = _observer(rt, client)
     parents = parents_to_observe(desired, state)
+    progress = [0, 0]  # models whose jobs are all final, models with jobs (for --watch)
 
     def snapshot() -> tuple[Any, bool]:
         observation = observe(parents)
         the_plan = compute_plan(desired, observation, state, stack=rt.settings.stack, strict=False)
         owned = jobs_by_name(observation, rt.settings.stack, state)
-        busy = any(j.state_class in (StateClass.LIVE, StateClass.CANCELLING)
-                   for n, jobs in owned.items() if not names or n in names for j in jobs)
+        watched = [n for n in owned if not names or n in names]
+        running = sum(1 for n in watched
+                      if any(j.state_class in (StateClass.LIVE, StateClass.CANCELLING) for j in owned[n]))
+        progress[:] = [len(watched) - running, len(watched)]
+        busy = running > 0
         if names:
             details = [model_detail(n, owned.get(n, []), the_plan, state) for n in names]
             if metrics:
@@ -713,18 +717,38 @@ def status(
         return EXIT_OK
     pause = interval or rt.settings.poll_interval
     if rt.out.is_terminal and fmt == "text":
+        from rich.console import Group
         from rich.live import Live
+        from rich.text import Text
 
-        with Live(view, console=rt.out, refresh_per_second=2) as live:
+        from reconciler.progress import elapsed_text
+
+        start = time.monotonic()
+
+        def framed(view: Any) -> Any:
+            done, total = progress
+            head = f"{done}/{total} model(s) final · {elapsed_text(time.monotonic() - start)} elapsed"
+            return Group(Text(head + ("" if busy else " · done"), style="bold"), view)
+
+        with Live(framed(view), console=rt.out, refresh_per_second=2) as live:
             while busy:
-                time.sleep(pause)
+                # Sleep in short steps so the elapsed time keeps moving between refreshes.
+                until = time.monotonic() + pause
+                while (left := until - time.monotonic()) > 0:
+                    time.sleep(min(left, 1.0))
+                    live.update(framed(view))
                 view, busy = snapshot()
-                live.update(view)
+                live.update(framed(view))
         return EXIT_OK
-    last = None
+    from reconciler.progress import elapsed_text
+
+    start, last = time.monotonic(), None
     while True:
         text = view if isinstance(view, str) else _plain(rt, view)
         if text != last:
+            if fmt == "text":  # a log: each new table under its time and progress
+                done, total = progress
+                typer.echo(f"[{elapsed_text(time.monotonic() - start)}] {done}/{total} model(s) final")
             typer.echo(text)
             last = text
         if not busy:

@@ -437,8 +437,8 @@ def _plan_desired(
         if not jobs:
             return [creating("create", "forced by --replace", None, live)]
         latest_current = _newest(current)
-        serving = [j for j in current if j.state_class in (StateClass.LIVE, StateClass.SUCCEEDED)]
-        if latest_current is not None and not serving and latest_current.state_class in (
+        in_use = [j for j in current if j.state_class in (StateClass.LIVE, StateClass.SUCCEEDED)]
+        if latest_current is not None and not in_use and latest_current.state_class in (
                 StateClass.FAILED, StateClass.CANCELLED):
             # The spec has not changed and its job failed or was cancelled: a retry by request.
             what = "failed" if latest_current.state_class is StateClass.FAILED else "was cancelled"

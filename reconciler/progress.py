@@ -26,7 +26,8 @@ STYLE = {
 }
 
 
-def _elapsed(seconds: float) -> str:
+def elapsed_text(seconds: float) -> str:
+    """H:MM:SS."""
     seconds = int(seconds)
     return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
@@ -61,7 +62,7 @@ class JobProgress:
     def update(self, observation: Observation) -> None:
         rows = self._rows(observation)
         done = sum(1 for _, j in rows if j.state_class not in (StateClass.LIVE, StateClass.CANCELLING))
-        elapsed = _elapsed(time.monotonic() - self.start)
+        elapsed = elapsed_text(time.monotonic() - self.start)
         if self.live is not None:
             table = Table(title=f"stack {self.stack}: {done}/{len(rows)} final · {elapsed} elapsed")
             for column in ("model", "state", "job"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -454,6 +455,44 @@ def test_status_watch_follows_until_jobs_finish(cli: Cli, emulator):
     snapshots = [json.loads(chunk) for chunk in r.out.replace("}\n{", "}\n\x00{").split("\x00")]
     assert snapshots[-1]["models"][0]["state"] == "JOB_STATE_SUCCEEDED"
     assert len(snapshots) >= 2
+
+
+def test_status_watch_log_shows_progress_and_time(cli: Cli, emulator):
+    emulator.configure(clock="real", pending_seconds=0.1, running_seconds=0.3)
+    cli.manifest("alpha")
+    cli.manifest("beta")
+    cli.ok("apply", "--auto-approve")
+    out = cli.ok("status", "--watch", "--interval", "0.1").out  # no TTY: a log of the changes
+    heads = [line for line in out.splitlines() if line.startswith("[0:00:")]
+    assert heads[0].endswith("0/2 model(s) final") and heads[-1].endswith("2/2 model(s) final")
+
+
+def test_status_watch_on_a_terminal_is_a_live_table_with_progress_and_elapsed_time(cli: Cli, emulator):
+    import pty
+    import subprocess
+    import sys
+
+    emulator.configure(clock="real", pending_seconds=0.2, running_seconds=1.5)
+    cli.manifest("alpha")
+    cli.ok("apply", "--auto-approve")
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "reconciler.cli", "status", "--watch", "--interval", "0.2"],
+                            cwd=cli.workdir, stdin=terminal, stdout=terminal, stderr=terminal, close_fds=True)
+    os.close(terminal)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # the terminal closed: the process ended
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(controller)
+    assert proc.wait(timeout=60) == 0
+    screen = b"".join(chunks).decode(errors="replace")
+    assert "0/1 model(s) final" in screen and "1/1 model(s) final" in screen and "elapsed · done" in screen
+    assert "\x1b[" in screen  # drawn as a live display, not a log
 
 
 def test_a_job_cannot_be_imported_twice(cli: Cli, emulator):
