@@ -193,6 +193,7 @@ def _client(rt: Runtime) -> VertexClient:
         requests_per_minute=s.requests_per_minute,
         creates_per_minute=s.creates_per_minute,
     )
+    client.transport.notify = rt.warn
     rt.exit_stack.callback(client.close)
     return client
 
@@ -213,6 +214,7 @@ def _storage(rt: Runtime) -> StorageClient:
             endpoint=emulator_endpoint(emulator) if emulator else None, auth=auth,
             retry=RetryPolicy(initial=r.initial, multiplier=r.multiplier, maximum=r.maximum,
                               deadline=r.deadline, max_attempts=r.max_attempts))
+        rt._storage.transport.notify = rt.warn
         rt.exit_stack.callback(rt._storage.close)
     return rt._storage
 

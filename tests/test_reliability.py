@@ -186,6 +186,18 @@ def test_long_outage_ends_in_a_clear_error_within_the_deadline(cli: Cli, emulato
     assert unlocked(cli.workdir / "reconciler.state.json.lock")
 
 
+def test_a_run_retrying_for_a_while_says_so_before_it_gives_up(cli: Cli, emulator):
+    # 429 with Retry-After 5 s: the first wait already takes the call to 5 s of retrying, which is
+    # announced (once); the second would pass the 8 s deadline, so the run gives up at ~5 s.
+    write_config(cli.workdir, retry={"initial": 0.01, "maximum": 0.02, "deadline": 8})
+    cli.manifest("alpha")
+    emulator.configure(rate_429=1.0, retry_after_seconds=5, fault_seed=1)
+    r = cli("plan")
+    notices = [line for line in r.err.splitlines() if "still retrying" in line]
+    assert r.code == 1 and len(notices) == 1 and "gives up after 8 s" in notices[0], r.err
+    assert notices[0].startswith("Warning:") and "429" in notices[0] and "Traceback" not in r.err
+
+
 def test_quota_exhaustion_mid_apply_keeps_what_was_done(cli: Cli, emulator):
     write_config(cli.workdir, retry={"initial": 0.05, "maximum": 0.1, "deadline": 1})
     for name in ("a1", "a2", "a3", "a4"):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import math
 import random
 import threading
 import time
@@ -121,10 +122,24 @@ class Transport:
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self.counts: Counter[str] = Counter()
+        # Told (at most every NOTICE_EVERY seconds) when a call has been retrying for a while, so
+        # that a run stuck on an unreachable endpoint says so long before it gives up.
+        self.notify: Callable[[str], None] | None = None
+        self._last_notice = -math.inf
 
     def _count(self, key: str) -> None:
         with self._lock:
             self.counts[key] += 1
+
+    def _tell(self, message: str, retrying_for: float) -> None:
+        if self.notify is None or retrying_for < NOTICE_AFTER:
+            return
+        with self._lock:
+            now = time.monotonic()
+            if now - self._last_notice < NOTICE_EVERY:
+                return
+            self._last_notice = now
+        self.notify(message)
 
     def send(
         self,
@@ -191,11 +206,17 @@ class Transport:
             if attempt >= policy.max_attempts or elapsed + delay > policy.deadline:
                 raise _give_up(error, attempt, elapsed)
             self._count("retries")
+            self._tell(f"{error.args[0] if error.args else error}: still retrying "
+                       f"({elapsed:.0f} s so far; gives up after {policy.deadline:.0f} s)", elapsed + delay)
             self._sleep(delay)
             if before_retry is not None:
                 settled = before_retry(ambiguous)
                 if settled is not None:
                     return settled
+
+
+NOTICE_AFTER = 5.0  # seconds a call has been retrying before the user is told
+NOTICE_EVERY = 30.0
 
 
 def _give_up(error: Exception, attempts: int, elapsed: float) -> Exception:
