@@ -27,7 +27,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from reconciler.errors import ConfigError
-from reconciler.models import PROJECT_PATTERN, REGION_PATTERN, STACK_PATTERN
+from reconciler.models import PATTERN_HELP, PROJECT_PATTERN, REGION_PATTERN, STACK_PATTERN
 from reconciler.yamlio import YamlProblem, dotted, read_documents
 
 CONFIG_FILE = "reconciler.yaml"
@@ -117,6 +117,9 @@ def _read_file(path: Path) -> ConfigFile:
         for err in exc.errors():
             loc = tuple(err["loc"])
             msg = "unknown setting" if err["type"] == "extra_forbidden" else err["msg"]
+            if err["type"] == "string_pattern_mismatch":
+                pattern = err["ctx"]["pattern"]
+                msg = f"invalid value {err.get('input')!r} (must be {PATTERN_HELP.get(pattern, 'like ' + pattern)})"
             problems.append(f"{path}:{lines.line_of(loc)}: {dotted(loc)}: {msg}")
         raise ConfigError("\n".join(problems)) from None
 
@@ -125,7 +128,7 @@ def _check(name: str, value: str | None, pattern: str, source: str) -> str | Non
     import re
 
     if value is not None and not re.match(pattern, value):
-        raise ConfigError(f"{source}: invalid {name} {value!r}")
+        raise ConfigError(f"{source}: invalid {name} {value!r} (must be {PATTERN_HELP.get(pattern, 'like ' + pattern)})")
     return value
 
 

@@ -21,6 +21,7 @@ from reconciler.errors import ManifestError
 from reconciler.models import (
     LABEL_MANAGED,
     NAME_PATTERN,
+    PATTERN_HELP,
     PROJECT_PATTERN,
     REGION_PATTERN,
     RESERVED_LABEL_PREFIX,
@@ -185,7 +186,8 @@ def _message(err: Any) -> str:
     if kind == "missing":
         return "required field is missing"
     if kind == "string_pattern_mismatch":
-        return f"invalid value {err.get('input')!r} (must match {err['ctx']['pattern']})"
+        pattern = err["ctx"]["pattern"]
+        return f"invalid value {err.get('input')!r} (must be {PATTERN_HELP.get(pattern, 'like ' + pattern)})"
     msg = str(err["msg"]).removeprefix("Value error, ")
     if isinstance(err.get("input"), bool) and kind.endswith("string_type"):
         msg += " (YAML reads yes/no/on/off/true/false as booleans: quote the value)"

@@ -317,3 +317,10 @@ PROJECT_PATTERN = r"^(?:[a-z][a-z0-9.-]{0,62}:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$"
 REGION_PATTERN = r"^[a-z]+(?:-[a-z]+)+[0-9]+$|^global$"
 NAME_PATTERN = r"^[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?$"
 STACK_PATTERN = r"^[a-z](?:[a-z0-9_-]{0,61}[a-z0-9])?$"
+# What each pattern means, for error messages (a regular expression is no help to a user).
+PATTERN_HELP = {
+    PROJECT_PATTERN: "a project ID: 6 to 30 lowercase letters, digits or hyphens, starting with a letter",
+    REGION_PATTERN: "a region such as us-central1",
+    NAME_PATTERN: "at most 63 lowercase letters, digits or hyphens, starting with a letter",
+    STACK_PATTERN: "at most 63 lowercase letters, digits, hyphens or underscores, starting with a letter",
+}

@@ -54,3 +54,13 @@ def test_state_from_another_stack_is_refused(cli: Cli):
     cli.ok("apply", "--auto-approve")
     r = cli("--stack", "prod", "plan")
     assert r.code == 1 and "belongs to stack 'test'" in r.err
+
+
+def test_a_malformed_id_is_explained_in_words_not_as_a_regular_expression(cli: Cli):
+    (cli.workdir / "reconciler.yaml").write_text("project: p\nregion: us-central1\nstack: s\n")
+    r = cli("plan")
+    assert r.code == 1 and "reconciler.yaml:1: project: invalid value 'p'" in r.err
+    assert "6 to 30 lowercase letters" in r.err and "^(" not in r.err
+    (cli.workdir / "reconciler.yaml").write_text("project: demo-project\nregion: us-central1\n")
+    r = cli("--stack", "Bad Stack", "plan")
+    assert r.code == 1 and "invalid stack 'Bad Stack'" in r.err and "underscores" in r.err
