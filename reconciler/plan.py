@@ -621,6 +621,9 @@ def derive_entry(
             return previous.serving_job == job.name or (record is not None and record.passed)
 
         succeeded = [j for j in succeeded if cleared(j)]
+    # A succeeded job the API shows without an endpoint (an incomplete answer) never displaces one
+    # that has an endpoint: consumers of the state would lose a working endpoint.
+    succeeded = [j for j in succeeded if j.endpoint] or succeeded
     serving = succeeded[0] if succeeded else None
     if previous is not None and previous.job == current.name and previous.spec is not None:
         spec, cosmetic = previous.spec, previous.cosmetic

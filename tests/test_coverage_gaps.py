@@ -172,8 +172,6 @@ def test_jobs_with_only_name_state_and_labels_are_handled(cli: Cli, emulator):
     assert f"Imported {foreign} as delta" in r.err and "~ supervisedTuningSpec:" in r.err
 
 
-@pytest.mark.xfail(strict=True, reason="bug: plan.py derive_entry picks a SUCCEEDED job without tunedModel as the "
-                                       "serving job, so the working endpoint of the replaced job is dropped")
 def test_a_replacement_succeeded_without_an_endpoint_does_not_unpublish_the_old_one(cli: Cli, emulator):
     cli.manifest("alpha")
     cli.ok("apply", "--auto-approve")
