@@ -103,6 +103,80 @@ def test_ci_recipes_use_only_existing_flags():
                 assert flag in known, f"{name}: {line.strip()}: unknown flag {flag}"
 
 
+def _recipes() -> tuple[dict, dict]:
+    import yaml
+
+    return (yaml.safe_load((ROOT / "examples" / "github-actions.yml").read_text()),
+            yaml.safe_load((ROOT / "examples" / "gitlab-ci.yml").read_text()))
+
+
+def test_ci_recipes_keep_the_state_in_cloud_storage_and_expose_outputs():
+    github, gitlab = _recipes()
+    job = github["jobs"]["reconcile"]
+    assert job["env"]["RECONCILER_STATE"] == "${{ vars.RECONCILER_STATE }}"
+    assert not [s for s in job["steps"] if "cache" in s.get("uses", "")], "the state must not live in a cache"
+    ids = {s["id"] for s in job["steps"] if "id" in s}
+    for step in job["steps"]:
+        if "GITHUB_OUTPUT" in step.get("run", ""):
+            assert "id" in step, f"step {step.get('name')!r} writes outputs no one can read without an id"
+    for value in job["outputs"].values():
+        assert value.removeprefix("${{ steps.").split(".")[0] in ids
+    assert not [name for name, j in gitlab.items() if isinstance(j, dict) and "cache" in j]
+    for name in ("plan", "apply"):
+        assert gitlab[name]["extends"] == ".google-cloud"
+    assert any("gs://" in line and "RECONCILER_STATE" in line for line in gitlab[".google-cloud"]["before_script"])
+
+
+def test_ci_recipe_steps_run_against_the_emulator_with_state_in_cloud_storage(
+    tmp_path: Path, emulator, strict_gcs: str
+):
+    """The recipes' shell: exit 2 of plan passes and posts the plan, an error fails, apply writes
+    the outputs, and the state is only in the bucket."""
+    import os
+
+    from tests.clihelp import write_config
+    from tests.gcsfake import new_bucket
+
+    github, gitlab = _recipes()
+    steps = {s.get("name"): s["run"] for s in github["jobs"]["reconcile"]["steps"] if "run" in s}
+    work = tmp_path / "repo"
+    shutil.copytree(ROOT / "manifests", work / "manifests")
+    write_config(work, stack="not-this-one", retry={"initial": 0.01, "maximum": 0.05, "deadline": 2, "maxAttempts": 3})
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("gh", "curl"):  # record what would be posted
+        (bin_dir / tool).write_text(f'#!/bin/sh\necho "{tool} $*" >> "$POSTED"\n')
+        (bin_dir / tool).chmod(0o755)
+    state = f"gs://{new_bucket(strict_gcs)}/prod/reconciler.state.json"
+    env = {**os.environ, "PATH": f"{bin_dir}:{Path(sys.executable).parent}:{os.environ['PATH']}",
+           "STORAGE_EMULATOR_HOST": strict_gcs, "RECONCILER_API_ENDPOINT": emulator.url,
+           "RECONCILER_STACK": "prod", "RECONCILER_STATE": state, "POSTED": str(tmp_path / "posted"),
+           "GITHUB_OUTPUT": str(tmp_path / "github_output"), "PLAN_COMMENT_TOKEN": "t",
+           "CI_API_V4_URL": "https://gitlab.invalid/api/v4", "CI_PROJECT_ID": "1", "CI_MERGE_REQUEST_IID": "2"}
+
+    def run(script: str, **extra: str) -> int:
+        script = script.replace("${{ github.event.number }}", "7")
+        result = subprocess.run(["bash", "-eo", "pipefail", "-c", script], cwd=work, env={**env, **extra},
+                                capture_output=True, text=True, timeout=120)
+        return result.returncode
+
+    gitlab_plan, gitlab_apply = "\n".join(gitlab["plan"]["script"]), "\n".join(gitlab["apply"]["script"])
+    assert run(steps["check the state is in Cloud Storage"]) == 0
+    assert run(steps["check the state is in Cloud Storage"], RECONCILER_STATE="") == 1
+    assert run(steps["plan"]) == 0 and run(gitlab_plan) == 0  # plan exits 2: changes, not failure
+    posted = (tmp_path / "posted").read_text()
+    assert "gh pr comment 7 --body-file plan.md" in posted and "merge_requests/2/notes" in posted
+    assert "3 to create" in (work / "plan.md").read_text()
+    assert run(steps["apply"]) == 0
+    outputs = (tmp_path / "github_output").read_text()
+    assert "SUPPORT_BOT_ENDPOINT=" in outputs and "endpoints<<EOF" in outputs
+    assert run(gitlab_apply) == 0 and "SUPPORT_BOT_ENDPOINT=" in (work / "endpoints.env").read_text()
+    assert run(steps["plan"]) == 0 and "No changes" in (work / "plan.md").read_text()
+    assert not list(work.glob("reconciler.state*")), "the state must be in the bucket only"
+    unreachable = {"STORAGE_EMULATOR_HOST": "http://127.0.0.1:9"}
+    assert run(steps["plan"], **unreachable) == 1 and run(gitlab_plan, **unreachable) == 1
+
+
 def test_pre_commit_hook_validates_manifests():
     import yaml
 
