@@ -193,6 +193,10 @@ class LocalStateStore:
             if isinstance(op, dict) and op.get("lineage") == state.lineage and op.get("serial") == state.serial:
                 ops.append(op)
         if not ops:
+            if self._lock_fd is not None and self._journal is None:
+                # Only lines of older serials: a run died between its full write and removing the
+                # journal. Under the lock nobody else appends, so the leftover can go.
+                self.journal_path.unlink(missing_ok=True)
             return state
         self.journal_pending = True
         draft = state.model_copy(deep=True)
