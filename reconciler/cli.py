@@ -963,9 +963,8 @@ def _click_exceptions() -> tuple[tuple[type[BaseException], ...], ...]:
     click it carries (`typer._click`), older typer those of click itself; all are caught."""
     found: dict[str, list[type[BaseException]]] = {"Exit": [typer.Exit], "Abort": [typer.Abort], "ClickException": []}
     for module_name in ("typer._click.exceptions", "click.exceptions"):
-        try:
-            module = __import__(module_name, fromlist=["_"])
-        except ImportError:
+        module = sys.modules.get(module_name)  # whichever typer uses is loaded; importing the
+        if module is None:                     # other would only cost start-up time
             continue
         for name, classes in found.items():
             cls = getattr(module, name, None)
