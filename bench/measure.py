@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import subprocess
@@ -28,6 +29,23 @@ class ChildRun:
     timed_out: bool
 
 
+# Peak RSS must be taken from a small parent. Linux starts a child's `ru_maxrss` at the RSS of
+# the memory image it had at exec: with vfork (what subprocess uses) or fork that is the
+# *spawning* process's image, so a child spawned by this harness (hundreds of MB after a listing
+# of 10,000 jobs) would report at least the harness's size. A fresh interpreter (~10 MB) spawns
+# the measured command instead and reports its wall time (spawn to reaping) and rusage.
+_TRAMPOLINE = """
+import json, os, sys, time
+report, argv = int(sys.argv[1]), sys.argv[2:]
+start = time.perf_counter()
+pid = os.posix_spawnp(argv[0], argv, os.environ)
+_, status, usage = os.wait4(pid, 0)
+wall = time.perf_counter() - start
+os.write(report, json.dumps({"code": os.waitstatus_to_exitcode(status), "wall": wall,
+                             "maxrss_kb": usage.ru_maxrss}).encode())
+"""
+
+
 def run_child(
     command: Sequence[str],
     *,
@@ -35,36 +53,54 @@ def run_child(
     env: Mapping[str, str] | None = None,
     timeout_s: float = 900.0,
 ) -> ChildRun:
-    """Run `command`, timing it from spawn to reaping; its peak RSS comes from wait4's rusage.
+    """Run `command`, timed from spawn to reaping, with its own peak RSS (wait4's rusage, taken
+    by a small trampoline process: see `_TRAMPOLINE`).
 
     Output goes to temporary files (no pipe can fill up and stall the child). A child still
     running after `timeout_s` is killed; on Ctrl-C it is killed before the interrupt propagates.
     """
+    import json
+    import signal
+    import sys
+
+    read_end, write_end = os.pipe()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        start = time.perf_counter()
-        proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=err, text=True)
+        try:
+            proc = subprocess.Popen([sys.executable, "-c", _TRAMPOLINE, str(write_end), *command], cwd=cwd,
+                                    env=env, stdout=out, stderr=err, text=True, pass_fds=(write_end,),
+                                    start_new_session=True)  # a process group: kills reach the command
+        finally:
+            os.close(write_end)
         expired = threading.Event()
+
+        def kill() -> None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
 
         def expire() -> None:
             expired.set()
-            proc.kill()
+            kill()
 
         watchdog = threading.Timer(timeout_s, expire)
         watchdog.start()
         try:
-            _, status, usage = os.wait4(proc.pid, 0)
-            wall = time.perf_counter() - start
+            with os.fdopen(read_end, "rb") as report_pipe:
+                report = report_pipe.read()
+            proc.wait()
         except BaseException:
-            proc.kill()
+            kill()
             proc.wait()
             raise
         finally:
             watchdog.cancel()
-        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
         out.seek(0)
         err.seek(0)
+        if not report:  # the trampoline itself was killed (timeout) or failed
+            return ChildRun(proc.returncode if proc.returncode else -9, float(timeout_s), 0.0,
+                            out.read(), err.read(), expired.is_set())
+        figures = json.loads(report)
         return ChildRun(
-            proc.returncode, wall, usage.ru_maxrss / 1024, out.read(), err.read(), expired.is_set()
+            figures["code"], figures["wall"], figures["maxrss_kb"] / 1024, out.read(), err.read(), expired.is_set()
         )
 
 
