@@ -87,12 +87,17 @@ class _Recorder:
 
     def _record(self, op: dict[str, Any]) -> None:
         with self._lock:
-            apply_op(self.state, op)
-            self._pending.append(op)
-            self._queued += 1
-            mine = self._queued
-            self._dirty = True
+            mine = self._enqueue(op)
         self._flush(mine)
+
+    def _enqueue(self, op: dict[str, Any]) -> int:
+        """Apply `op` in memory and queue it for the journal (the caller holds `_lock`); its
+        queue number, for `_flush`."""
+        apply_op(self.state, op)
+        self._pending.append(op)
+        self._queued += 1
+        self._dirty = True
+        return self._queued
 
     def _flush(self, mine: int) -> None:
         with self._flush_lock:
@@ -131,12 +136,7 @@ class _Recorder:
             new = change(self.state.models.get(name))
             if new is None:
                 return
-            op = {"op": "set", "name": name, "entry": new.model_dump(by_alias=True, mode="json")}
-            apply_op(self.state, op)
-            self._pending.append(op)
-            self._queued += 1
-            mine = self._queued
-            self._dirty = True
+            mine = self._enqueue({"op": "set", "name": name, "entry": new.model_dump(by_alias=True, mode="json")})
         self._flush(mine)
 
     def commit(self, mutate: Callable[[State], None]) -> None:
