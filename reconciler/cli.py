@@ -679,17 +679,15 @@ def status(
         raise ReconcilerError(f"no file, folder or model named {', '.join(map(repr, unknown))}")
     observe = _observer(rt, client)
     parents = parents_to_observe(desired, state)
-    progress = [0, 0]  # models whose jobs are all final, models with jobs (for --watch)
-
-    def snapshot() -> tuple[Any, bool]:
+    def snapshot() -> tuple[Any, int, int]:
+        """The view, and how many of the models with jobs have only final jobs, of how many."""
         observation = observe(parents)
         the_plan = compute_plan(desired, observation, state, stack=rt.settings.stack, strict=False)
         owned = jobs_by_name(observation, rt.settings.stack, state)
         watched = [n for n in owned if not names or n in names]
         running = sum(1 for n in watched
                       if any(j.state_class in (StateClass.LIVE, StateClass.CANCELLING) for j in owned[n]))
-        progress[:] = [len(watched) - running, len(watched)]
-        busy = running > 0
+        done, total = len(watched) - running, len(watched)
         if names:
             details = [model_detail(n, owned.get(n, []), the_plan, state) for n in names]
             if metrics:
@@ -699,64 +697,59 @@ def status(
                     uri = next((j["gcs_metrics_uri"] for j in detail["jobs"] if j["gcs_metrics_uri"]), None)
                     detail["metrics"] = read_metrics(_storage(rt), uri).lines() if uri else []
             if fmt == "json":
-                return json.dumps(details, indent=2), busy
+                return json.dumps(details, indent=2), done, total
             from rich.console import Group
 
-            return Group(*[model_detail_text(d) for d in details]), busy
+            return Group(*[model_detail_text(d) for d in details]), done, total
         rows, others = status_rows(the_plan, observation, state)
         if fmt == "json":
-            return json.dumps({"models": rows, "unmanaged": others, "errors": the_plan.errors}, indent=2), busy
-        return status_table(rows, others, rt.settings.stack), busy
+            return json.dumps({"models": rows, "unmanaged": others, "errors": the_plan.errors}, indent=2), done, total
+        return status_table(rows, others, rt.settings.stack), done, total
 
     if fmt not in ("text", "json"):
         raise ConfigError(f"--format must be text or json, not {fmt!r}")
-    view, busy = snapshot()
+    view, done, total = snapshot()
     if not watch:
         if isinstance(view, str):
             typer.echo(view)
         else:
             rt.out.print(view)
         return EXIT_OK
+    from reconciler.progress import elapsed_text
+
     pause = interval or rt.settings.poll_interval
+    start = time.monotonic()
     if rt.out.is_terminal and fmt == "text":
         from rich.console import Group
         from rich.live import Live
         from rich.text import Text
 
-        from reconciler.progress import elapsed_text
-
-        start = time.monotonic()
-
-        def framed(view: Any) -> Any:
-            done, total = progress
+        def framed() -> Any:
             head = f"{done}/{total} model(s) final · {elapsed_text(time.monotonic() - start)} elapsed"
-            return Group(Text(head + ("" if busy else " · done"), style="bold"), view)
+            return Group(Text(head + (" · done" if done == total else ""), style="bold"), view)
 
-        with Live(framed(view), console=rt.out, refresh_per_second=2) as live:
-            while busy:
+        with Live(framed(), console=rt.out, refresh_per_second=2) as live:
+            while done < total:
                 # Sleep in short steps so the elapsed time keeps moving between refreshes.
                 until = time.monotonic() + pause
                 while (left := until - time.monotonic()) > 0:
                     time.sleep(min(left, 1.0))
-                    live.update(framed(view))
-                view, busy = snapshot()
-                live.update(framed(view))
+                    live.update(framed())
+                view, done, total = snapshot()
+                live.update(framed())
         return EXIT_OK
-    from reconciler.progress import elapsed_text
-
-    start, last = time.monotonic(), None
+    last = None
     while True:
         text = view if isinstance(view, str) else _plain(rt, view)
         if text != last:
             if fmt == "text":  # a log: each new table under its time and progress
-                done, total = progress
                 typer.echo(f"[{elapsed_text(time.monotonic() - start)}] {done}/{total} model(s) final")
             typer.echo(text)
             last = text
-        if not busy:
+        if done == total:
             return EXIT_OK
         time.sleep(pause)
-        view, busy = snapshot()
+        view, done, total = snapshot()
 
 
 def _plain(rt: Runtime, renderable: Any) -> str:
