@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import signal
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -59,10 +62,6 @@ def run_child(
     Output goes to temporary files (no pipe can fill up and stall the child). A child still
     running after `timeout_s` is killed; on Ctrl-C it is killed before the interrupt propagates.
     """
-    import json
-    import signal
-    import sys
-
     read_end, write_end = os.pipe()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         try:
