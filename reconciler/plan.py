@@ -56,6 +56,7 @@ class Observation:
 
     parents: tuple[str, ...]
     jobs: tuple[ObservedJob, ...]
+    warnings: tuple[str, ...] = ()  # what the listing skipped and why (e.g. a job outside its parent)
 
     def managed(self, stack: str) -> list[ObservedJob]:
         return [j for j in self.jobs if j.managed and j.stack == stack and j.model_name]
