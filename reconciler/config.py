@@ -5,7 +5,8 @@
     project: my-project          # default for manifests that leave spec.project out
     region: us-central1          # likewise for spec.region
     stack: default               # which managed jobs this repo owns (a label value)
-    state: reconciler.state.json # state file path
+    state: reconciler.state.json # state file path (relative to this file's folder)
+    manifests: manifests         # the stack's manifest root (relative to this file's folder)
     apiEndpoint: https://...     # one override for every region (e.g. the emulator)
     maxCancel: 5                 # apply refuses plans that cancel more jobs than this
     concurrency: 8               # actions run at once by apply
@@ -14,7 +15,17 @@
     retry: {initial: 1, multiplier: 2, maximum: 60, deadline: 120, maxAttempts: 10}
 
 Environment: RECONCILER_PROJECT, RECONCILER_REGION, RECONCILER_STACK, RECONCILER_STATE,
-RECONCILER_API_ENDPOINT. (RECONCILER_ACCESS_TOKEN is a credential and is read by the CLI only.)
+RECONCILER_MANIFESTS, RECONCILER_API_ENDPOINT. (RECONCILER_ACCESS_TOKEN is a credential and is
+read by the CLI only.)
+
+`manifests` is the stack's manifest root: the folder whose manifests, all together, are the
+whole desired set of the stack. A run that reads exactly that set may prune (cancel the jobs of
+models whose manifest is gone); a run given a part of it may not. In `reconciler.yaml` it is
+relative to the file's folder, like `state`; from the environment or a flag, or by default
+(`manifests`), relative to the working directory. `Settings.manifests` is that path as a string.
+
+Identifiers (project, region, stack) are checked with full matches: a trailing newline, as in
+`--stack $'prod\n'`, is refused, never written into a label, a URL or a state file.
 """
 
 from __future__ import annotations
@@ -22,22 +33,26 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from reconciler.errors import ConfigError
 from reconciler.models import PATTERN_HELP, PROJECT_PATTERN, REGION_PATTERN, STACK_PATTERN
-from reconciler.yamlio import YamlProblem, dotted, read_documents
+from reconciler.yamlio import YamlProblem, dotted, read_documents, unreadable
 
 CONFIG_FILE = "reconciler.yaml"
 DEFAULT_STATE = "reconciler.state.json"
+DEFAULT_MANIFESTS = "manifests"
 DEFAULT_MAX_CANCEL = 5
 EMBEDDED = "embedded"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
+    # no .inf / .nan: a poll interval or a price of infinity is a mistake, not a setting
+    model_config = ConfigDict(
+        extra="forbid", strict=True, frozen=True, populate_by_name=True, allow_inf_nan=False
+    )
 
 
 class RetryFile(_Strict):
@@ -58,6 +73,7 @@ class ConfigFile(_Strict):
     region: str | None = Field(None, pattern=REGION_PATTERN)
     stack: str | None = Field(None, pattern=STACK_PATTERN)
     state: str | None = Field(None, min_length=1)
+    manifests: str | None = Field(None, min_length=1)
     api_endpoint: str | None = Field(None, alias="apiEndpoint", min_length=1)
     max_cancel: int | None = Field(None, alias="maxCancel", ge=0)
     concurrency: int | None = Field(None, ge=1, le=256)
@@ -65,7 +81,7 @@ class ConfigFile(_Strict):
     lock_timeout: float | None = Field(None, alias="lockTimeout", ge=0)
     retry: RetryFile | None = None
     rate_limit: RateLimitFile | None = Field(None, alias="rateLimit")
-    prices: dict[str, float] | None = None  # USD per 1M training tokens, by base model
+    prices: dict[str, Annotated[float, Field(ge=0)]] | None = None  # USD per 1M training tokens, by base model
 
 
 @dataclass(frozen=True)
@@ -83,6 +99,9 @@ class Settings:
     region: str | None = None
     stack: str = "default"
     state: str = DEFAULT_STATE
+    # The stack's manifest root (a path; see the module docstring): reading all of it is what
+    # allows pruning.
+    manifests: str = DEFAULT_MANIFESTS
     api_endpoint: str | None = None
     max_cancel: int = DEFAULT_MAX_CANCEL
     concurrency: int = 8
@@ -100,9 +119,9 @@ def _read_file(path: Path) -> ConfigFile:
     try:
         docs = list(read_documents(path))
     except YamlProblem as exc:
-        raise ConfigError(f"{path}:{exc.line}: {exc}") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        raise ConfigError(exc.located(path)) from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(unreadable(path, exc)) from None
     if not docs:
         return ConfigFile.model_validate({})
     if len(docs) > 1:
@@ -127,7 +146,8 @@ def _read_file(path: Path) -> ConfigFile:
 def _check(name: str, value: str | None, pattern: str, source: str) -> str | None:
     import re
 
-    if value is not None and not re.match(pattern, value):
+    # fullmatch: with re.match, `$` also matches before a final newline ('prod\n' would pass)
+    if value is not None and not re.fullmatch(pattern, value):
         raise ConfigError(f"{source}: invalid {name} {value!r} (must be {PATTERN_HELP.get(pattern, 'like ' + pattern)})")
     return value
 
@@ -142,9 +162,11 @@ def load_settings(
     """Merge reconciler.yaml, then environment, then flags (None means 'not given')."""
     settings = Settings()
     path = config_file or (cwd / CONFIG_FILE)
-    if config_file is not None and not config_file.is_file():
+    if config_file is not None and not _exists(config_file):
         raise ConfigError(f"{config_file}: config file not found")
-    if path.is_file():
+    # Anything at the path (a dangling symlink, a FIFO) is read, and so refused with its reason:
+    # silently running without the file would mean another stack and another state.
+    if _exists(path):
         cf = _read_file(path)
         retry = settings.retry
         if cf.retry is not None:
@@ -154,12 +176,15 @@ def load_settings(
             values.update({k: v for k, v in cf.rate_limit.model_dump().items() if v is not None})
         if "state" in values and not Path(values["state"]).is_absolute() and "://" not in values["state"]:
             values["state"] = str(path.parent / values["state"])
+        if "manifests" in values and not Path(values["manifests"]).is_absolute():
+            values["manifests"] = str(path.parent / values["manifests"])
         settings = replace(settings, **values, retry=retry, config_file=str(path))
     env_map = {
         "project": "RECONCILER_PROJECT",
         "region": "RECONCILER_REGION",
         "stack": "RECONCILER_STACK",
         "state": "RECONCILER_STATE",
+        "manifests": "RECONCILER_MANIFESTS",
         "api_endpoint": "RECONCILER_API_ENDPOINT",
     }
     from_env: dict[str, Any] = {k: env[v] for k, v in env_map.items() if env.get(v)}
@@ -169,4 +194,21 @@ def load_settings(
     _check("project", settings.project, PROJECT_PATTERN, "settings")
     _check("region", settings.region, REGION_PATTERN, "settings")
     _check("stack", settings.stack, STACK_PATTERN, "settings (stack: lowercase letters, digits, '-', '_')")
+    for name in ("state", "manifests"):
+        value = getattr(settings, name)
+        if not value or "\0" in value:
+            raise ConfigError(f"settings: invalid {name} path {value!r}")
+    if "://" in settings.manifests:
+        raise ConfigError(f"settings: manifests must be a local folder, not {settings.manifests!r}")
     return settings
+
+
+def _exists(path: Path) -> bool:
+    """Whether anything is at `path`, a dangling symlink included."""
+    try:
+        path.lstat()
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError):
+        return True  # something is there, or the path is odd: reading it will say what
+    return True

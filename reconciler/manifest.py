@@ -8,7 +8,9 @@ duplicate keys are errors (PyYAML would silently keep the last), and alias expan
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,15 +29,18 @@ from reconciler.models import (
     RESERVED_LABEL_PREFIX,
     DesiredModel,
 )
-from reconciler.yamlio import LineMap, YamlProblem, dotted, read_documents
+from reconciler.yamlio import LineMap, YamlProblem, dotted, file_kind, read_documents, unreadable
 
 API_VERSION = "reconciler/v1"
 KIND = "TunedModel"
 MAX_USER_LABELS = 58  # 64 per resource, minus the reconciler's own six
 IGNORED_FILES = {"reconciler.yaml", "reconciler.yml", ".pre-commit-hooks.yaml"}
+YAML_SUFFIXES = (".yaml", ".yml")
 
+# Checked with fullmatch (Python's `$` also matches before a final newline) and, where given as a
+# pydantic `pattern=`, by pydantic-core's Rust engine, whose `$` is the end of the text.
 GCS_URI = re.compile(r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/[^\r\n]{1,1024}$")
-KMS_KEY = re.compile(r"^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+$")
+KMS_KEY = re.compile(r"^projects/[^/\s]+/locations/[^/\s]+/keyRings/[^/\s]+/cryptoKeys/[^/\s]+$")
 SERVICE_ACCOUNT = re.compile(r"^[a-zA-Z0-9._%+-]{1,100}@[a-zA-Z0-9.-]{1,200}$")
 AdapterSize = Literal[
     "ADAPTER_SIZE_ONE",
@@ -68,7 +73,7 @@ class HyperParameters(_Strict):
 
 
 def _gcs(value: str | None) -> str | None:
-    if value is not None and not GCS_URI.match(value):
+    if value is not None and not GCS_URI.fullmatch(value):
         raise ValueError("must be a Cloud Storage URI gs://BUCKET/OBJECT")
     return value
 
@@ -156,25 +161,73 @@ class LoadResult:
     files: list[Path] = field(default_factory=list)
 
 
+def looks_like_yaml(name: str) -> bool:
+    """`x.yaml`, `x.yml` in any case (`b.YAML`, `c.Yml`)."""
+    return name.lower().endswith(YAML_SUFFIXES)
+
+
+def _walk(folder: Path, found: list[Path], problems: list[str]) -> None:
+    """Every YAML-named entry under `folder` into `found` (regular files) or `problems`.
+
+    Hidden entries (`.git`, `.x.yaml`) are skipped, and symlinked folders are not followed, as
+    before; but an entry with a YAML name is never skipped silently."""
+    try:
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError as exc:
+        problems.append(f"{folder}: cannot list folder: {exc.strerror or exc}")
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        path = Path(entry.path)
+        if looks_like_yaml(entry.name):
+            if entry.name in IGNORED_FILES:
+                continue
+            try:
+                mode = os.stat(path).st_mode  # follows a symlink: what would be read
+            except OSError as exc:
+                problems.append(unreadable(path, exc))
+                continue
+            if stat.S_ISREG(mode):
+                found.append(path)
+            elif stat.S_ISDIR(mode):
+                problems.append(f"{path}: a folder with a YAML file name; rename it (its files are not read)")
+            else:
+                problems.append(f"{path}: {file_kind(mode)}, not a regular file; not read")
+            continue
+        try:
+            is_dir = entry.is_dir(follow_symlinks=False)
+        except OSError:
+            is_dir = False
+        if is_dir:
+            _walk(path, found, problems)
+
+
 def find_files(paths: Iterable[Path]) -> tuple[list[Path], list[str]]:
-    """Manifest files under the given files and folders (`*.yaml`, `*.yml`, recursive, sorted)."""
+    """Manifest files under the given files and folders, and the problems that keep some from
+    being read.
+
+    Folders are searched recursively for names ending in `.yaml` or `.yml`, in any case; each
+    such entry is either returned (a regular file, or a symlink to one) or is a problem naming it
+    (a dangling symlink, a symlink loop, a FIFO, socket or device, a folder). Paths given
+    explicitly are read whatever their name, and must exist."""
     files: list[Path] = []
     problems: list[str] = []
     for path in paths:
-        if path.is_dir():
-            found = sorted(
-                p
-                for p in path.rglob("*")
-                if p.suffix in (".yaml", ".yml")
-                and p.is_file()
-                and p.name not in IGNORED_FILES
-                and not any(part.startswith(".") for part in p.relative_to(path).parts)
-            )
-            files.extend(found)
-        elif path.is_file():
+        try:
+            mode = path.stat().st_mode
+        except (OSError, ValueError) as exc:
+            problems.append(unreadable(path, exc))
+            continue
+        if stat.S_ISDIR(mode):
+            found: list[Path] = []
+            _walk(path, found, problems)
+            files.extend(sorted(found))
+        elif stat.S_ISREG(mode):
             files.append(path)
         else:
-            problems.append(f"{path}: no such file or directory")
+            problems.append(f"{path}: {file_kind(mode)}, not a regular file; not read")
     unique = list(dict.fromkeys(files))
     return unique, problems
 
@@ -210,7 +263,7 @@ def load_manifests(
         try:
             docs = list(read_documents(path))
         except YamlProblem as exc:
-            problems.append(f"{path}:{exc.line}: {exc}")
+            problems.append(exc.located(path))
             continue
         except OSError as exc:
             problems.append(f"{path}: cannot read: {exc.strerror or exc}")

@@ -71,14 +71,17 @@ _RFC3339 = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]
 
 def time_key(timestamp: str) -> str:
     """An RFC 3339 timestamp as a string that sorts in time order (fractions padded, UTC)."""
-    m = _RFC3339.match(timestamp or "")
+    m = _RFC3339.fullmatch(timestamp or "")
     if not m:
         return timestamp or ""
     base, frac, zone = m.group(1), (m.group(2) or "").ljust(9, "0"), m.group(3)
     if zone != "Z":
         from datetime import datetime, timezone
 
-        moment = datetime.fromisoformat(base + zone).astimezone(timezone.utc)
+        try:
+            moment = datetime.fromisoformat(base + zone).astimezone(timezone.utc)
+        except (ValueError, OverflowError):  # matches the pattern, is no time (2024-02-30)
+            return timestamp
         base = moment.strftime("%Y-%m-%dT%H:%M:%S")
     return f"{base}.{frac}Z"
 
@@ -313,6 +316,9 @@ class ObservedJob:
 
 
 # Identifiers that end up in URLs or labels: checked before anything is sent anywhere.
+# Check them with `re.fullmatch`, never `re.match`: Python's `$` also matches before a final
+# newline, so re.match(PATTERN, "us-central1\n") succeeds. As pydantic `pattern=` constraints they
+# run on pydantic-core's Rust engine, where `$` is the end of the text (tests cover both).
 PROJECT_PATTERN = r"^(?:[a-z][a-z0-9.-]{0,62}:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$"
 REGION_PATTERN = r"^[a-z]+(?:-[a-z]+)+[0-9]+$|^global$"
 NAME_PATTERN = r"^[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?$"

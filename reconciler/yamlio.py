@@ -3,10 +3,22 @@
 Documents are composed with PyYAML's safe loader and converted by hand so that each key keeps its
 line, duplicate keys are errors (PyYAML would silently keep the last), and alias expansion is
 bounded: a billion-laughs document is refused, not expanded.
+
+Bounds and refusals, each a `YamlProblem` with a line (never a crash):
+- a file is opened without following it into a FIFO, socket or device (only regular files are
+  read), its size is checked before it is read, and at most `MAX_FILE_BYTES + 1` bytes are read
+  (a file that grows while it is read is refused, not read whole);
+- every document of a file together may have at most `MAX_NODES` nodes, counting alias expansions;
+- a scalar the YAML resolver turns into a value that cannot be built (`2024-02-30` as a date,
+  `!!int abc`, a 5,000-digit integer, bad `!!binary`) is an error naming the key, and so is any
+  tag outside YAML's standard set (`!!python/...`, `!Ref`).
 """
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,37 +29,81 @@ import yaml
 # safe loaders (SafeConstructor), both keep marks for line numbers.
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 MAX_FILE_BYTES = 1024 * 1024
-MAX_NODES = 50_000  # per file, counting alias expansions
+MAX_NODES = 50_000  # per file (all its documents together), counting alias expansions
+MAX_INT_DIGITS = 100  # no setting needs more; Python refuses over 4,300 digits anyway
+
+_TAG = "tag:yaml.org,2002:"
+# Tags the safe loader can build, by node kind; any other tag is refused (never silently ignored).
+SCALAR_TAGS = frozenset(_TAG + t for t in ("str", "int", "float", "bool", "null", "timestamp", "binary"))
+MAPPING_TAGS = frozenset(_TAG + t for t in ("map", "set"))
+SEQUENCE_TAGS = frozenset(_TAG + t for t in ("seq", "omap", "pairs"))
+TEXT_TAGS = frozenset(_TAG + t for t in ("merge", "value"))  # `<<`, `=`: text outside a key
+_KIND_WORDS = {
+    "int": "an integer",
+    "float": "a number",
+    "bool": "a boolean",
+    "null": "null",
+    "timestamp": "a date or timestamp",
+    "binary": "base64 binary data",
+}
 
 KeyPath = tuple[str | int, ...]
 
 
 class YamlProblem(Exception):
-    """A problem at a line of a YAML file."""
+    """A problem at a line of a YAML file (line 0: the file as a whole, e.g. it is a FIFO)."""
 
     def __init__(self, line: int, message: str) -> None:
         super().__init__(message)
         self.line = line
 
+    def located(self, path: Path | str) -> str:
+        """`file:line: message`, or `file: message` for a problem of the whole file."""
+        return f"{path}:{self.line}: {self}" if self.line > 0 else f"{path}: {self}"
+
+
+def short_tag(tag: str) -> str:
+    return "!!" + tag.removeprefix(_TAG) if tag.startswith(_TAG) else tag
+
+
+def _preview(text: str, limit: int = 40) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "…")
+
+
+class NodeBudget:
+    """Nodes converted so far in one file, shared by all its documents."""
+
+    def __init__(self, limit: int = MAX_NODES) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def spend(self, node: yaml.Node) -> None:
+        self.used += 1
+        if self.used > self.limit:
+            raise YamlProblem(
+                node.start_mark.line + 1,
+                f"file too large after alias expansion (more than {self.limit} YAML nodes in all "
+                "its documents); YAML aliases that multiply content are refused",
+            )
+
 
 class LineMap:
     """Turns composed YAML nodes into plain data, recording the line of every key."""
 
-    def __init__(self, loader: Any) -> None:
+    def __init__(self, loader: Any, budget: NodeBudget | None = None) -> None:
         self.loader = loader
         self.lines: dict[KeyPath, int] = {}
-        self.nodes = 0
+        self.budget = budget or NodeBudget()
         self._checked: set[int] = set()
 
+    @property
+    def nodes(self) -> int:
+        return self.budget.used
+
     def convert(self, node: yaml.Node, path: KeyPath = ()) -> Any:
-        self.nodes += 1
-        if self.nodes > MAX_NODES:
-            raise YamlProblem(
-                node.start_mark.line + 1,
-                f"document too large after alias expansion (more than {MAX_NODES} nodes); "
-                "YAML aliases that multiply content are refused",
-            )
+        self.budget.spend(node)
         self.lines.setdefault(path, node.start_mark.line + 1)
+        self._check_tag(node, path)
         if isinstance(node, yaml.MappingNode):
             if id(node) not in self._checked:
                 self._check_keys(node, path)
@@ -61,13 +117,69 @@ class LineMap:
             return result
         if isinstance(node, yaml.SequenceNode):
             return [self.convert(item, path + (i,)) for i, item in enumerate(node.value)]
-        return self.loader.construct_object(node)
+        return self._scalar(node, path)
+
+    def _check_tag(self, node: yaml.Node, path: KeyPath) -> None:
+        allowed = (
+            MAPPING_TAGS if isinstance(node, yaml.MappingNode)
+            else SEQUENCE_TAGS if isinstance(node, yaml.SequenceNode)
+            else SCALAR_TAGS | TEXT_TAGS
+        )
+        if node.tag not in allowed:
+            where = f"{dotted(path)}: " if path else ""
+            raise YamlProblem(
+                node.start_mark.line + 1,
+                f"{where}unsupported YAML tag {short_tag(node.tag)} (only plain YAML values are read)",
+            )
+
+    def _scalar(self, node: yaml.Node, path: KeyPath) -> Any:
+        """The value of a scalar node, or a YamlProblem naming it: building a value from text the
+        resolver tagged (a date, a number) can fail in many ways, and none of them is a bug."""
+        kind = node.tag.removeprefix(_TAG)
+        text = str(node.value)
+        if node.tag in TEXT_TAGS:  # a bare `<<` or `=` as a value: the text itself
+            return text
+        where = f"{dotted(path)}: " if path else ""
+        line = node.start_mark.line + 1
+        if kind == "int" and sum(c.isdigit() for c in text) > MAX_INT_DIGITS:
+            raise YamlProblem(
+                line, f"{where}integer too long ({len(text)} characters; at most {MAX_INT_DIGITS} digits)"
+            )
+        try:
+            value = self.loader.construct_object(node)
+        except Exception as exc:  # any failure to build a scalar from its text is bad input
+            if isinstance(exc, yaml.MarkedYAMLError) and exc.problem:
+                reason = exc.problem
+            elif type(exc) is ValueError:
+                reason = str(exc).split(";")[0]
+            else:  # e.g. a regular expression that did not match inside the constructor
+                reason = f"not {_KIND_WORDS.get(kind, 'a valid ' + kind)}"
+            hint = ""
+            if not getattr(node, "style", None) and kind in _KIND_WORDS and self._implicit(node):
+                hint = f" (YAML reads it as {_KIND_WORDS[kind]}: quote it to mean text)"
+            raise YamlProblem(
+                line, f"{where}invalid {short_tag(node.tag)} value {_preview(text)}: {reason}{hint}"
+            ) from None
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**MAX_INT_DIGITS:
+            # hexadecimal, octal and binary literals have no digit limit in Python
+            raise YamlProblem(line, f"{where}integer too large (at most {MAX_INT_DIGITS} digits)")
+        return value
+
+    def _implicit(self, node: yaml.Node) -> bool:
+        """Whether the resolver, not an explicit tag, gave a plain scalar its type."""
+        try:
+            return bool(self.loader.resolve(yaml.ScalarNode, node.value, (True, False)) == node.tag)
+        except Exception:  # a resolver is only consulted for a hint
+            return False
 
     def _key(self, key_node: yaml.Node) -> str:
+        """A key as its text: keys are names, whatever a resolver would make of them."""
         if not isinstance(key_node, yaml.ScalarNode):
             raise YamlProblem(key_node.start_mark.line + 1, "mapping keys must be plain strings")
-        key = self.loader.construct_object(key_node)
-        return key if isinstance(key, str) else str(key_node.value)
+        if key_node.tag not in SCALAR_TAGS | TEXT_TAGS:
+            raise YamlProblem(key_node.start_mark.line + 1,
+                              f"unsupported YAML tag {short_tag(key_node.tag)} on a key")
+        return str(key_node.value)
 
     def _check_keys(self, node: yaml.MappingNode, path: KeyPath) -> None:
         """Explicit keys must be unique (a merged key may be overridden, as YAML allows)."""
@@ -94,10 +206,71 @@ def dotted(loc: Iterable[str | int]) -> str:
     return out
 
 
+def file_kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    return "not a regular file"
+
+
+def unreadable(path: Path, exc: OSError | ValueError) -> str:
+    """Why `path` cannot be read, in words (a dangling symlink is not 'no such file')."""
+    if isinstance(exc, ValueError):  # e.g. an embedded NUL byte
+        return f"{path}: invalid path ({exc})"
+    if exc.errno == errno.ELOOP:
+        return f"{path}: symlink loop (the link resolves to itself)"
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+        if path.is_symlink():
+            try:
+                target = os.readlink(path)
+            except OSError:
+                target = "?"
+            return f"{path}: dangling symlink (points to {target}, which does not exist)"
+        return f"{path}: no such file or directory"
+    return f"{path}: cannot read: {exc.strerror or exc}"
+
+
+def read_bytes(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes.
+
+    The size is checked before anything is read, and at most `limit + 1` bytes are read, so a
+    huge (or sparse) file, or one that grows while it is read, costs no more than the limit. A
+    FIFO, socket or device is refused without waiting on it (opened non-blocking, checked with
+    fstat). Raises YamlProblem for what the file is, OSError when it cannot be opened."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except IsADirectoryError:
+        raise YamlProblem(0, "is a directory, not a file") from None
+    with os.fdopen(fd, "rb", buffering=0) as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise YamlProblem(0, f"is {file_kind(info.st_mode)}, not a regular file")
+        too_large = YamlProblem(1, f"file is larger than {limit // 1024} KiB; split it")
+        if info.st_size > limit:
+            raise too_large
+        chunks: list[bytes] = []
+        size = 0
+        while size <= limit:
+            chunk = handle.read(limit + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > limit:
+            raise too_large
+        return b"".join(chunks)
+
+
 def read_text(path: Path) -> str:
-    data = path.read_bytes()
-    if len(data) > MAX_FILE_BYTES:
-        raise YamlProblem(1, f"file is larger than {MAX_FILE_BYTES // 1024} KiB; split it")
+    data = read_bytes(path)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -106,20 +279,27 @@ def read_text(path: Path) -> str:
 
 
 def read_documents(path: Path) -> Iterator[tuple[int, Any, LineMap]]:
-    """(line, data, converter) for each non-empty document of a file."""
+    """(line, data, converter) for each non-empty document of a file.
+
+    The node budget (`MAX_NODES`) is for the whole file, not each document. A YamlProblem with
+    line 0 concerns the file itself (its kind), not a line of it."""
     text = read_text(path)
     try:
         loader = _Loader(text)
     except yaml.reader.ReaderError as exc:
         line = text[: exc.position].count("\n") + 1
         raise YamlProblem(line, f"character {exc.character!r} is not allowed in YAML") from None
+    budget = NodeBudget()
     try:
         while loader.check_node():
             node = loader.get_node()
             if node is None:
                 continue
-            conv = LineMap(loader)
+            conv = LineMap(loader, budget)
             yield node.start_mark.line + 1, conv.convert(node), conv
+    except yaml.constructor.ConstructorError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        raise YamlProblem(mark.line + 1 if mark else 1, f"YAML error: {exc.problem or exc.context}") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
@@ -134,5 +314,3 @@ def read_documents(path: Path) -> Iterator[tuple[int, Any, LineMap]]:
         raise YamlProblem(1, "YAML nesting too deep") from None
     finally:
         loader.dispose()
-
-
