@@ -203,3 +203,14 @@ def api_error(
     canonical = status or _STATUS_BY_HTTP.get(code, "UNKNOWN")
     cls = _BY_STATUS.get(canonical, ApiError)
     return cls(code, canonical, message, **kwargs)
+
+
+class MalformedResponseError(TransportError):
+    """The API answered 2xx with a body of the wrong shape (not JSON, too deeply nested, a field
+    of the wrong type, a created job without a name): the message names the call. A subclass of
+    TransportError, since what happened on the server is as unknown as after a lost answer."""
+
+
+class RequestNotSentError(TransportError):
+    """A request that could not be sent as it is (an illegal header value, an unsupported URL):
+    nothing reached the server, and a retry would fail the same way."""

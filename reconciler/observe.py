@@ -1,7 +1,9 @@
 """Observation: list every job of each (project, region) once, all pages, in parallel.
 
 One list per parent and no per-job request: a plan of an unchanged repo costs exactly the list
-pages of the parents it touches.
+pages of the parents it touches. A listed job whose name is not directly under the parent that
+was listed (another project, another region, a malformed name) is left out with a warning: nothing
+is ever done at a path outside the parents this run reads.
 """
 
 from __future__ import annotations
@@ -10,10 +12,12 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from reconciler import interrupt
+from reconciler.errors import MalformedResponseError
 from reconciler.models import DesiredModel, ObservedJob
 from reconciler.plan import Observation
 from reconciler.state.model import State
-from reconciler.vertex.client import VertexClient
+from reconciler.vertex.client import VertexClient, job_in_parent
 from reconciler.vertex.wire import SupervisedTuningSpec, TuningJob
 
 
@@ -84,30 +88,70 @@ def to_observed(job: TuningJob, parent: str) -> ObservedJob:
 
 def observe(client: VertexClient, parents: Iterable[str], *, workers: int = 8) -> Observation:
     """List all jobs of every parent concurrently. A job listed twice (the same project by id
-    and by number) counts once."""
+    and by number) counts once.
+
+    Ctrl-C or SIGTERM while the lists run asks every worker to stop (`interrupt.request_stop`):
+    each ends at its next wait or page, and this does not wait for the calls still retrying."""
     parent_list = sorted(set(parents))
     if not parent_list:
         return Observation(parents=(), jobs=())
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(parent_list)))) as pool:
-        return merge(pool.map(lambda parent: observe_parent(client, parent), parent_list))
+    pool = ThreadPoolExecutor(max_workers=max(1, min(workers, len(parent_list))))
+    try:
+        futures = [pool.submit(observe_parent, client, parent) for parent in parent_list]
+        return merge(future.result() for future in futures)
+    except KeyboardInterrupt:
+        interrupt.request_stop()  # the workers see it at their next wait or page
+        raise
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def observe_parent(client: VertexClient, parent: str) -> Observation:
-    """Every job of one parent (all pages), converted as it arrives."""
-    jobs = tuple(to_observed(job, parent) for job in client.list_tuning_jobs(parent) if job.name)
-    return Observation(parents=(parent,), jobs=jobs)
+    """Every job of one parent (all pages), converted as it arrives; jobs not directly under
+    `parent` are left out and named in the observation's warnings."""
+    listed = client.list_tuning_jobs(parent)
+    # The service names jobs by project NUMBER even when the parent gave the project id: a
+    # listing of one project must then use one number (the project's). Jobs under two numbers
+    # cannot be told apart — which are ours? — so the listing is refused rather than guessed at.
+    project = parent.split("/")[1]
+    numbers = sorted({_project_of(job.name) for job in listed if job_in_parent(job.name, parent)} - {project})
+    if len(numbers) > 1:
+        raise MalformedResponseError(
+            f"the list of tuning jobs of {parent} returned jobs under {len(numbers)} project numbers "
+            f"({', '.join(numbers[:5])}): one project has one number, so which jobs are this project's "
+            "cannot be told; nothing was planned")
+    number = numbers[0] if numbers else None
+    jobs: list[ObservedJob] = []
+    skipped: list[str] = []
+    for job in listed:
+        if job_in_parent(job.name, parent, number):
+            jobs.append(to_observed(job, parent))
+        else:
+            skipped.append(job.name if job.name else "(a job without a name)")
+    warnings: tuple[str, ...] = ()
+    if skipped:
+        shown = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+        warnings = (f"the list of {parent} returned {len(skipped)} job(s) not under {parent}; ignored, "
+                    f"never changed by this run: {shown}",)
+    return Observation(parents=(parent,), jobs=tuple(jobs), warnings=warnings)
+
+
+def _project_of(name: str | None) -> str:
+    return (name or "").split("/")[1] if (name or "").count("/") >= 1 else ""
 
 
 def merge(observations: Iterable[Observation]) -> Observation:
     """One observation of several; a job listed twice (the same project by id and by number)
-    counts once."""
+    counts once; the warnings of all are kept."""
     parents: list[str] = []
     seen: set[str] = set()
     jobs: list[ObservedJob] = []
+    warnings: list[str] = []
     for observation in observations:
         parents.extend(observation.parents)
+        warnings.extend(observation.warnings)
         for job in observation.jobs:
             if job.name not in seen:
                 seen.add(job.name)
                 jobs.append(job)
-    return Observation(parents=tuple(sorted(set(parents))), jobs=tuple(jobs))
+    return Observation(parents=tuple(sorted(set(parents))), jobs=tuple(jobs), warnings=tuple(warnings))

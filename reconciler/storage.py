@@ -20,12 +20,19 @@ from urllib.parse import quote
 
 import httpx
 
-from reconciler import __version__
-from reconciler.errors import FailedPreconditionError, NotFoundError, ReconcilerError
-from reconciler.vertex.transport import RetryPolicy, Transport
+from reconciler import __version__, interrupt
+from reconciler.errors import (
+    FailedPreconditionError,
+    MalformedResponseError,
+    NotFoundError,
+    ReconcilerError,
+    TransportError,
+)
+from reconciler.vertex.transport import RetryPolicy, Transport, http_client
 
 DEFAULT_ENDPOINT = "https://storage.googleapis.com"
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]")  # fullmatch only
+MAX_LIST_PAGES = 10_000  # a listing of more pages is a server that never stops
 
 
 def parse_gs_uri(uri: str) -> tuple[str, str]:
@@ -33,7 +40,7 @@ def parse_gs_uri(uri: str) -> tuple[str, str]:
     if not uri.startswith("gs://"):
         raise ReconcilerError(f"not a Cloud Storage URI: {uri!r} (expected gs://BUCKET/OBJECT)")
     bucket, _, name = uri[5:].partition("/")
-    if not _BUCKET.match(bucket) or not name or len(name.encode()) > 1024 or any(c in name for c in "\r\n"):
+    if not _BUCKET.fullmatch(bucket) or not name or len(name.encode()) > 1024 or any(c in name for c in "\r\n"):
         raise ReconcilerError(f"not a valid Cloud Storage object URI: {uri!r}")
     return bucket, name
 
@@ -59,7 +66,7 @@ class StorageClient:
         timeout: float = 60.0,
     ) -> None:
         self.endpoint = (endpoint or DEFAULT_ENDPOINT).rstrip("/")
-        self._http = httpx.Client(
+        self._http = http_client(
             auth=auth,
             timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)),
             headers={"user-agent": f"vertex-tuning-reconciler/{__version__}"},
@@ -75,10 +82,10 @@ class StorageClient:
     def metadata(self, bucket: str, name: str) -> dict[str, Any] | None:
         """The object's resource (generation, size, md5Hash, crc32c, …), or None if absent."""
         try:
-            result: dict[str, Any] = self.transport.send("GET", self._object_url(bucket, name))
+            result = self.transport.send("GET", self._object_url(bucket, name))
         except NotFoundError:
             return None
-        return result
+        return _object(result, f"the metadata of gs://{bucket}/{name}")
 
     def download(self, bucket: str, name: str, generation: int | None = None) -> bytes:
         params = {"alt": "media"}
@@ -114,10 +121,10 @@ class StorageClient:
             ambiguous_seen = ambiguous_seen or ambiguous
 
         try:
-            result: dict[str, Any] = self.transport.send(
+            result = self.transport.send(
                 "POST", url, params=params, content=body, before_retry=note,
                 headers={"Content-Type": f"multipart/related; boundary={boundary}"})
-            return result
+            return _object(result, f"the upload of gs://{bucket}/{name}")
         except FailedPreconditionError:
             if ambiguous_seen:
                 current = self.metadata(bucket, name)
@@ -134,12 +141,33 @@ class StorageClient:
         url = f"{self.endpoint}/storage/v1/b/{quote(bucket, safe='')}/o"
         items: list[dict[str, Any]] = []
         token = ""
-        while True:
+        seen: set[str] = set()
+        where = f"the listing of gs://{bucket}/{prefix}*"
+        for pages in range(1, MAX_LIST_PAGES + 1):
+            interrupt.check()
             params = {"prefix": prefix}
             if token:
                 params["pageToken"] = token
-            page = self.transport.send("GET", url, params=params)
-            items.extend(page.get("items") or [])
+            page = _object(self.transport.send("GET", url, params=params), f"{where} (page {pages})")
+            found = page.get("items") or []
+            if not isinstance(found, list) or not all(isinstance(item, dict) for item in found):
+                raise MalformedResponseError(f"Cloud Storage answered {where} (page {pages}) with a malformed "
+                                             "body: items is not a list of objects")
+            items.extend(found)
             token = page.get("nextPageToken") or ""
+            if not isinstance(token, str):
+                raise MalformedResponseError(f"Cloud Storage answered {where} (page {pages}) with a malformed "
+                                             "body: nextPageToken is not a string")
             if not token:
                 return items
+            if token in seen:
+                raise TransportError(f"{where} returned a page token twice (page {pages + 1}); stopping")
+            seen.add(token)
+        raise TransportError(f"{where} did not end after {MAX_LIST_PAGES} pages; stopping")
+
+
+def _object(result: Any, what: str) -> dict[str, Any]:
+    if not isinstance(result, dict):
+        raise MalformedResponseError(f"Cloud Storage answered {what} with a JSON {type(result).__name__}, "
+                                     "not an object")
+    return result

@@ -15,7 +15,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from reconciler.errors import CredentialsError, EndpointError
+from reconciler.errors import ConfigError, CredentialsError, EndpointError
+from reconciler.vertex.redact import register_secret
+from reconciler.vertex.transport import http_client
 
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 
@@ -63,11 +65,33 @@ def check_endpoint(url: str, *, allow_insecure_http: bool = False) -> str:
     return root
 
 
+def clean_token(token: str, source: str = "RECONCILER_ACCESS_TOKEN") -> str:
+    """The token without surrounding whitespace (a pasted token often ends in a newline).
+
+    A token that is blank or holds anything but printable ASCII inside (a space, a newline, a
+    control character) is a settings error; the message never shows the token."""
+    stripped = token.strip()
+    register_secret(token)
+    register_secret(stripped)
+    if not stripped:
+        raise ConfigError(f"{source} is set but blank; unset it or give an access token")
+    bad = next((c for c in stripped if not 0x21 <= ord(c) <= 0x7E), None)
+    if bad is not None:
+        kind = "whitespace" if bad.isspace() else "a control character" if ord(bad) < 0x20 or ord(bad) == 0x7F \
+            else "a character that is not ASCII"
+        raise ConfigError(
+            f"{source} holds {kind} inside it (at character {stripped.index(bad) + 1} of "
+            f"{len(stripped)}): an access token is one word of printable ASCII; set it again "
+            "(e.g. `export RECONCILER_ACCESS_TOKEN=$(gcloud auth print-access-token)`)"
+        )
+    return stripped
+
+
 class StaticTokenAuth(httpx.Auth):
-    """A bearer token given ready-made (RECONCILER_ACCESS_TOKEN)."""
+    """A bearer token given ready-made (RECONCILER_ACCESS_TOKEN), surrounding whitespace stripped."""
 
     def __init__(self, token: str) -> None:
-        self._token = token
+        self._token = clean_token(token)
 
     def __repr__(self) -> str:
         return "StaticTokenAuth(<redacted>)"
@@ -100,7 +124,7 @@ class HttpxRequest:
     """google.auth.transport.Request implemented with httpx, for token refreshes."""
 
     def __init__(self, client: httpx.Client | None = None) -> None:
-        self._client = client or httpx.Client(timeout=30)
+        self._client = client or http_client(timeout=30)  # http (the metadata server) never via a proxy
 
     def __call__(
         self,
@@ -149,6 +173,7 @@ class GoogleCredentialsAuth(httpx.Auth):
                     ) from None
 
     def _apply(self, request: httpx.Request) -> None:
+        register_secret(self._credentials.token)
         request.headers["Authorization"] = f"Bearer {self._credentials.token}"
         quota_project = getattr(self._credentials, "quota_project_id", None)
         if quota_project:
@@ -170,8 +195,8 @@ def resolve_auth(endpoint_root: str | None, access_token: str | None, *,
 
     `endpoint_root` is the override (None means the real regional endpoints).
     """
-    if access_token:
-        return StaticTokenAuth(access_token)
+    if access_token is not None and access_token != "":
+        return StaticTokenAuth(access_token)  # stripped; refused (ConfigError) if malformed
     if endpoint_root is not None and is_loopback_http(endpoint_root):
         return None
     import google.auth

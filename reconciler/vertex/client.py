@@ -8,40 +8,46 @@ from __future__ import annotations
 
 import re
 import threading
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
+from pydantic import BaseModel, ValidationError
 
-from reconciler import __version__
+from reconciler import __version__, interrupt
 from reconciler.errors import (
     AmbiguousCreateError,
     ApiError,
     InvalidArgumentError,
+    MalformedResponseError,
     ReconcilerError,
+    RequestNotSentError,
     TransportError,
 )
-from reconciler.vertex.transport import RetryPolicy, Transport
+from reconciler.vertex.transport import RetryPolicy, Transport, http_client
 from reconciler.vertex.wire import ListTuningJobsResponse, TuningJob
 
 API_VERSION = "v1"
 # AIP-158: values above the server's maximum are coerced down, so ask for the most we can use.
 LIST_PAGE_SIZE = 1000
 REQUEST_LABEL = "reconciler-request"
+# A list of more pages than this is a server that never stops (a fresh token on every page).
+MAX_LIST_PAGES = 10_000
 
-_PROJECT = re.compile(r"^(?:[a-z][a-z0-9.-]{0,62}:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$|^[0-9]{1,20}$")
-_LOCATION = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+){0,4}$")
-_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,127}$")
-_JOB_NAME = re.compile(r"^projects/([^/]+)/locations/([^/]+)/tuningJobs/([^/]+)$")
-_ENDPOINT_NAME = re.compile(r"^projects/([^/]+)/locations/([^/]+)/endpoints/([^/]+)$")
+# Used with fullmatch only (`$` would accept a trailing newline).
+_PROJECT = re.compile(r"(?:[a-z][a-z0-9.-]{0,62}:)?[a-z][a-z0-9-]{4,28}[a-z0-9]|[0-9]{1,20}")
+_LOCATION = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+){0,4}")
+_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@:-]{0,127}")
+_JOB_NAME = re.compile(r"projects/([^/]+)/locations/([^/]+)/tuningJobs/([^/]+)")
+_ENDPOINT_NAME = re.compile(r"projects/([^/]+)/locations/([^/]+)/endpoints/([^/]+)")
 
 
 def valid_project(project: str) -> bool:
-    return bool(_PROJECT.match(project))
+    return bool(_PROJECT.fullmatch(project))
 
 
 def valid_location(location: str) -> bool:
-    return bool(_LOCATION.match(location)) and len(location) <= 63
+    return bool(_LOCATION.fullmatch(location)) and len(location) <= 63
 
 
 def parent_path(project: str, location: str) -> str:
@@ -55,8 +61,8 @@ def parent_path(project: str, location: str) -> str:
 
 def split_job_name(name: str) -> tuple[str, str, str]:
     """(project, location, id) of a tuning job resource name; raises on anything else."""
-    m = _JOB_NAME.match(name)
-    if not m or not all(_SEGMENT.match(part) for part in m.groups()):
+    m = _JOB_NAME.fullmatch(name) if isinstance(name, str) else None
+    if not m or not all(_SEGMENT.fullmatch(part) for part in m.groups()):
         raise ReconcilerError(f"not a tuning job resource name: {name!r}")
     return m.group(1), m.group(2), m.group(3)
 
@@ -82,7 +88,7 @@ class VertexClient:
     ) -> None:
         """`endpoint` overrides the regional hosts for every region (e.g. the emulator's URL)."""
         self.endpoint = endpoint.rstrip("/") if endpoint else None
-        self._http = http or httpx.Client(
+        self._http = http or http_client(
             auth=auth,
             timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
@@ -122,25 +128,30 @@ class VertexClient:
         jobs: list[TuningJob] = []
         token = ""
         seen_tokens: set[str] = set()
-        while True:
+        for pages in range(1, MAX_LIST_PAGES + 1):
+            interrupt.check()
             params = {"pageSize": str(LIST_PAGE_SIZE)}
             if filter:
                 params["filter"] = filter
             if token:
                 params["pageToken"] = token
-            page = ListTuningJobsResponse.model_validate(
-                self.transport.send("GET", url, params=params, region=location))
+            page = _parse(ListTuningJobsResponse, self.transport.send("GET", url, params=params, region=location),
+                          f"the list of tuning jobs of {parent} (page {pages})")
             jobs.extend(page.tuning_jobs)
             token = page.next_page_token or ""
             if not token:
                 return jobs
             if token in seen_tokens:  # a server bug would otherwise loop for ever
-                raise TransportError(f"list of {parent} returned a page token twice; stopping")
+                raise TransportError(f"the list of tuning jobs of {parent} returned a page token twice "
+                                     f"(page {pages + 1}); stopping")
             seen_tokens.add(token)
+        raise TransportError(f"the list of tuning jobs of {parent} did not end after {MAX_LIST_PAGES} pages "
+                             f"({len(jobs)} jobs); stopping")
 
     def get_tuning_job(self, name: str) -> TuningJob:
         _, location, _ = split_job_name(name)
-        return TuningJob.model_validate(self.transport.send("GET", self._url(location, name), region=location))
+        return _parse(TuningJob, self.transport.send("GET", self._url(location, name), region=location),
+                      f"tuning job {name}")
 
     def cancel_tuning_job(self, name: str) -> None:
         """Request cancellation (asynchronous: the job goes through JOB_STATE_CANCELLING)."""
@@ -170,12 +181,21 @@ class VertexClient:
             return self.find_by_request(parent, request_id)
 
         try:
-            return TuningJob.model_validate(
-                self.transport.send("POST", url, body=body, before_retry=settle, region=location, create=True))
+            answer = self.transport.send("POST", url, body=body, before_retry=settle, region=location, create=True)
+            if isinstance(answer, TuningJob):  # settled by find_by_request
+                return answer
+            created = _parse(TuningJob, answer, f"the create in {parent}")
+            if not job_in_parent(created.name, parent):
+                # Whether a job was made is unknown: a 2xx says yes, the body says nothing. The
+                # lookup by request id below settles it; a wrong "created" would lose the job.
+                raise MalformedResponseError(
+                    f"the create in {parent} was answered without the name of a job in {parent} "
+                    f"(name: {_show(created.name)})")
+            return created
         except (ApiError, TransportError) as exc:
             refused = isinstance(exc, ApiError) and exc.code < 500  # 4xx incl. 429: not processed
-            if refused and not ambiguous_seen:
-                raise  # every attempt was refused by the server: nothing was created
+            if (refused or isinstance(exc, RequestNotSentError)) and not ambiguous_seen:
+                raise  # every attempt was refused by the server or never sent: nothing was created
             try:
                 found = self.find_by_request(parent, request_id)
             except (ApiError, TransportError):
@@ -185,6 +205,10 @@ class VertexClient:
                 ) from exc
             if found is not None:
                 return found
+            if isinstance(exc, MalformedResponseError):
+                raise MalformedResponseError(
+                    f"{exc}; no job of {parent} carries its label {REQUEST_LABEL}={request_id} (yet): "
+                    "the next plan looks for it again before creating anything") from None
             raise
 
     def find_by_request(self, parent: str, request_id: str) -> TuningJob | None:
@@ -196,7 +220,8 @@ class VertexClient:
         second job.
         """
         def match(jobs: list[TuningJob]) -> TuningJob | None:
-            return next((j for j in jobs if (j.labels or {}).get(REQUEST_LABEL) == request_id), None)
+            return next((j for j in jobs if (j.labels or {}).get(REQUEST_LABEL) == request_id
+                         and job_in_parent(j.name, parent)), None)
 
         try:
             found = match(self.list_tuning_jobs(parent, filter=f'labels.{REQUEST_LABEL}="{request_id}"'))
@@ -207,14 +232,61 @@ class VertexClient:
     # -- endpoints --------------------------------------------------------------------------
     def generate_content(self, endpoint: str, prompt: str) -> dict[str, Any]:
         """Send one user prompt to a tuned model's endpoint; return the raw response."""
-        m = _ENDPOINT_NAME.match(endpoint)
-        if not m or not all(_SEGMENT.match(part) for part in m.groups()):
+        m = _ENDPOINT_NAME.fullmatch(endpoint)
+        if not m or not all(_SEGMENT.fullmatch(part) for part in m.groups()):
             raise ReconcilerError(f"not an endpoint resource name: {endpoint!r}")
         body = {"contents": [{"role": "user", "parts": [{"text": prompt}]}]}
-        result: dict[str, Any] = self.transport.send(
+        result = self.transport.send(
             "POST", self._url(m.group(2), endpoint, ":generateContent"), body=body
         )  # serving traffic, not a resource-management request: not paced
+        if not isinstance(result, dict):
+            raise MalformedResponseError(f"generateContent of {endpoint} answered with a JSON "
+                                         f"{type(result).__name__}, not an object")
         return result
+
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def _parse(model: type[_Model], data: Any, what: str) -> _Model:
+    """`data` as `model`; a body of the wrong shape is a one-line MalformedResponseError naming
+    the call and the first bad field (pydantic's own error never leaves this package)."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False)
+        first = errors[0] if errors else {"loc": (), "msg": str(exc)}
+        where = ".".join(str(part) for part in first["loc"]) or "the body"
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise MalformedResponseError(
+            f"Vertex AI answered {what} with a malformed body: {where}: {first['msg']}{more}") from None
+    except RecursionError:
+        raise MalformedResponseError(f"Vertex AI answered {what} with a body nested too deeply") from None
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:80] + "…"
+
+
+def job_in_parent(name: object, parent: str, number: str | None = None) -> bool:
+    """Whether `name` is a tuning job resource name directly under `parent`, compared exactly.
+
+    The service names jobs by project NUMBER whatever the parent said, so a parent given by
+    project id also takes a name whose project is all digits — `number` when it is known (the
+    caller checks that one listing uses one number), else any number."""
+    if not isinstance(name, str):
+        return False
+    try:
+        project, location, _ = split_job_name(name)
+    except ReconcilerError:
+        return False
+    want_project, want_location = _parent_parts(parent)
+    if location != want_location:
+        return False
+    if project == want_project:
+        return True
+    return not want_project.isdigit() and project.isdigit() and (number is None or project == number)
 
 
 def _parent_parts(parent: str) -> tuple[str, str]:

@@ -14,6 +14,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from reconciler import interrupt
+
 WINDOW_SECONDS = 60.0
 
 
@@ -26,7 +28,7 @@ class SlidingWindowLimiter:
         window: float = WINDOW_SECONDS,
         *,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = interrupt.sleep,
     ) -> None:
         self.limit = limit
         self.window = window

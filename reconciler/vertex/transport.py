@@ -4,27 +4,48 @@ Retried: 429, 500, 502, 503, 504, connection errors and timeouts; exponential ba
 jitter (google-api-core's defaults: 1 s initial, x2, 60 s cap, 120 s total), `Retry-After`
 honoured, bounded in attempts and in total time. A failure that may have reached the server
 (a 5xx, a timeout after sending, a dropped connection) is *ambiguous*: callers for which a repeat
-is not harmless (create) get a hook to settle it before the next attempt.
+is not harmless (create) get a hook to settle it before the next attempt. A request that could not
+even be built or sent as given (an illegal header value) is not retried.
+
+Every wait (back-off, `Retry-After`, quota pacing) ends at once when the process is asked to stop
+(`reconciler.interrupt`), and every message built from foreign text (httpx exceptions, the API's
+error messages) is passed through `redact` first, so a token never reaches the terminal.
+
+`http_client` builds every httpx client of the package: environment proxies are read here, not by
+httpx, so that plain http (the loopback emulator) never goes through a proxy and https only
+through one named for https (`HTTPS_PROXY`/`https_proxy`, else `ALL_PROXY`/`all_proxy`), minus
+the hosts of `NO_PROXY`.
 """
 
 from __future__ import annotations
 
 import email.utils
+import ipaddress
 import json
 import logging
 import math
+import os
 import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-from reconciler.errors import ApiError, TransportError, api_error
+from reconciler import interrupt
+from reconciler.errors import (
+    ApiError,
+    ConfigError,
+    MalformedResponseError,
+    RequestNotSentError,
+    TransportError,
+    api_error,
+)
 from reconciler.vertex.ratelimit import SlidingWindowLimiter
+from reconciler.vertex.redact import redact
 
 RETRYABLE_HTTP = frozenset({429, 500, 502, 503, 504})
 log = logging.getLogger("reconciler.api")  # method, URL and status only: never headers or bodies
@@ -69,8 +90,8 @@ def error_from_response(response: httpx.Response, service: str = "Vertex AI") ->
     message = ""
     details: list[Any] = []
     try:
-        body = response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
+        body = _loads(response.content)
+    except (ValueError, RecursionError):
         body = None
     if isinstance(body, list) and body and isinstance(body[0], dict):
         body = body[0]  # some Google front ends wrap the envelope in a list
@@ -82,6 +103,7 @@ def error_from_response(response: httpx.Response, service: str = "Vertex AI") ->
     if not message:
         text = response.text.strip().replace("\n", " ")
         message = (text[:200] + "…") if len(text) > 200 else (text or response.reason_phrase)
+    message = redact(message.replace("\r", " ").replace("\n", " "))
     request = response.request
     return api_error(
         code,
@@ -96,7 +118,10 @@ def error_from_response(response: httpx.Response, service: str = "Vertex AI") ->
 
 
 # Raised before a byte was sent: a retry cannot duplicate anything.
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# The request cannot be sent as it is (an illegal header value, e.g. a token with a newline; a
+# URL scheme httpx does not speak): nothing left, and a retry would fail the same way.
+_UNSENDABLE = (httpx.LocalProtocolError, httpx.UnsupportedProtocol, httpx.InvalidURL, UnicodeEncodeError)
 
 
 class Transport:
@@ -107,7 +132,7 @@ class Transport:
         http: httpx.Client,
         retry: RetryPolicy | None = None,
         *,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = interrupt.sleep,
         seed: int | None = None,
         requests_per_minute: int = 0,
         creates_per_minute: int = 0,
@@ -139,7 +164,7 @@ class Transport:
             if now - self._last_notice < NOTICE_EVERY:
                 return
             self._last_notice = now
-        self.notify(message)
+        self.notify(redact(message))
 
     def send(
         self,
@@ -168,6 +193,7 @@ class Transport:
         attempt = 0
         while True:
             attempt += 1
+            interrupt.check()
             if create:
                 paced += self.create_limiter.acquire(region)
             paced += self.request_limiter.acquire(region)
@@ -179,12 +205,16 @@ class Transport:
             try:
                 response = self.http.request(method, url, json=body, params=params, content=content,
                                              headers=headers)
+            except _UNSENDABLE as exc:
+                raise RequestNotSentError(
+                    f"{method} {_strip_query(url)} could not be sent: {_describe(exc)} (nothing was "
+                    "sent; check the access token and endpoint settings)") from None
             except _NOT_SENT as exc:
                 error = TransportError(f"cannot connect to {_host(url)}: {_describe(exc)}")
                 ambiguous = False
             except httpx.HTTPError as exc:
                 error = TransportError(
-                    f"{method} {_strip_query(url)} failed: {type(exc).__name__} {exc}".strip()
+                    f"{method} {_strip_query(url)} failed: {type(exc).__name__} {_describe(exc)}".strip()
                 )
                 ambiguous = True
             else:
@@ -225,22 +255,101 @@ def _give_up(error: Exception, attempts: int, elapsed: float) -> Exception:
     return error
 
 
+MAX_JSON_DEPTH = 64  # API answers nest a dozen levels; deeper is a broken or hostile server
+
+
+def _loads(content: bytes) -> Any:
+    """JSON of a body; ValueError if it is not JSON or nests deeper than MAX_JSON_DEPTH."""
+    value = json.loads(content)
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:  # iterative: a deep value must not exhaust the stack here either
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > MAX_JSON_DEPTH:
+                raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return value
+
+
 def _json_body(response: httpx.Response) -> Any:
     if not response.content.strip():
         return {}
     try:
-        return response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as exc:
-        raise TransportError(
-            f"{response.request.method} {_strip_query(str(response.request.url))} "
-            f"returned {response.status_code} with a body that is not JSON"
-        ) from exc
+        return _loads(response.content)
+    except RecursionError:
+        reason = "nested too deeply"
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        reason = "not JSON"
+    except ValueError as exc:
+        reason = str(exc)
+    raise MalformedResponseError(
+        f"{response.request.method} {_strip_query(str(response.request.url))} "
+        f"returned {response.status_code} with a body that is {reason}"
+    )
 
 
-def _describe(exc: Exception) -> str:
-    """A short reason for a connection failure (e.g. a failed certificate check)."""
-    text = str(exc).strip() or type(exc).__name__
+def _describe(exc: BaseException) -> str:
+    """A short, redacted, one-line reason for a failure (e.g. a failed certificate check)."""
+    text = " ".join(redact(str(exc)).split()) or type(exc).__name__
     return text if len(text) <= 200 else text[:200] + "…"
+
+
+# -- httpx clients ------------------------------------------------------------------------------
+def proxy_for_https(environ: Mapping[str, str] | None = None) -> tuple[str | None, list[str]]:
+    """(the proxy URL for https requests or None, the NO_PROXY entries) named by the environment.
+
+    `https_proxy`, else `all_proxy`; a lower-case variable wins over its upper-case twin, as curl
+    reads them. `http_proxy` is never used: plain http goes direct."""
+    env = os.environ if environ is None else environ
+
+    def read(name: str) -> str:
+        for key in (name, name.upper()):
+            if key in env:
+                return env[key].strip()
+        return ""
+
+    proxy = read("https_proxy") or read("all_proxy") or None
+    if proxy and "://" not in proxy:
+        proxy = f"http://{proxy}"
+    no_proxy = [host.strip() for host in read("no_proxy").split(",") if host.strip()]
+    return proxy, no_proxy
+
+
+def _no_proxy_pattern(host: str) -> str:
+    """An httpx mount pattern for one NO_PROXY entry (curl's reading, as httpx's own)."""
+    if "://" in host:
+        return host
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return "all://localhost" if host.lower() == "localhost" else f"all://*{host}"
+    return f"all://[{address}]" if address.version == 6 else f"all://{address}"
+
+
+def http_client(*, limits: httpx.Limits | None = None, environ: Mapping[str, str] | None = None,
+                **options: Any) -> httpx.Client:
+    """An httpx.Client that reads no proxy from the environment by itself (`trust_env=False`):
+    http goes direct; https through the proxy named for https, except NO_PROXY hosts.
+    Certificates from SSL_CERT_FILE / SSL_CERT_DIR are still honoured."""
+    limits = limits or httpx.Limits(max_connections=100, max_keepalive_connections=20)
+    proxy, no_proxy = proxy_for_https(environ)
+    mounts: dict[str, httpx.BaseTransport | None] = {}
+    if proxy and "*" not in no_proxy:
+        try:
+            mounts["https://"] = httpx.HTTPTransport(proxy=proxy, limits=limits, trust_env=True)
+        except (ImportError, ValueError, httpx.HTTPError) as exc:
+            raise ConfigError(
+                "the proxy named by HTTPS_PROXY/ALL_PROXY cannot be used "
+                f"({type(exc).__name__}; only http:// and https:// proxies are supported)"
+            ) from None
+        mounts.update({_no_proxy_pattern(host): None for host in no_proxy})
+    return httpx.Client(
+        transport=httpx.HTTPTransport(limits=limits, trust_env=True),
+        mounts=mounts,
+        trust_env=False,
+        **options,
+    )
 
 
 def _strip_query(url: str) -> str:
