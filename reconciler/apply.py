@@ -21,9 +21,17 @@ from reconciler.errors import (
     NotFoundError,
     ReconcilerError,
 )
-from reconciler.models import DesiredModel, ObservedJob, StateClass
+from reconciler.models import LABEL_REQUEST, DesiredModel, ObservedJob, StateClass
 from reconciler.observe import to_observed
-from reconciler.plan import CREATING, Change, Observation, Plan, derive_models, jobs_by_name
+from reconciler.plan import (
+    CREATING,
+    Change,
+    Observation,
+    Plan,
+    derive_models,
+    jobs_by_name,
+    request_duplicates,
+)
 from reconciler.probe import ContentApi, ProbeResult, gate_candidates, run_gates
 from reconciler.state.local import apply_op, utc_now
 from reconciler.state.model import JournalEntry, ModelEntry, State
@@ -188,7 +196,12 @@ def apply_plan(
                 pool.shutdown(wait=True, cancel_futures=True)
         # The API is the truth: re-read it once and derive the entries of every name planned.
         names = {c.name for c in plan.changes}
-        result.state = refresh_state(recorder, desired, observe(plan.parents), stack=plan.stack, names=names,
+        observation = observe(plan.parents)
+        if any(c.action in CREATING for c in actionable):
+            for outcome in _cancel_duplicates(plan, observation, api, recorder):
+                result.outcomes.append(outcome)
+                on_outcome(outcome)
+        result.state = refresh_state(recorder, desired, observation, stack=plan.stack, names=names,
                                      api=api, on_probe=on_probe)
     except BaseException:
         recorder.commit(lambda _draft: None)  # fold what was done into the state file, then fail
@@ -231,6 +244,27 @@ def refresh_state(
 
     rec.commit(mutate)
     return rec.state
+
+
+def _cancel_duplicates(plan: Plan, observation: Observation, api: TuningApi, recorder: _Recorder) -> list[Outcome]:
+    """Right after creating: a job of one of this run's create requests that another run (a
+    second checkout, or the server finishing a create this client gave up on) made too is
+    cancelled now — the younger of the two, minutes into its run rather than hours."""
+    ours = {c.request_id for c in plan.changes if c.request_id}
+    owned = jobs_by_name(observation, plan.stack, recorder.state)
+    outcomes = []
+    for name, jobs in sorted(owned.items()):
+        duplicates = request_duplicates(jobs)
+        for job in jobs:
+            if job.name in duplicates and job.labels.get(LABEL_REQUEST) in ours:
+                change = Change(action="cancel", name=name, parent=job.parent, job=job.name, job_state=job.state,
+                                cancel_jobs=[job.name],
+                                reason=f"duplicate of {duplicates[job.name]} (same create request; two runs raced)")
+                try:
+                    outcomes.append(Outcome(change, True, _cancel(api, recorder, name, job.name), job.name))
+                except ReconcilerError as exc:
+                    outcomes.append(Outcome(change, False, str(exc), job.name))
+    return outcomes
 
 
 def _execute(

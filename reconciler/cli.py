@@ -147,16 +147,32 @@ def _global(
 
 
 # -- shared steps ---------------------------------------------------------------------------------
+def _manifest_root(rt: Runtime) -> Path:
+    """The folder holding the stack's whole manifest set (`manifests:` in reconciler.yaml)."""
+    return Path(getattr(rt.settings, "manifests", None) or DEFAULT_PATHS[0])
+
+
+def _prunes(rt: Runtime, paths: Sequence[Path], prune: bool) -> bool:
+    """Whether a run may remove models whose manifest is absent: only when it reads the whole
+    manifest set (no paths, or the manifest root itself among them) or is told to (--prune).
+    A subset of files, or another folder, acts on the models it names and nothing else."""
+    if prune or not paths:
+        return True
+    root = _manifest_root(rt).resolve()
+    return any(p.resolve() == root for p in paths)
+
+
 def _load(rt: Runtime, paths: Sequence[Path], *, allow_empty: bool = False,
           on_model: Any = None) -> LoadResult:
     from reconciler.manifest import Defaults, load_manifests
 
     s = rt.settings
-    result = load_manifests(paths or DEFAULT_PATHS, Defaults(project=s.project, region=s.region), on_model)
+    paths = list(paths) or [_manifest_root(rt)]
+    result = load_manifests(paths, Defaults(project=s.project, region=s.region), on_model)
     for warning in result.warnings:
         rt.warn(warning)
     if not result.models and not allow_empty:
-        where = ", ".join(str(p) for p in (paths or DEFAULT_PATHS))
+        where = ", ".join(str(p) for p in paths)
         raise PlanError(
             f"no manifests found in {where}: refusing to plan for zero models (a wrong path or a bad "
             "checkout would cancel every job). Pass --allow-empty if that is really intended."
@@ -253,6 +269,8 @@ def _make_plan(
     replace: Sequence[str],
     observation: Observation | None = None,
     estimate_cost: bool = False,
+    prune: bool = True,
+    prune_unrecorded: bool = False,
 ) -> tuple[Plan, Observation, list[Any]]:
     """Observe (unless given), resolve dataset pins and sizes, plan. Returns the models as
     planned (pins and sizes filled in): apply and the state must use exactly those."""
@@ -262,15 +280,16 @@ def _make_plan(
     if observation is None:
         observation = _observer(rt, client)(parents_to_observe(desired, state))
     desired = _with_datasets(rt, desired)
-    prices = rt.settings.prices
-    plan = compute_plan(desired, observation, state, stack=rt.settings.stack, targets=targets, replace=replace,
-                        prices=prices)
+    def planned(models: Sequence[Any]) -> Plan:
+        return compute_plan(models, observation, state, stack=rt.settings.stack, targets=targets, replace=replace,
+                            prices=rt.settings.prices, prune=prune, prune_unrecorded=prune_unrecorded)
+
+    plan = planned(desired)
     if estimate_cost:
         creating = {c.name for c in plan.changes if c.cost_usd is None and c.action in ("create", "replace", "recreate")}
         if creating:
             desired = _with_datasets(rt, desired, sizes_for=creating)
-            plan = compute_plan(desired, observation, state, stack=rt.settings.stack, targets=targets,
-                                replace=replace, prices=prices)
+            plan = planned(desired)
     # Creates an interrupted run started: said in the plan itself (text, JSON, the PR comment),
     # since a reviewer must know that an earlier apply died half-way.
     resumed = []
@@ -354,6 +373,28 @@ def _locked(rt: Runtime, store: StateStore, operation: str, timeout: float | Non
         store.unlock(lock_id)
 
 
+def _number(low: float, *, inclusive: bool = True, high: float | None = None) -> Any:
+    """A typer callback that refuses NaN, infinities and numbers out of range as usage errors
+    (click's ranges let NaN through: every comparison with NaN is false)."""
+    def check(value: float | None) -> float | None:
+        if value is None:
+            return None
+        bad = not math.isfinite(value) or value < low or (not inclusive and value == low) or (
+            high is not None and value > high)
+        if bad:
+            bound = f"{'≥' if inclusive else '>'} {low:g}" + (f" and ≤ {high:g}" if high is not None else "")
+            raise typer.BadParameter(f"{value!r} is not a finite number {bound}")
+        return value
+
+    return check
+
+
+AT_LEAST_0 = _number(0)
+ABOVE_0 = _number(0, inclusive=False)
+FRACTION = _number(0, high=1)
+LockTimeoutOpt = Annotated[float | None, typer.Option("--lock-timeout", help="Seconds to wait for the state lock (default 0, or lockTimeout).", show_default=False, callback=AT_LEAST_0)]
+PruneOpt = Annotated[bool, typer.Option("--prune", help="Remove models whose manifest is gone even though only some manifests were given (paths other than the manifest root).")]
+PruneUnrecordedOpt = Annotated[bool, typer.Option("--prune-unrecorded", help="Also cancel running jobs of the stack that this state has no record of (another checkout's, or a lost state).")]
 FormatOpt = Annotated[str, typer.Option("--format", help="text, json or markdown.")]
 PathsArg = Annotated[list[Path] | None, typer.Argument(help="Manifest files or folders (default: manifests/).", show_default=False)]
 TargetOpt = Annotated[list[str] | None, typer.Option("--target", help="Limit the run to these model names (repeatable).", show_default=False)]
@@ -389,6 +430,8 @@ def plan(
     allow_empty: AllowEmptyOpt = False,
     show_unchanged: Annotated[bool, typer.Option("--show-unchanged", help="List unchanged models too (text).")] = False,
     estimate_cost: Annotated[bool, typer.Option("--estimate-cost", help="Read dataset sizes from Cloud Storage to estimate what new tuning jobs cost.")] = False,
+    prune: PruneOpt = False,
+    prune_unrecorded: PruneUnrecordedOpt = False,
 ) -> int:
     """Show what apply would do: observe the API (one list per region) and diff."""
     rt = _rt(ctx)
@@ -397,7 +440,8 @@ def plan(
     state = store.read(stack=rt.settings.stack)
     loaded, observation, client = _load_and_observe(rt, paths or [], state, allow_empty=allow_empty)
     the_plan, _, _ = _make_plan(rt, client, state, loaded.models, targets=target or [], replace=replace or [],
-                             observation=observation, estimate_cost=estimate_cost)
+                                observation=observation, estimate_cost=estimate_cost,
+                                prune=_prunes(rt, paths or [], prune), prune_unrecorded=prune_unrecorded)
     if fmt == "text" and show_unchanged:
         from reconciler import render
 
@@ -425,10 +469,19 @@ def _read_saved_plan(path: Path) -> Plan | None:
     head = path.read_bytes()[:4096].lstrip()
     if not head.startswith(b"{"):
         return None
+    from reconciler.plan import PLAN_FORMAT_VERSION, fingerprint
+
     try:
-        return Plan.model_validate_json(path.read_bytes())
+        saved = Plan.model_validate_json(path.read_bytes())
     except ValidationError as exc:
         raise PlanError(f"{path}: not a saved plan of this version ({exc.error_count()} problems)") from None
+    if saved.format_version != PLAN_FORMAT_VERSION:
+        raise PlanError(f"{path}: a saved plan of format {saved.format_version}, this version reads "
+                        f"{PLAN_FORMAT_VERSION}; run plan again")
+    if fingerprint(saved) != saved.fingerprint:
+        raise PlanError(f"{path} was edited after it was made (its content no longer matches its "
+                        "fingerprint); nothing was applied. Run plan again.")
+    return saved
 
 
 @app.command()
@@ -436,16 +489,18 @@ def apply(
     ctx: typer.Context,
     paths: Annotated[list[Path] | None, typer.Argument(help="A saved plan file, or manifest files/folders (default: manifests/).", show_default=False)] = None,
     auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Do not ask for confirmation.")] = False,
-    max_cancel: Annotated[int | None, typer.Option("--max-cancel", help="Refuse a plan that cancels more jobs than this (default 5, or maxCancel).", show_default=False)] = None,
+    max_cancel: Annotated[int | None, typer.Option("--max-cancel", help="Refuse a plan that cancels more jobs than this (default 5, or maxCancel).", show_default=False, min=0)] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the jobs to a final state, then write the state.")] = False,
-    wait_timeout: Annotated[float | None, typer.Option("--wait-timeout", help="Seconds --wait may take (default: no limit).", show_default=False)] = None,
-    poll_interval: Annotated[float | None, typer.Option("--poll-interval", help="Seconds between polls of --wait (default 30).", show_default=False)] = None,
+    wait_timeout: Annotated[float | None, typer.Option("--wait-timeout", help="Seconds --wait may take (default: no limit).", show_default=False, callback=ABOVE_0)] = None,
+    poll_interval: Annotated[float | None, typer.Option("--poll-interval", help="Seconds between polls of --wait (default 30).", show_default=False, callback=ABOVE_0)] = None,
     target: TargetOpt = None,
     replace: ReplaceOpt = None,
     allow_empty: AllowEmptyOpt = False,
-    lock_timeout: Annotated[float | None, typer.Option("--lock-timeout", help="Seconds to wait for the state lock (default 0).", show_default=False)] = None,
-    concurrency: Annotated[int | None, typer.Option("--concurrency", help="Actions at once (default 8).", show_default=False)] = None,
-    max_cost: Annotated[float | None, typer.Option("--max-cost", help="Refuse a plan whose estimated tuning cost (USD) is above this.", show_default=False)] = None,
+    lock_timeout: LockTimeoutOpt = None,
+    concurrency: Annotated[int | None, typer.Option("--concurrency", help="Actions at once (default 8).", show_default=False, min=1, max=256)] = None,
+    max_cost: Annotated[float | None, typer.Option("--max-cost", help="Refuse a plan whose estimated tuning cost (USD) is above this.", show_default=False, callback=AT_LEAST_0)] = None,
+    prune: PruneOpt = False,
+    prune_unrecorded: PruneUnrecordedOpt = False,
 ) -> int:
     """Create, replace, recreate, cancel and forget so that the API matches the manifests."""
     from reconciler import render
@@ -455,13 +510,12 @@ def apply(
 
     rt = _rt(ctx)
     s = rt.settings
-    if max_cost is not None and (not math.isfinite(max_cost) or max_cost < 0):
-        raise ConfigError(f"--max-cost must be a finite amount ≥ 0, not {max_cost}")
     plan_file = paths[0] if paths and len(paths) == 1 else None
     saved = _read_saved_plan(plan_file) if plan_file else None
     if saved is not None:
-        if target or replace:
-            raise ConfigError("--target and --replace cannot be combined with a saved plan")
+        if target or replace or prune or prune_unrecorded:
+            raise ConfigError("--target, --replace and --prune… cannot be combined with a saved plan: "
+                              "they were decided when it was made")
         desired: list[DesiredModel] = [DesiredModel.from_dict(d) for d in saved.desired]
         if saved.stack != s.stack:
             raise StalePlanError(f"{plan_file}: the plan is for stack {saved.stack!r}, not {s.stack!r}")
@@ -481,16 +535,20 @@ def apply(
                 raise StalePlanError(f"{plan_file} is stale: the data of {', '.join(moved)} changed in Cloud "
                                      "Storage since the plan was made. Run plan again.")
             fresh = compute_plan(desired, observation, state, stack=s.stack, targets=saved.targets,
-                                 replace=saved.replace, prices=s.prices)
+                                 replace=saved.replace, prices=s.prices, prune=saved.prune,
+                                 prune_unrecorded=saved.prune_unrecorded)
             if fresh.fingerprint != saved.fingerprint:
                 raise StalePlanError(
                     f"{plan_file} is stale: the jobs or the state changed since it was made "
                     f"({render.summary_line(saved)} → now {render.summary_line(fresh)}). Run plan again."
                 )
-            the_plan = saved
+            # What runs is what this version computes from the plan's models (the same actions,
+            # the fingerprint says): never a request read from the file.
+            the_plan = fresh
         else:
             the_plan, _, desired = _make_plan(rt, client, state, desired, targets=target or [], replace=replace or [],
-                                     estimate_cost=max_cost is not None)
+                                              estimate_cost=max_cost is not None,
+                                              prune=_prunes(rt, paths or [], prune), prune_unrecorded=prune_unrecorded)
             rt.out.print(render.plan_text(the_plan))
         if max_cost is not None:
             if the_plan.cost_unknown:
@@ -598,7 +656,7 @@ def probe(
     rt = _rt(ctx)
     # Manifests only add smokeTest prompts: without --manifests and without a manifests/ folder,
     # the state alone says what to probe.
-    paths = manifests or [p for p in DEFAULT_PATHS if p.exists()]
+    paths = manifests or [p for p in [_manifest_root(rt)] if p.exists()]
     desired = {d.name: d for d in _load(rt, paths, allow_empty=True).models} if paths else {}
     state = _store(rt).read(stack=rt.settings.stack)
     chosen = names or sorted(state.models)
@@ -655,7 +713,7 @@ def status(
     fmt: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
     watch: Annotated[bool, typer.Option("--watch", help="Keep refreshing until no job of the models is running.")] = False,
     metrics: Annotated[bool, typer.Option("--metrics", help="With NAME: read the tuning metrics files (gcsMetricsUri) from Cloud Storage.")] = False,
-    interval: Annotated[float | None, typer.Option("--interval", help="Seconds between refreshes of --watch (default: pollInterval).", show_default=False)] = None,
+    interval: Annotated[float | None, typer.Option("--interval", help="Seconds between refreshes of --watch (default: pollInterval).", show_default=False, callback=ABOVE_0)] = None,
     allow_empty: AllowEmptyOpt = False,
 ) -> int:
     """Desired versus actual: one row per model, plus the unmanaged jobs found; NAME in depth."""
@@ -682,7 +740,8 @@ def status(
     def snapshot() -> tuple[Any, int, int]:
         """The view, and how many of the models with jobs have only final jobs, of how many."""
         observation = observe(parents)
-        the_plan = compute_plan(desired, observation, state, stack=rt.settings.stack, strict=False)
+        the_plan = compute_plan(desired, observation, state, stack=rt.settings.stack, strict=False,
+                                prune=_prunes(rt, paths, False))
         owned = jobs_by_name(observation, rt.settings.stack, state)
         watched = [n for n in owned if not names or n in names]
         running = sum(1 for n in watched
@@ -796,7 +855,7 @@ def import_(
     job: Annotated[str, typer.Argument(help="The tuning job's resource name: projects/P/locations/R/tuningJobs/ID.")],
     name: Annotated[str, typer.Option("--name", help="The manifest (metadata.name) that adopts the job.")],
     paths: PathsArg = None,
-    lock_timeout: Annotated[float | None, typer.Option("--lock-timeout", help="Seconds to wait for the state lock.", show_default=False)] = None,
+    lock_timeout: LockTimeoutOpt = None,
 ) -> int:
     """Adopt an existing tuning job into the state and into management, without re-creating it."""
     from reconciler.adopt import adopt_job
@@ -837,7 +896,7 @@ def state_push(
     ctx: typer.Context,
     path: Annotated[Path, typer.Argument(help="A state file to upload to the configured --state.")],
     force: Annotated[bool, typer.Option("--force", help="Overwrite even a state of another lineage or a newer serial.")] = False,
-    lock_timeout: Annotated[float | None, typer.Option("--lock-timeout", help="Seconds to wait for the state lock.", show_default=False)] = None,
+    lock_timeout: LockTimeoutOpt = None,
 ) -> int:
     """Replace the configured state with a local state file (as terraform's `state push`):
     refused when the target has another lineage or a newer serial, unless --force."""
@@ -892,17 +951,17 @@ def emulator(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port (0 picks a free one).", min=0, max=65535)] = 8080,
     data: Annotated[Path | None, typer.Option(help="Keep jobs in this file across restarts.", show_default=False)] = None,
-    pending_seconds: Annotated[float, typer.Option(help="Seconds a job stays PENDING.")] = 5.0,
-    running_seconds: Annotated[float, typer.Option(help="Seconds a job stays RUNNING.")] = 60.0,
-    cancelling_seconds: Annotated[float, typer.Option(help="Seconds a job stays CANCELLING.")] = 2.0,
+    pending_seconds: Annotated[float, typer.Option(help="Seconds a job stays PENDING.", callback=AT_LEAST_0)] = 5.0,
+    running_seconds: Annotated[float, typer.Option(help="Seconds a job stays RUNNING.", callback=AT_LEAST_0)] = 60.0,
+    cancelling_seconds: Annotated[float, typer.Option(help="Seconds a job stays CANCELLING.", callback=AT_LEAST_0)] = 2.0,
     clock: Annotated[str, typer.Option(help="real, or manual (time moves only by POST /_emulator/advance).")] = "real",
-    latency_ms: Annotated[float, typer.Option(help="Latency added to every API request.")] = 0.0,
-    rate_503: Annotated[float, typer.Option("--rate-503", help="Fraction of API requests answered 503.")] = 0.0,
-    rate_429: Annotated[float, typer.Option("--rate-429", help="Fraction answered 429 with Retry-After.")] = 0.0,
-    lost_create_rate: Annotated[float, typer.Option(help="Fraction of creates whose response is lost (the job is made).")] = 0.0,
+    latency_ms: Annotated[float, typer.Option(help="Latency added to every API request.", callback=AT_LEAST_0)] = 0.0,
+    rate_503: Annotated[float, typer.Option("--rate-503", help="Fraction of API requests answered 503.", callback=FRACTION)] = 0.0,
+    rate_429: Annotated[float, typer.Option("--rate-429", help="Fraction answered 429 with Retry-After.", callback=FRACTION)] = 0.0,
+    lost_create_rate: Annotated[float, typer.Option(help="Fraction of creates whose response is lost (the job is made).", callback=FRACTION)] = 0.0,
     fault_seed: Annotated[int | None, typer.Option(help="Seed for fault injection.", show_default=False)] = None,
-    submissions_per_minute: Annotated[int, typer.Option(help="Create quota per project and region (0: none).")] = 60,
-    requests_per_minute: Annotated[int, typer.Option(help="Request quota per project and region (0: none).")] = 600,
+    submissions_per_minute: Annotated[int, typer.Option(help="Create quota per project and region (0: none).", min=0)] = 60,
+    requests_per_minute: Annotated[int, typer.Option(help="Request quota per project and region (0: none).", min=0)] = 600,
 ) -> int:
     """Serve a local emulator of the Vertex AI tuning-jobs API (no Google account needed)."""
     from reconciler.emulator.backend import Backend, EmulatorConfig
@@ -932,23 +991,29 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 @contextlib.contextmanager
 def _terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM (a CI job cancelled or timed out) ends the run like Ctrl-C: the running API calls
-    finish, nothing new starts, the state is written and the lock released."""
+    """SIGTERM (a CI job cancelled or timed out) ends the run like Ctrl-C: every wait of every
+    thread (retry back-off, quota pacing, page loops, polling) ends at once, nothing new starts,
+    the state is written and the lock released."""
     import signal
     import threading
 
+    from reconciler import interrupt as stop
+
+    stop.reset()
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def interrupt(signum: int, frame: object) -> None:
+        stop.request_stop()
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _click_exceptions() -> tuple[tuple[type[BaseException], ...], ...]:

@@ -35,6 +35,7 @@ from reconciler.errors import PlanError
 from reconciler.models import (
     LABEL_FOREIGN,
     LABEL_NAME,
+    LABEL_REQUEST,
     DesiredModel,
     ObservedJob,
     StateClass,
@@ -95,10 +96,13 @@ class Change(_Frozen):
     cost_note: str | None = None  # how it was estimated, or why it could not be
 
     @property
-    def key(self) -> tuple[Any, ...]:
-        """What identifies the decision (for the stale-plan check): reasons and notes excluded."""
-        return (self.action, self.name, self.job, self.spec_hash, self.request_id,
-                tuple(sorted(self.cancel_jobs)), self.moved_from)
+    def key(self) -> dict[str, Any]:
+        """Everything apply acts on (for the fingerprint): the request it sends included, reasons,
+        notes and cost estimates excluded (they explain, they are not sent)."""
+        return {"action": self.action, "name": self.name, "parent": self.parent, "job": self.job,
+                "spec_hash": self.spec_hash, "request": self.request, "request_id": self.request_id,
+                "cancel_jobs": sorted(self.cancel_jobs), "moved_from": self.moved_from,
+                "adopt_jobs": self.adopt_jobs}
 
 
 class Plan(_Frozen):
@@ -112,6 +116,8 @@ class Plan(_Frozen):
     replace: list[str] = Field(default_factory=list)
     state_lineage: str | None = None
     state_serial: int = 0
+    prune: bool = True  # models whose manifest is gone are cancelled/forgotten (the whole set was read)
+    prune_unrecorded: bool = False  # jobs of the stack this state has no record of may be cancelled
     changes: list[Change]
     warnings: list[str] = Field(default_factory=list)
     fingerprint: str
@@ -150,9 +156,19 @@ class Plan(_Frozen):
         return counts
 
 
-def fingerprint(changes: Iterable[Change], lineage: str | None, serial: int) -> str:
-    keys = sorted(c.key for c in changes if c.action != "noop")
-    payload = canonical_json({"changes": [list(k) for k in keys], "lineage": lineage, "serial": serial})
+def fingerprint(plan: Plan | dict[str, Any]) -> str:
+    """What a saved plan is checked against: every action with the request it sends, the models
+    it was made from, its options and the state it read. Apply recomputes it over the saved file
+    (an edited file is refused) and over a fresh plan (a stale one is refused)."""
+    p = plan if isinstance(plan, dict) else plan.model_dump()
+    changes = [Change.model_validate(c) if isinstance(c, dict) else c for c in p["changes"]]
+    payload = canonical_json({
+        "changes": sorted((c.key for c in changes if c.action != "noop"), key=canonical_json),
+        "desired": sorted(p.get("desired") or [], key=lambda d: str(d.get("name"))),
+        "stack": p["stack"], "targets": sorted(p.get("targets") or []), "replace": sorted(p.get("replace") or []),
+        "prune": p.get("prune", True), "prune_unrecorded": p.get("prune_unrecorded", False),
+        "lineage": p.get("state_lineage"), "serial": p.get("state_serial", 0),
+    })
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -265,13 +281,21 @@ def compute_plan(
     replace: Sequence[str] = (),
     strict: bool = True,
     prices: Mapping[str, float] | None = None,
+    prune: bool = True,
+    prune_unrecorded: bool = False,
 ) -> Plan:
     """Decide, per manifest name, what apply must do. Pure.
+
+    `prune`: the manifests are the stack's whole set, so a model without one is removed (its
+    running job cancelled, its entry forgotten); a run over a subset leaves such models alone.
+    `prune_unrecorded`: jobs of the stack that this state has no record of (another checkout's,
+    or a state that is new) may be cancelled too; by default they are only reported.
 
     Problems that forbid applying (a protected model that would be replaced or cancelled, an
     unknown --target) raise PlanError; with `strict=False` they are returned in `errors` instead
     (for `status`, which reports rather than refuses)."""
     by_name = jobs_by_name(observation, stack, state)
+    recorded = set(state.models) | {j.name for j in state.journal}
     desired_by_name = {d.name: d for d in desired}
     known = set(desired_by_name) | set(by_name) | set(state.models)
     owners: dict[str, list[str]] = defaultdict(list)
@@ -291,9 +315,26 @@ def compute_plan(
                             "fix the state (reconciler state pull/push) so that one name adopts it")
     scope = set(targets) if targets else known
     changes: list[Change] = []
-    warnings: list[str] = []
-    moves = _detect_moves(desired_by_name, by_name, state, scope, stack, set(replace))
+    warnings: list[str] = list(observation.warnings)
+    moves = _detect_moves(desired_by_name, by_name, recorded, scope, set(replace))
     scope -= set(moves.values())
+    if not prune:
+        # A subset of the manifests: a model without a manifest here may well have one elsewhere.
+        left = sorted(n for n in scope if n not in desired_by_name)
+        scope -= set(left)
+        if left:
+            warnings.append(
+                f"partial run: {len(left)} model(s) of stack {stack} have no manifest among those read "
+                f"and are left alone ({', '.join(left[:10])}{', …' if len(left) > 10 else ''}); plan the "
+                "whole manifest set, or pass --prune, to remove models whose manifest is gone")
+        for name, old in sorted(moves.items()):
+            del moves[name]
+            by_name[old], by_name[name] = by_name.pop(name), []
+            scope.discard(name)
+            changes.append(Change(
+                action="noop", name=name, parent=desired_by_name[name].parent,
+                reason=f"looks renamed from {old} (its job has exactly this spec); not creating a second "
+                       "job — plan the whole manifest set (or pass --prune) to move it"))
     for name in sorted(scope):
         jobs = sorted(by_name.get(name, []), key=lambda j: j.sort_key)
         entry = state.models.get(name)
@@ -308,17 +349,23 @@ def compute_plan(
                 job=keep.name, job_state=keep.state, spec_hash=keep.spec_hash,
                 adopt_jobs={j.name: j.spec_hash or "" for j in jobs},
             ))
-        elif name in desired_by_name:
-            changes.extend(
-                _plan_desired(desired_by_name[name], jobs, entry, stack, name in replace, problems, warnings)
-            )
         else:
-            changes.extend(_plan_orphan(name, jobs, entry, problems, warnings))
+            jobs, duplicates = _without_request_duplicates(name, jobs)
+            left_alone: list[Change] = []
+            if name not in recorded and not prune_unrecorded:
+                jobs, left_alone = _unrecorded(name, jobs, stack, name in desired_by_name, warnings)
+            if name in desired_by_name:
+                planned = _plan_desired(desired_by_name[name], jobs, entry, stack, name in replace, problems, warnings)
+            else:
+                planned = _plan_orphan(name, jobs, entry, problems, warnings)
+            changes.extend(duplicates + (planned or left_alone))
     if problems and strict:
         raise PlanError("\n".join(problems))
     table = dict(TRAINING_PRICE_PER_MILLION) | dict(prices or {})
     changes = [_with_cost(c, desired_by_name[c.name], table) if c.action in CREATING else c for c in changes]
-    return Plan(
+    plan = Plan(
+        prune=prune,
+        prune_unrecorded=prune_unrecorded,
         errors=problems,
         stack=stack,
         parents=sorted(observation.parents),
@@ -328,9 +375,70 @@ def compute_plan(
         state_serial=state.serial,
         changes=changes,
         warnings=warnings,
-        fingerprint=fingerprint(changes, state.lineage if state.serial else None, state.serial),
-        desired=[d.to_dict() for d in desired if d.name in scope],
+        fingerprint="",
+        desired=[d.to_dict() for d in desired if d.name in scope or d.name in moves],
     )
+    return plan.model_copy(update={"fingerprint": fingerprint(plan)})
+
+
+def request_duplicates(jobs: Iterable[ObservedJob]) -> dict[str, str]:
+    """Running jobs made for a create intent that already has a job: job → the job kept.
+
+    Two jobs carry one request id when two runs raced (two checkouts, two state files) or a
+    create the client gave up on was finished by the server after a retry. The oldest job of
+    the intent that is running or succeeded is kept — it is the furthest on — and every younger
+    running one is a duplicate, cancelled by whichever run sees it."""
+    groups: dict[str, list[ObservedJob]] = defaultdict(list)
+    for job in jobs:
+        rid = job.labels.get(LABEL_REQUEST) if job.managed else None
+        if rid:
+            groups[rid].append(job)
+    out: dict[str, str] = {}
+    for group in groups.values():
+        if len(group) < 2:
+            continue
+        ordered = sorted(group, key=lambda j: j.sort_key)
+        keep = next((j for j in ordered if j.state_class in (StateClass.LIVE, StateClass.SUCCEEDED)), None)
+        if keep is None:
+            continue
+        out.update({j.name: keep.name for j in ordered if j is not keep and j.state_class is StateClass.LIVE})
+    return out
+
+
+def _without_request_duplicates(name: str, jobs: list[ObservedJob]) -> tuple[list[ObservedJob], list[Change]]:
+    """The model's jobs without the duplicates of a create intent, and a cancel for each
+    duplicate — even on a protected model: the intent keeps its older job."""
+    dups = request_duplicates(jobs)
+    cancels = [Change(action="cancel", name=name, parent=j.parent, job=j.name, job_state=j.state,
+                      cancel_jobs=[j.name],
+                      reason=f"duplicate of {dups[j.name]} (same create request "
+                             f"{j.labels.get(LABEL_REQUEST)}; two runs raced): the younger is cancelled")
+               for j in jobs if j.name in dups and not _foreign(j)]
+    return [j for j in jobs if j.name not in dups], cancels
+
+
+def _unrecorded(
+    name: str, jobs: list[ObservedJob], stack: str, has_manifest: bool, warnings: list[str]
+) -> tuple[list[ObservedJob], list[Change]]:
+    """For a model this state has no record of: its running jobs are taken out of what may be
+    cancelled, and said so with the commands that adopt or prune them."""
+    running = [j for j in jobs if j.state_class is StateClass.LIVE and not _foreign(j)]
+    if not running:
+        return jobs, []
+    if has_manifest:
+        # With a manifest, the jobs are found and kept (a lost state never makes a duplicate);
+        # only a cancel of one of them is withheld, by marking them as not ours to cancel.
+        marked = [dataclasses.replace(j, labels={**j.labels, _UNRECORDED: "true"}) if j in running else j
+                  for j in jobs]
+        return marked, []
+    listed = ", ".join(j.name for j in running)
+    warnings.append(
+        f"{name}: running job(s) {listed} of stack {stack} are not recorded in this state (another "
+        f"checkout's, or a new or lost state); not cancelling them. Adopt with a manifest named {name} "
+        f"(or `reconciler import JOB --name {name}`), or cancel with `apply --prune-unrecorded`")
+    return [j for j in jobs if j not in running], [Change(
+        action="noop", name=name, parent=running[-1].parent, job=running[-1].name, job_state=running[-1].state,
+        reason="running job(s) not recorded in this state; left alone (see the warning)")]
 
 
 def jobs_by_name(observation: Observation, stack: str, state: State) -> dict[str, list[ObservedJob]]:
@@ -359,19 +467,40 @@ def _foreign(job: ObservedJob) -> bool:
     return job.labels.get(LABEL_FOREIGN) == "true"
 
 
+_UNRECORDED = "reconciler-unrecorded"  # never on a real job: a running job this state has no record of
+
+
+def _withhold(name: str, jobs: list[tuple[ObservedJob, str]], warnings: list[str]) -> list[tuple[ObservedJob, str]]:
+    """The cancels that may go ahead; the others (jobs adopted without our labels, jobs this state
+    has no record of) are said in a warning, with what to do."""
+    allowed = []
+    for job, why in jobs:
+        because = f" ({why})" if why else ""
+        if _foreign(job):
+            warnings.append(f"{name}: {job.name} was adopted without the reconciler's labels; not cancelling "
+                            f"it{because} — cancel it yourself if intended")
+        elif job.labels.get(_UNRECORDED) == "true":
+            warnings.append(f"{name}: {job.name} is not recorded in this state (another checkout's, or a new "
+                            f"or lost state); not cancelling it{because} — `apply --prune-unrecorded` would")
+        else:
+            allowed.append((job, why))
+    return allowed
+
+
 def _detect_moves(
     desired: dict[str, DesiredModel],
     by_name: dict[str, list[ObservedJob]],
-    state: State,
+    recorded: set[str],
     scope: set[str],
-    stack: str,
     forced: set[str],
 ) -> dict[str, str]:
     """Renames: a manifest with no job whose spec hash matches the live or succeeded job of
-    exactly one orphan name (a name without a manifest). Returns new name → old name, and moves
-    the old name's jobs to the new one in `by_name` (relabelled, as adoption will record)."""
+    exactly one orphan name (a name without a manifest) that this state has a record of — never
+    another checkout's model. Returns new name → old name, and moves the old name's jobs to the
+    new one in `by_name` (relabelled, as adoption will record)."""
     moves: dict[str, str] = {}
-    orphans = {n for n in by_name if n not in desired}  # an old name may lie outside --target
+    # An old name may lie outside --target.
+    orphans = {n for n in by_name if n not in desired and n in recorded}
     for name in sorted(n for n in desired if n in scope and n not in forced and not by_name.get(n)):
         h = desired[name].spec_hash
         matches = [o for o in sorted(orphans) if any(
@@ -419,9 +548,7 @@ def _plan_desired(
         if d.protect and cancel:
             warnings.extend(f"{d.name}: protected; not cancelling {j.name}" for j in cancel)
             cancel = []
-        warnings.extend(f"{d.name}: {j.name} was adopted without the reconciler's labels; not cancelling it "
-                        "— cancel it yourself if intended" for j in cancel if _foreign(j))
-        cancel = [j for j in cancel if not _foreign(j)]
+        cancel = [j for j, _ in _withhold(d.name, [(j, "") for j in cancel], warnings)]
         return Change(
             action=action, name=d.name, reason=reason, parent=d.parent,
             job=old.name if old else None, job_state=old.state if old else None, spec_hash=h,
@@ -545,9 +672,7 @@ def _with_cost(change: Change, d: DesiredModel, prices: Mapping[str, float]) -> 
 def _cancels(d: DesiredModel, jobs: list[tuple[ObservedJob, str]], warnings: list[str]) -> list[Change]:
     """Cancel actions for extra running jobs of a model (none for a protected model, and never
     for a foreign job: one adopted without the reconciler's labels)."""
-    warnings.extend(f"{d.name}: {j.name} was adopted without the reconciler's labels; not cancelling it "
-                    f"({why}) — cancel it yourself if intended" for j, why in jobs if _foreign(j))
-    jobs = [(j, why) for j, why in jobs if not _foreign(j)]
+    jobs = _withhold(d.name, jobs, warnings)
     if d.protect:
         warnings.extend(f"{d.name}: protected; not cancelling {j.name} ({why})" for j, why in jobs)
         return []
@@ -603,7 +728,8 @@ def derive_entry(
     """
     if desired is None and previous is None:
         return None  # orphans are not adopted into the state; leaving it is the forget action's job
-    ordered = sorted(jobs, key=lambda j: j.sort_key)
+    duplicates = request_duplicates(jobs)  # younger jobs of one create request: being cancelled
+    ordered = sorted((j for j in jobs if j.name not in duplicates), key=lambda j: j.sort_key)
     want = desired.spec_hash if desired else (previous.spec_hash if previous else None)
     current = _newest([j for j in ordered if j.spec_hash == want]) or _newest(ordered)
     parent = desired.parent if desired else (previous.parent if previous else "")

@@ -57,9 +57,21 @@ def _grouped(changes: Iterable[Change]) -> list[tuple[str, list[Change]]]:
     return [(a, [c for c in changes if c.action == a]) for a in ORDER if any(c.action == a for c in changes)]
 
 
+def scope_line(plan: Plan) -> str:
+    """Which models the plan may remove: said in every format, since a subset of manifests must
+    never read as the whole stack."""
+    if plan.prune:
+        text = "Scope: the whole manifest set; models without a manifest are removed."
+    else:
+        text = "Scope: a subset of the manifests; models without a manifest here are left alone (--prune removes them)."
+    if plan.prune_unrecorded:
+        text += " Running jobs this state has no record of are cancelled too (--prune-unrecorded)."
+    return text
+
+
 def plan_text(plan: Plan, *, show_noop: bool = False) -> str:
     """Human-readable plan with rich markup, grouped by action, counts in the first line."""
-    lines = [f"[bold]{escape(summary_line(plan))}[/]"]
+    lines = [f"[bold]{escape(summary_line(plan))}[/]", f"[dim]{escape(scope_line(plan))}[/]"]
     for action, changes in _grouped(plan.changes):
         if action == "noop" and not show_noop and not any(c.notes or c.error for c in changes):
             continue
@@ -95,7 +107,7 @@ def plan_json(plan: Plan) -> str:
     body = plan.model_dump(mode="json")
     body["summary"] = plan.summary()
     order = ["format_version", "tool_version", "stack", "summary", "changes", "warnings", "parents",
-             "targets", "replace", "state_lineage", "state_serial", "fingerprint"]
+             "targets", "replace", "prune", "prune_unrecorded", "state_lineage", "state_serial", "fingerprint"]
     return json.dumps({k: body[k] for k in order if k in body}, indent=2, ensure_ascii=False)
 
 
@@ -106,7 +118,8 @@ def _md_escape(text: str) -> str:
 def plan_markdown(plan: Plan, *, limit: int = GITHUB_COMMENT_LIMIT - 1_536) -> str:
     """A PR comment: summary first, a table, details folded; never longer than `limit`."""
     s = plan.summary()
-    head = [f"### Tuning plan for stack `{plan.stack}`", "", f"**{_md_escape(summary_line(plan))}**", ""]
+    head = [f"### Tuning plan for stack `{plan.stack}`", "", f"**{_md_escape(summary_line(plan))}**", "",
+            _md_escape(scope_line(plan)), ""]
     counts = " · ".join(f"{s[a]} {a}" for a in ACTIONS)
     head += [counts, ""]
     body: list[str] = []

@@ -574,7 +574,7 @@ def test_an_interrupted_create_in_a_region_nothing_else_names_is_still_seen(cli:
 def test_max_cost_must_be_a_real_amount(cli: Cli, emulator):
     cli.manifest("alpha")
     r = cli("apply", "--auto-approve", "--max-cost", "nan")
-    assert r.code == 1 and "--max-cost must be a finite amount" in r.err
+    assert r.code == 1 and "Invalid value for '--max-cost': nan is not a finite number" in r.err
     assert emulator.stats()["requests"].get("create", 0) == 0
 
 

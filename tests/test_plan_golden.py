@@ -53,9 +53,16 @@ def job(d: DesiredModel | None, state: str, *, name: str | None = None, hash_: s
     return ObservedJob(**fields)
 
 
+def recorded_state(ds: list[DesiredModel], jobs: list[ObservedJob]) -> State:
+    """A state that has a record of every model named by the manifests or the jobs: the usual
+    case of a repository that applied before (a new state is tested on its own)."""
+    names = {d.name for d in ds} | {j.model_name for j in jobs if j.model_name}
+    return State(stack=STACK, serial=1, lineage="L", models={n: ModelEntry.model_validate({"parent": PARENT}) for n in sorted(names)})
+
+
 def plan_for(ds: list[DesiredModel], jobs: list[ObservedJob], state: State | None = None, **kw: Any):
     obs = Observation(parents=(PARENT,), jobs=tuple(jobs))
-    return compute_plan(ds, obs, state or State(stack=STACK), stack=STACK, **kw)
+    return compute_plan(ds, obs, state or recorded_state(ds, jobs), stack=STACK, **kw)
 
 
 def actions(plan) -> list[tuple[str, str]]:
@@ -162,7 +169,8 @@ def test_cancelling_job_waits():
 def test_orphan_running_is_cancelled_and_finished_orphan_forgotten():
     gone = desired("gone")
     old = desired("old")
-    state = State(stack=STACK, serial=3, models={"old": ModelEntry(parent=PARENT, job="x")})
+    state = State(stack=STACK, serial=3, models={"old": ModelEntry(parent=PARENT, job="x"),
+                                                 "gone": ModelEntry(parent=PARENT)})
     running, finished = job(gone, "RUNNING"), job(old, "SUCCEEDED")
     p = plan_for([], [running, finished], state)
     assert actions(p) == [("cancel", "gone"), ("forget", "old")]
@@ -170,7 +178,7 @@ def test_orphan_running_is_cancelled_and_finished_orphan_forgotten():
 
 
 def test_finished_orphan_without_state_entry_needs_nothing():
-    assert plan_for([], [job(desired("gone"), "SUCCEEDED")]).changes == []
+    assert plan_for([], [job(desired("gone"), "SUCCEEDED")], State(stack=STACK)).changes == []
 
 
 def test_unmanaged_and_other_stack_jobs_are_never_touched():
@@ -299,8 +307,8 @@ def test_failed_retune_is_reported_while_the_old_job_serves():
 def test_protect_label_guards_orphans_when_the_state_is_lost():
     d = desired(protect=True)
     running = job(d, "RUNNING", labels={**ownership_labels(STACK, "bot", d.spec_hash), "reconciler-protect": "true"})
-    with pytest.raises(PlanError, match="protected"):
-        plan_for([], [running])
+    lost = plan_for([], [running], State(stack=STACK))  # no record: never cancelled, protected or not
+    assert [(c.action, c.job) for c in lost.changes] == [("noop", running.name)]
     # The state, when present, is what the last apply said: protect: false was applied.
     state = State(stack=STACK, serial=1, models={"bot": ModelEntry(parent=PARENT, protect=False)})
     assert actions(plan_for([], [running], state)) == [("cancel", "bot")]
@@ -346,3 +354,77 @@ def test_state_tracks_every_parent_that_still_matters():
     obs = Observation(parents=(PARENT, new_job.parent), jobs=(old_job, new_job))
     entry = derive_models([moved], obs, State(stack=STACK), stack=STACK)["bot"]
     assert entry.parents == sorted([PARENT, new_job.parent]) and entry.serving_job == old_job.name
+
+
+# -- issue 11: what this run has no business cancelling ------------------------------------------
+def test_running_job_of_a_model_this_state_never_recorded_is_left_alone():
+    """Another checkout's model in the same stack (or a new state): reported, not cancelled."""
+    theirs = job(desired("team-a-bot"), "RUNNING")
+    p = plan_for([desired("team-b-bot")], [theirs], State(stack=STACK))
+    assert actions(p) == [("noop", "team-a-bot"), ("create", "team-b-bot")]
+    assert p.cancel_count == 0
+    assert any("team-a-bot" in w and "--prune-unrecorded" in w and "import" in w for w in p.warnings)
+    pruned = plan_for([desired("team-b-bot")], [theirs], State(stack=STACK), prune_unrecorded=True)
+    assert ("cancel", "team-a-bot") in actions(pruned)
+
+
+def test_lost_state_finds_the_running_job_and_never_duplicates_it():
+    d = desired()
+    running = job(d, "RUNNING")
+    p = plan_for([d], [running], State(stack=STACK))
+    assert [(c.action, c.job) for c in p.changes] == [("noop", running.name)]
+
+
+def test_replace_without_a_record_does_not_cancel_the_old_job():
+    old = job(desired(), "RUNNING")
+    p = plan_for([desired(hyper_parameters=(("epochCount", 5),))], [old], State(stack=STACK))
+    (c,) = p.changes
+    assert c.action == "replace" and c.cancel_jobs == []
+    assert any(old.name in w and "not recorded" in w for w in p.warnings)
+
+
+def test_a_subset_of_manifests_prunes_nothing():
+    a, b = desired("a"), desired("b")
+    ja, jb = job(a, "RUNNING"), job(b, "SUCCEEDED")
+    partial = plan_for([a], [ja, jb], recorded_state([a, b], [ja, jb]), prune=False)
+    assert actions(partial) == [("noop", "a")] and not partial.prune
+    assert any("partial run" in w and "b" in w for w in partial.warnings)
+    whole = plan_for([a], [ja, jb], recorded_state([a, b], [ja, jb]))
+    assert ("forget", "b") in actions(whole)
+
+
+def test_a_rename_seen_in_a_subset_neither_moves_nor_creates():
+    old = desired("old")
+    new = dataclasses.replace(old, name="new", source="m/new.yaml:1")
+    j = job(old, "SUCCEEDED")
+    p = plan_for([new], [j], recorded_state([old], [j]), prune=False)
+    assert actions(p) == [("noop", "new")] and "renamed from old" in p.changes[0].reason
+
+
+def test_two_jobs_of_one_create_request_keep_the_older():
+    d = desired()
+    labels = {**ownership_labels(STACK, "bot", d.spec_hash), "reconciler-request": "r1"}
+    older = job(d, "RUNNING", labels=labels, created="2026-01-01T00:00:00Z")
+    younger = job(d, "PENDING", labels=labels, created="2026-01-01T00:00:05Z")
+    p = plan_for([d], [younger, older])
+    assert [c.cancel_jobs for c in p.changes if c.action == "cancel"] == [[younger.name]]
+    assert [c.job for c in p.changes if c.action == "noop"] == [older.name]
+    protected = desired(protect=True)
+    p = plan_for([protected], [younger, older])
+    assert [c.cancel_jobs for c in p.changes if c.action == "cancel"] == [[younger.name]]
+    entry = derive_models([d], Observation(parents=(PARENT,), jobs=(older, younger)), State(stack=STACK), stack=STACK)
+    assert entry["bot"].job == older.name
+
+
+def test_fingerprint_covers_the_request_and_the_models():
+    d = desired()
+    p = plan_for([d], [])
+    from reconciler.plan import fingerprint
+
+    assert fingerprint(p) == p.fingerprint
+    body = p.model_dump()
+    body["changes"][0]["request"]["supervisedTuningSpec"]["trainingDatasetUri"] = "gs://evil/x.jsonl"
+    assert fingerprint(body) != p.fingerprint
+    body = p.model_dump()
+    body["desired"][0]["service_account"] = "evil@x.iam.gserviceaccount.com"
+    assert fingerprint(body) != p.fingerprint
