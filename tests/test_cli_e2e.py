@@ -448,7 +448,7 @@ def test_status_name_shows_jobs_over_time_and_tuning_data(cli: Cli, emulator):
 
 
 def test_status_watch_follows_until_jobs_finish(cli: Cli, emulator):
-    emulator.configure(clock="real", pending_seconds=0.1, running_seconds=0.2)
+    emulator.configure(clock="real", pending_seconds=0.1, running_seconds=1.5)
     cli.manifest("alpha")
     cli.ok("apply", "--auto-approve")
     r = cli.ok("status", "--watch", "--interval", "0.1", "--format", "json")
