@@ -176,7 +176,7 @@ def load_settings(
             values.update({k: v for k, v in cf.rate_limit.model_dump().items() if v is not None})
         if "state" in values and not Path(values["state"]).is_absolute() and "://" not in values["state"]:
             values["state"] = str(path.parent / values["state"])
-        if "manifests" in values and not Path(values["manifests"]).is_absolute():
+        if "manifests" in values and not Path(values["manifests"]).is_absolute() and "://" not in values["manifests"]:
             values["manifests"] = str(path.parent / values["manifests"])
         settings = replace(settings, **values, retry=retry, config_file=str(path))
     env_map = {
