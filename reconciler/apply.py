@@ -256,7 +256,8 @@ def _cancel_duplicates(plan: Plan, observation: Observation, api: TuningApi, rec
     for name, jobs in sorted(owned.items()):
         duplicates = request_duplicates(jobs)
         for job in jobs:
-            if job.name in duplicates and job.labels.get(LABEL_REQUEST) in ours:
+            if (job.name in duplicates and job.state_class is StateClass.LIVE
+                    and job.labels.get(LABEL_REQUEST) in ours):
                 change = Change(action="cancel", name=name, parent=job.parent, job=job.name, job_state=job.state,
                                 cancel_jobs=[job.name],
                                 reason=f"duplicate of {duplicates[job.name]} (same create request; two runs raced)")

@@ -477,7 +477,7 @@ def _read_saved_plan(path: Path) -> Plan | None:
         raise PlanError(f"{path}: not a saved plan of this version ({exc.error_count()} problems)") from None
     if saved.format_version != PLAN_FORMAT_VERSION:
         raise PlanError(f"{path}: a saved plan of format {saved.format_version}, this version reads "
-                        f"{PLAN_FORMAT_VERSION}; run plan again")
+                        f"{PLAN_FORMAT_VERSION}. Run plan again.")
     if fingerprint(saved) != saved.fingerprint:
         raise PlanError(f"{path} was edited after it was made (its content no longer matches its "
                         "fingerprint); nothing was applied. Run plan again.")

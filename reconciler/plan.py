@@ -382,12 +382,13 @@ def compute_plan(
 
 
 def request_duplicates(jobs: Iterable[ObservedJob]) -> dict[str, str]:
-    """Running jobs made for a create intent that already has a job: job → the job kept.
+    """Jobs made for a create intent that already has a job: job → the job kept.
 
     Two jobs carry one request id when two runs raced (two checkouts, two state files) or a
     create the client gave up on was finished by the server after a retry. The oldest job of
-    the intent that is running or succeeded is kept — it is the furthest on — and every younger
-    running one is a duplicate, cancelled by whichever run sees it."""
+    the intent that is running or succeeded is kept — it is the furthest on — and every other
+    job of the intent is a duplicate: left out of the model's history, and cancelled, if it
+    runs, by whichever run sees it."""
     groups: dict[str, list[ObservedJob]] = defaultdict(list)
     for job in jobs:
         rid = job.labels.get(LABEL_REQUEST) if job.managed else None
@@ -401,7 +402,7 @@ def request_duplicates(jobs: Iterable[ObservedJob]) -> dict[str, str]:
         keep = next((j for j in ordered if j.state_class in (StateClass.LIVE, StateClass.SUCCEEDED)), None)
         if keep is None:
             continue
-        out.update({j.name: keep.name for j in ordered if j is not keep and j.state_class is StateClass.LIVE})
+        out.update({j.name: keep.name for j in ordered if j is not keep})
     return out
 
 
@@ -413,7 +414,7 @@ def _without_request_duplicates(name: str, jobs: list[ObservedJob]) -> tuple[lis
                       cancel_jobs=[j.name],
                       reason=f"duplicate of {dups[j.name]} (same create request "
                              f"{j.labels.get(LABEL_REQUEST)}; two runs raced): the younger is cancelled")
-               for j in jobs if j.name in dups and not _foreign(j)]
+               for j in jobs if j.name in dups and j.state_class is StateClass.LIVE and not _foreign(j)]
     return [j for j in jobs if j.name not in dups], cancels
 
 
@@ -728,7 +729,7 @@ def derive_entry(
     """
     if desired is None and previous is None:
         return None  # orphans are not adopted into the state; leaving it is the forget action's job
-    duplicates = request_duplicates(jobs)  # younger jobs of one create request: being cancelled
+    duplicates = request_duplicates(jobs)  # other jobs of one create request: cancelled, never current
     ordered = sorted((j for j in jobs if j.name not in duplicates), key=lambda j: j.sort_key)
     want = desired.spec_hash if desired else (previous.spec_hash if previous else None)
     current = _newest([j for j in ordered if j.spec_hash == want]) or _newest(ordered)
