@@ -40,7 +40,7 @@ YAML_SUFFIXES = (".yaml", ".yml")
 # Checked with fullmatch (Python's `$` also matches before a final newline) and, where given as a
 # pydantic `pattern=`, by pydantic-core's Rust engine, whose `$` is the end of the text.
 GCS_URI = re.compile(r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/[^\r\n]{1,1024}$")
-KMS_KEY = re.compile(r"^projects/[^/\s]+/locations/[^/\s]+/keyRings/[^/\s]+/cryptoKeys/[^/\s]+$")
+KMS_KEY = re.compile(r"^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+$")
 SERVICE_ACCOUNT = re.compile(r"^[a-zA-Z0-9._%+-]{1,100}@[a-zA-Z0-9.-]{1,200}$")
 AdapterSize = Literal[
     "ADAPTER_SIZE_ONE",
@@ -89,6 +89,14 @@ class SupervisedTuning(_Strict):
 
 class EncryptionSpec(_Strict):
     kms_key_name: str = Field(alias="kmsKeyName", pattern=KMS_KEY.pattern)
+
+    @field_validator("kms_key_name")
+    @classmethod
+    def _no_space(cls, value: str) -> str:
+        # `[^/]+` also matches a line break ("...cryptoKeys/k\n" would reach the API)
+        if any(c.isspace() for c in value):
+            raise ValueError("a key name has no spaces or line breaks")
+        return value
 
 
 class RetryPolicy(_Strict):
