@@ -47,7 +47,6 @@ app = typer.Typer(
 )
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
-DEFAULT_PATHS = [Path("manifests")]
 
 
 @dataclass
@@ -149,7 +148,7 @@ def _global(
 # -- shared steps ---------------------------------------------------------------------------------
 def _manifest_root(rt: Runtime) -> Path:
     """The folder holding the stack's whole manifest set (`manifests:` in reconciler.yaml)."""
-    return Path(getattr(rt.settings, "manifests", None) or DEFAULT_PATHS[0])
+    return Path(rt.settings.manifests)
 
 
 def _prunes(rt: Runtime, paths: Sequence[Path], prune: bool) -> bool:
