@@ -16,7 +16,10 @@ and deliberately different from our emulator wherever the documents leave room:
 - labels are checked against the documented rules; request fields against the discovery document;
 - faults on demand: 503 with an HTML body, 429 with `Retry-After` as an HTTP date, a create
   that stores the job but answers 503 (optionally followed by an outage), a job that finishes
-  just before its cancel arrives, a cancel that is accepted but never happens.
+  just before its cancel arrives, a cancel that is accepted but never happens;
+- a broken or hostile server on demand: `foreign_jobs` shown in every list whatever the parent
+  (jobs named under another project or region), `raw_answers` that replace the next answer to an
+  operation by any JSON value or raw bytes (a create can still store its job first).
 Jobs move on only when the test calls `advance()` (or, with `auto_advance`, on each list).
 """
 
@@ -128,6 +131,10 @@ class VertexFake:
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)  # id → job; dicts keep creation order
     requests: list[tuple[str, str, dict[str, str], float]] = field(default_factory=list)  # (op, path, query, time)
     retry_dates: list[tuple[int, float]] = field(default_factory=list)  # (request index, Retry-After date as epoch s)
+    foreign_jobs: list[dict[str, Any]] = field(default_factory=list)  # listed under every parent, names as given
+    # (operation, body, store): the next answer to `operation` is `body` (a JSON value, or bytes sent as
+    # they are) with status 200; with `store`, a create makes its job first. Used in order, once each.
+    raw_answers: list[tuple[str, Any, bool]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -236,7 +243,8 @@ class VertexFake:
                 self._step(job)
         size = min(size or self.default_page_size, self.max_page_size)
         prefix = f"projects/{self.number(project)}/locations/{location}/"
-        mine = [j for j in self.jobs.values() if j["name"].startswith(prefix) and not (
+        mine = [j for j in [*self.jobs.values(), *self.foreign_jobs] if (
+            j["name"].startswith(prefix) or any(j is f for f in self.foreign_jobs)) and not (
             self.filter_mode == "literal" and wanted and (j.get("labels") or {}).get(wanted[1]) != wanted[2])]
         if self.empty_first_page and not query.get("pageToken"):
             size = 0
@@ -276,6 +284,15 @@ class VertexFake:
             op = _operation(method, m_col, m_job, m_gen)
             self.requests.append((op, path, query, time.time()))
             fault = self._fault(op, query)
+            raw_answer = next((a for a in self.raw_answers if a[0] == op), None)
+            if raw_answer is not None:
+                self.raw_answers.remove(raw_answer)
+                _, answer, store = raw_answer
+                if store and op == "create" and m_col:
+                    self._create(m_col[1], m_col[2], json.loads(raw) if raw.strip() else {})
+                if isinstance(answer, bytes):
+                    return Response(answer, 200, media_type="application/json")
+                return JSONResponse(answer)
             if fault == "html503" or self.outage:
                 return HTMLResponse(_GFE_503, 503)
             if fault == "429date":

@@ -65,6 +65,8 @@ _GFE_502 = """<!DOCTYPE html>
 
 def create_app(backend: Backend) -> Starlette:
     """A Starlette app serving `backend` over the Vertex AI REST routes and the admin routes."""
+    # Creates held by `create_delay_seconds`, each a task of its own (see `_held_create`).
+    held: set[asyncio.Task[dict[str, Any]]] = set()
 
     async def api(request: Request) -> Response:
         latency = backend.config.latency_ms
@@ -87,6 +89,8 @@ def create_app(backend: Backend) -> Starlette:
         )
         if operation == "create":
             body = await _object_body(request)
+            if backend.config.create_delay_seconds:
+                return _json(await _held_create(backend, held, resource, body, enum_int))
             return _json(backend.create_tuning_job(resource, body, enum_int))
         if operation == "list":
             page = backend.list_tuning_jobs(
@@ -113,7 +117,10 @@ def create_app(backend: Backend) -> Starlette:
         return _json(backend.configure(changes))
 
     async def advance(request: Request) -> Response:
-        return _json(backend.advance((await _object_body(request)).get("seconds")))
+        now = backend.advance((await _object_body(request)).get("seconds"))
+        if held:  # the advance released every held create: answer once they are made
+            await asyncio.wait(list(held))
+        return _json(now)
 
     async def seed(request: Request) -> Response:
         return _json({"names": backend.seed((await _object_body(request)).get("jobs"))})
@@ -153,6 +160,31 @@ def create_app(backend: Backend) -> Starlette:
             Exception: _internal_error,
         },
     )
+
+
+async def _held_create(
+    backend: Backend,
+    held: set[asyncio.Task[dict[str, Any]]],
+    parent: str,
+    body: dict[str, Any],
+    enum_int: bool,
+) -> dict[str, Any]:
+    """The create after `create_delay_seconds` of wall time or the next advance, whichever comes
+    first; shielded, so that it is made even if the client has gone meanwhile."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + backend.config.create_delay_seconds
+    mark = backend.advances
+
+    async def finish() -> dict[str, Any]:
+        while loop.time() < deadline and backend.advances == mark:
+            await asyncio.sleep(min(0.01, max(0.0, deadline - loop.time())))
+        return backend.create_tuning_job(parent, body, enum_int)
+
+    task = asyncio.ensure_future(finish())
+    held.add(task)  # kept: it finishes even when the request that started it is gone
+    task.add_done_callback(held.discard)
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())  # an error nobody awaits
+    return await asyncio.shield(task)
 
 
 def _json(body: Any) -> Response:

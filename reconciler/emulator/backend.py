@@ -73,7 +73,9 @@ _DEFAULT_ERRORS: Mapping[str, dict[str, Any]] = {
     FAILED: {"code": 13, "message": "Internal error encountered."},
     CANCELLED: {"code": 1, "message": "CANCELLED"},
 }
-_SEED_KEYS = frozenset({"project", "location", "state", "createTime", "error"})
+_SEED_KEYS = frozenset({"project", "location", "state", "createTime", "error", "listedIn"})
+_LOOP_TOKEN = "emulator-loop"
+_ENDLESS_TOKEN = "emulator-endless-"
 _FAIL_KEYS = frozenset({"name", "labels", "baseModel", "message"})
 _OPERATIONS = ("create", "get", "list", "cancel", "generateContent")
 _FAULTS = ("503", "429", "lost_create", "quota_429")
@@ -106,6 +108,12 @@ class EmulatorConfig:
     fault_seed: int | None = None
     data_path: str | None = None
     project_numbers: dict[str, str] = field(default_factory=dict)
+    # A create is held this long (wall seconds, or until the next advance) before it is made; it
+    # is made even if its client has gone meanwhile (a server finishing a create after a kill).
+    create_delay_seconds: float = 0.0
+    # "loop": every list answer carries the same next-page token again; "endless": a new token
+    # on every answer, pages after the first empty. A broken server for the client's page bounds.
+    page_tokens: Literal["normal", "loop", "endless"] = "normal"
 
 
 def _is_number(value: Any) -> bool:
@@ -139,6 +147,8 @@ _CONFIG_RULES: Mapping[str, tuple[Callable[[Any], bool], str]] = {
         "an integer or null",
     ),
     "data_path": (lambda v: v is None or (isinstance(v, str) and bool(v)), "a file path or null"),
+    "create_delay_seconds": _SECONDS,
+    "page_tokens": (lambda v: v in ("normal", "loop", "endless"), '"normal", "loop" or "endless"'),
     "project_numbers": (
         lambda v: (
             isinstance(v, dict)
@@ -177,6 +187,8 @@ class _Job:
     events: list[tuple[int, str]]  # (time in microseconds, state), in time order
     errors: dict[str, dict[str, Any]] = field(default_factory=dict)  # state -> error
     extra: dict[str, Any] = field(default_factory=dict)  # raw fields patched over the output
+    # Parents (project number form) whose lists also show this job, though its name lies elsewhere.
+    listed_in: list[str] = field(default_factory=list)
 
     @property
     def parent(self) -> str:
@@ -209,6 +221,7 @@ class Backend:
         self._initial = copy.deepcopy(config)
         self.config = copy.deepcopy(config)
         self._lock = threading.RLock()
+        self.advances = 0  # how many advances so far: a held create ends at the next one
         self._next_id = _FIRST_JOB_ID
         self._clear()
         if config.data_path and Path(config.data_path).exists():
@@ -278,11 +291,22 @@ class Backend:
                 )
             size = min(page_size or self.config.default_page_size, self.config.max_page_size)
             matches = compile_filter(filter)
+            mode = self.config.page_tokens
+            if mode == "endless" and page_token.startswith(_ENDLESS_TOKEN):
+                serial = page_token.removeprefix(_ENDLESS_TOKEN)
+                return {"nextPageToken": f"{_ENDLESS_TOKEN}{int(serial) + 1 if serial.isdigit() else 1}"}
+            if mode == "loop" and page_token == _LOOP_TOKEN:
+                page_token = ""  # the first page again, and the same token again
             scope = hashlib.sha256(f"{project}/{location}?{filter}".encode()).hexdigest()[:16]
             after = _decode_token(page_token, scope) if page_token else None
             now = self._now()
+            listed = f"projects/{project}/locations/{location}"
             candidates = sorted(
-                (j for j in self._jobs.values() if (j.project, j.location) == (project, location)),
+                (
+                    j
+                    for j in self._jobs.values()
+                    if (j.project, j.location) == (project, location) or listed in j.listed_in
+                ),
                 key=_sort_key,
             )
             page: list[_Job] = []
@@ -298,6 +322,10 @@ class Backend:
                 out["tuningJobs"] = [self._render(job, now, enum_int) for job in page]
             if more:
                 out["nextPageToken"] = _encode_token(_sort_key(page[-1]), scope)
+            if mode == "loop":
+                out["nextPageToken"] = _LOOP_TOKEN
+            elif mode == "endless":
+                out["nextPageToken"] = f"{_ENDLESS_TOKEN}1"
             return out
 
     def cancel_tuning_job(self, name: str) -> dict[str, Any]:
@@ -410,6 +438,7 @@ class Backend:
                 self._manual_now += _seconds_us(seconds)
             else:
                 self._offset += _seconds_us(seconds)
+            self.advances += 1
             self._save()
             return {"now": wire.format_timestamp(self._now())}
 
@@ -424,9 +453,21 @@ class Backend:
                 raise invalid_argument("jobs must be a list of job objects.")
             now = self._now()
             prepared = [self._seed_item(item, f"jobs[{i}]", now) for i, item in enumerate(jobs)]
-            names = [self._add_job(*args).name for args in prepared]
+            listed = [self._listed_in(item, f"jobs[{i}]") for i, item in enumerate(jobs)]
+            added = [self._add_job(*args) for args in prepared]
+            for job, parents in zip(added, listed, strict=True):
+                job.listed_in = parents
             self._save()
-            return names
+            return [job.name for job in added]
+
+    def _listed_in(self, item: dict[str, Any], where: str) -> list[str]:
+        """`listedIn`: parents whose lists also show the job (as a broken or hostile server)."""
+        parents = item.get("listedIn", [])
+        if not isinstance(parents, list) or not all(isinstance(p, str) for p in parents):
+            raise invalid_argument(f"{where}.listedIn must be a list of parent names.")
+        return [
+            "projects/{}/locations/{}".format(*self._parse_parent(parent)) for parent in parents
+        ]
 
     def _seed_item(self, item: Any, where: str, now: int) -> tuple[Any, ...]:
         if not isinstance(item, dict):
@@ -437,6 +478,7 @@ class Backend:
         project, location = self._parse_parent(
             f"projects/{item.get('project', '')}/locations/{item.get('location', '')}"
         )
+        self._listed_in(item, where)  # refused before any job is added
         inputs = {k: v for k, v in item.items() if k in wire.TUNING_JOB_FIELDS}
         spec = wire.parse_message(inputs, wire.TUNING_JOB, where)
         try:

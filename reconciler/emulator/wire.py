@@ -87,7 +87,7 @@ TUNING_JOB_ORDER = (
 
 _PKG = "google.cloud.aiplatform.v1"
 _GCS_URI = re.compile(r"gs://[a-z0-9][a-z0-9._-]*/\S+")
-_DATASET_NAME = re.compile(r"projects/[^/]+/locations/[^/]+/datasets/[^/]+")
+_DATASET_NAME = re.compile(r"projects/[^/\s]+/locations/[^/\s]+/datasets/[^/\s]+")
 _LABEL_MAX = 64
 _LABEL_TEXT_MAX = 63
 _DISPLAY_NAME_MAX = 128
