@@ -13,11 +13,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from reconciler import interrupt
-from reconciler.errors import MalformedResponseError
+from reconciler.errors import MalformedResponseError, ReconcilerError
 from reconciler.models import DesiredModel, ObservedJob
 from reconciler.plan import Observation
 from reconciler.state.model import State
-from reconciler.vertex.client import VertexClient, job_in_parent
+from reconciler.vertex.client import VertexClient, job_in_parent, split_job_name
 from reconciler.vertex.wire import SupervisedTuningSpec, TuningJob
 
 
@@ -127,13 +127,26 @@ def observe_parent(client: VertexClient, parent: str) -> Observation:
         if job_in_parent(job.name, parent, number):
             jobs.append(to_observed(job, parent))
         else:
-            skipped.append(job.name if job.name else "(a job without a name)")
+            skipped.append(_shown(job.name))
     warnings: tuple[str, ...] = ()
     if skipped:
         shown = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
         warnings = (f"the list of {parent} returned {len(skipped)} job(s) not under {parent}; ignored, "
                     f"never changed by this run: {shown}",)
     return Observation(parents=(parent,), jobs=tuple(jobs), warnings=warnings)
+
+
+def _shown(name: str | None) -> str:
+    """A listed name for a warning: as it is when well-formed, else quoted and cut (it comes
+    from the server: no control characters or screenfuls reach the terminal)."""
+    if not name:
+        return "(a job without a name)"
+    try:
+        split_job_name(name)
+    except ReconcilerError:
+        text = repr(name)
+        return text if len(text) <= 120 else text[:120] + "…"
+    return name
 
 
 def _project_of(name: str | None) -> str:

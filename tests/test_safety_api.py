@@ -205,6 +205,7 @@ def test_transport_redacts_exception_text_server_messages_and_retry_warnings() -
     assert all(secret not in text and "ya29" not in text for text in shown), shown
     assert any("<redacted>" in text for text in told)
     assert redact(f"Illegal header value b'Bearer {secret}\\n'") == "Illegal header value b'Bearer <redacted>'"
+    assert redact("missing Bearer token for the basic tuning spec") == "missing Bearer token for the basic tuning spec"
 
 
 def test_an_illegal_header_value_is_not_retried_and_not_shown() -> None:

@@ -13,8 +13,11 @@ import re
 import threading
 
 MASK = "<redacted>"
-# "Bearer <credential>" as a header value, in a repr (b'Bearer …'), or quoted in a message.
-_BEARER = re.compile(r"(?i)\b(bearer|basic)(\s+|%20|\+)([^\s'\",;)\]}]+)")
+# "Bearer <credential>" as a header value, in a repr (b'Bearer …'), or quoted in a message; and
+# HTTP Basic credentials (base64). English words after "bearer" ("a Bearer token") stay.
+_BEARER = re.compile(r"(?i)\b(bearer)(\s+|%20|\+)([^\s'\",;)\]}]+)|\b(Basic)(\s+)([A-Za-z0-9+/]{12,}={0,2})")
+_WORDS = frozenset({"token", "tokens", "auth", "authentication", "authorization", "credential", "credentials",
+                    "header", "scheme", "is", "was", "the", "a", "an", "or", "and", "required", "missing"})
 # Google OAuth 2.0 access tokens ("ya29." then base64url-ish), and refresh tokens ("1//…").
 _GOOGLE_TOKENS = re.compile(r"\bya29\.[A-Za-z0-9_.~+/=-]+|\b1//[A-Za-z0-9_.~+/=-]{20,}")
 _MIN_SECRET = 8  # shorter values would mask ordinary words; such tokens are refused anyway
@@ -46,5 +49,12 @@ def redact(text: str) -> str:
         escaped = secret.encode("unicode_escape").decode("ascii", "replace")
         if escaped != secret and escaped in text:  # as it appears in a repr (b'…\n')
             text = text.replace(escaped, MASK)
-    text = _BEARER.sub(lambda m: f"{m[1]}{m[2]}{MASK}" if m[3] != MASK else m[0], text)
+    text = _BEARER.sub(_mask_credential, text)
     return _GOOGLE_TOKENS.sub(MASK, text)
+
+
+def _mask_credential(match: re.Match[str]) -> str:
+    scheme, space, credential = (match[1], match[2], match[3]) if match[1] else (match[4], match[5], match[6])
+    if credential == MASK or credential.lower() in _WORDS:
+        return match[0]
+    return f"{scheme}{space}{MASK}"
