@@ -262,13 +262,15 @@ def _loads(content: bytes) -> Any:
     """JSON of a body; ValueError if it is not JSON or nests deeper than MAX_JSON_DEPTH."""
     value = json.loads(content)
     stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:  # iterative: a deep value must not exhaust the stack here either
-        item, depth = stack.pop()
-        if isinstance(item, (dict, list)):
-            if depth > MAX_JSON_DEPTH:
-                raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    pop, push = stack.pop, stack.append
+    while stack:  # iterative, containers only: ~1/4 of the parse time of a 1000-job page
+        item, depth = pop()
+        if depth > MAX_JSON_DEPTH:
+            raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+        for child in item.values() if type(item) is dict else item if type(item) is list else ():
+            kind = type(child)
+            if kind is dict or kind is list:
+                push((child, depth + 1))
     return value
 
 
