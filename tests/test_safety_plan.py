@@ -19,6 +19,8 @@ import pytest
 from tests.clihelp import Cli, write_config
 
 LIVE = ("JOB_STATE_QUEUED", "JOB_STATE_PENDING", "JOB_STATE_RUNNING")
+# More trials for the figures of docs/reliability.md: SAFETY_TRIALS=30 python -m pytest tests/test_safety_plan.py
+TRIALS = int(os.environ.get("SAFETY_TRIALS", "3"))
 
 
 def owned(emulator, stack: str = "test") -> list[dict]:
@@ -127,7 +129,7 @@ def _spawn(workdir: Path, env: dict[str, str], *args: str) -> subprocess.Popen[b
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-@pytest.mark.parametrize("trial", range(3))
+@pytest.mark.parametrize("trial", range(TRIALS))
 def test_two_checkouts_applying_at_once_leave_one_live_job_per_model(cli: Cli, emulator, tmp_path, trial):
     """Both runs list before either creates (the emulator answers slowly), so both create every
     model; after the two applies, every model has exactly one live job: the younger of each pair
@@ -141,7 +143,7 @@ def test_two_checkouts_applying_at_once_leave_one_live_job_per_model(cli: Cli, e
         for name in names:
             Cli(workdir, cli.capsys).manifest(name)
         repos.append(workdir)
-    emulator.configure(latency_ms=300 + 100 * trial)
+    emulator.configure(latency_ms=300 + 100 * (trial % 3))
     env = {**os.environ, "RECONCILER_API_ENDPOINT": emulator.url}
     runs = [_spawn(w, env, "apply", "--auto-approve") for w in repos]
     results = [r.communicate(timeout=120) for r in runs]
@@ -216,6 +218,66 @@ def test_an_edited_plan_file_is_refused_and_nothing_runs(cli: Cli, emulator, wha
     assert emulator.stats()["requests"].get("create", 0) == 0 and not owned(emulator)
 
 
+# Fields that explain a plan and are not acted on: outside the fingerprint by design.
+EXPLAINING = {"reason", "notes", "warnings", "diff", "cost_usd", "cost_note", "errors", "tool_version",
+              "job_state", "error", "parents", "source"}
+
+
+def _leaves(value, path=()):
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _leaves(v, (*path, k))
+    elif isinstance(value, list) and value:
+        for i, v in enumerate(value):
+            yield from _leaves(v, (*path, i))
+    else:
+        yield path, value
+
+
+def _mutated(value):
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, (int, float)):
+        return value + 1
+    if value is None or value == [] or value == {}:
+        return "x"
+    return str(value) + "x"
+
+
+def test_every_acted_on_field_of_a_saved_plan_is_sealed(cli: Cli, emulator):
+    """Each leaf of a saved plan (create with a cancel, on a recorded model) is changed in turn:
+    every change to a field apply acts on is refused before any API call."""
+    cli.manifest("alpha", spec={"description": "d"}, metadata={"labels": {"team": "a"}})
+    cli.manifest("beta")
+    cli.ok("apply", "--auto-approve")
+    cli.manifest("alpha", epochs=5, spec={"description": "d"}, metadata={"labels": {"team": "a"}})
+    (cli.workdir / "manifests" / "beta.yaml").unlink()
+    cli.ok("plan", "--out", "plan.json")
+    path = cli.workdir / "plan.json"
+    original = json.loads(path.read_text())
+    requests_before = emulator.stats()["requests"]
+    refused = tried = 0
+    for leaf, value in _leaves(original):
+        if leaf[0] == "fingerprint" or EXPLAINING & {p for p in leaf if isinstance(p, str)}:
+            continue
+        body = json.loads(json.dumps(original))
+        target = body
+        for key in leaf[:-1]:
+            target = target[key]
+        target[leaf[-1]] = _mutated(value)
+        path.write_text(json.dumps(body))
+        tried += 1
+        r = cli("apply", "plan.json")
+        assert r.code == 1 and "unexpected" not in r.err, (leaf, r.err)
+        refused += 1
+    with cli.capsys.disabled():
+        print(f"\nsealed-plan trial: {refused} of {tried} edited fields refused")
+    assert tried >= 40, tried
+    assert refused == tried and emulator.stats()["requests"] == requests_before
+    path.write_text(json.dumps(original))
+    cli.ok("apply", "plan.json")
+
+
 def test_an_untouched_plan_file_applies_what_it_shows(cli: Cli, emulator):
     cli.manifest("alpha")
     cli.ok("plan", "--out", "plan.json")
@@ -238,3 +300,35 @@ def test_bad_numbers_are_usage_errors(cli: Cli, emulator, args):
     assert r.code == 1 and "Invalid value for" in r.err and "unexpected" not in r.err, r.err
     assert len(r.err.strip().splitlines()) == 2
     assert not owned(emulator)
+
+
+@pytest.mark.parametrize("trial", range(max(2, TRIALS - 1)))
+def test_kill_during_a_create_the_server_finishes_later_then_an_immediate_rerun(cli: Cli, emulator, trial):
+    """The client dies (SIGKILL) while its create is in flight; the server makes the job anyway,
+    after the rerun has listed and created again. The rerun keeps the older job and cancels its
+    own, younger one at once."""
+    import time
+
+    cli.manifest("alpha")
+    emulator.configure(create_delay_seconds=2.0)
+    env = {**os.environ, "RECONCILER_API_ENDPOINT": emulator.url}
+    first = _spawn(cli.workdir, env, "apply", "--auto-approve")
+    deadline = time.monotonic() + 30
+    journal = cli.workdir / "reconciler.state.json.journal"
+    while not (journal.exists() and "intent" in journal.read_text()):
+        assert time.monotonic() < deadline and first.poll() is None
+        time.sleep(0.02)
+    time.sleep(0.1 + 0.5 * ((trial * 7) % 10) / 10)  # the create is on its way or held by the server
+    first.kill()
+    first.wait()
+    assert not owned(emulator)  # not made yet
+    rerun = cli("apply", "--auto-approve")
+    assert rerun.code == 0, rerun.err
+    emulator.configure(create_delay_seconds=0)
+    jobs = owned(emulator)
+    assert len(jobs) == 2, "the server did not finish the killed run's create: the trial proves nothing"
+    assert live_names(emulator) == {"alpha": 1}
+    [kept] = [j for j in jobs if j["state"] in LIVE]
+    assert kept["name"] == min(j["name"] for j in jobs)  # the older (first) job
+    assert cli.state()["models"]["alpha"]["job"] == kept["name"]
+    assert "No changes" in cli.ok("plan").out
