@@ -11,6 +11,8 @@
     ├── CredentialsError            no usable credentials for a real endpoint
     ├── EndpointError               an API endpoint that is refused (plain http to a remote host)
     ├── TransportError              the API could not be reached (after retries)
+    │   ├── MalformedResponseError  an answer that is not the documented shape (names the call)
+    │   └── RequestNotSentError     a request that never left (e.g. an illegal header value)
     ├── AmbiguousCreateError        a create may or may not have happened and could not be settled
     └── ApiError                    the API answered with an error envelope
         ├── InvalidArgumentError    400 INVALID_ARGUMENT / OUT_OF_RANGE
