@@ -32,10 +32,11 @@ from reconciler.errors import (
 )
 from reconciler.models import TOOL
 from reconciler.state.local import (
-    apply_op,
+    load_json,
     lock_holder,
     locked_message,
     parse_state,
+    replay_lines,
     serialize_state,
     utc_now,
 )
@@ -143,9 +144,9 @@ class GcsStateStore:
             return state
         draft = state.model_copy(deep=True)
         for item in items:
-            for line in self.client.download(self.bucket, item["name"]).splitlines():
-                if line.strip():
-                    apply_op(draft, json.loads(line))
+            # Objects are written whole (never torn): any line that is not an operation is an error.
+            replay_lines(draft, self.client.download(self.bucket, item["name"]),
+                         f"gs://{self.bucket}/{item['name']}", stamped=False, torn_tail=False)
         self._seq = max(_seq_of(str(item["name"])) for item in items)  # a failed append leaves a gap
         self.journal_pending = True
         return draft
@@ -188,10 +189,10 @@ class GcsStateStore:
             return None, None
         generation = int(meta["generation"])
         try:
-            raw = json.loads(self.client.download(self.bucket, self.lock_name, generation))
+            raw = load_json(self.client.download(self.bucket, self.lock_name, generation))
         except NotFoundError:
             return None, None
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except ValueError:
             raw = {"id": "?", "who": "unknown (unreadable lock object)"}
         return (raw if isinstance(raw, dict) else {"id": "?"}), generation
 
