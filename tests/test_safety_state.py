@@ -139,6 +139,34 @@ def test_a_journal_line_of_an_unknown_operation_asks_for_an_upgrade(offline: Cli
     assert offline.ok("output").json() == {}
 
 
+@pytest.mark.parametrize("op,needle", [
+    ({"op": "set", "name": 5, "entry": {"parent": PARENT}}, "reconciler refresh"),
+    ({"op": "rename", "name": "a"}, "upgrade the reconciler"),
+], ids=["wrong-shape", "unknown-op"])
+def test_a_gcs_journal_object_line_of_the_wrong_shape_is_an_error_naming_the_object(strict_gcs: str, op: dict,
+                                                                                      needle: str):
+    from reconciler.errors import StateError
+    from reconciler.state.gcs import GcsStateStore
+    from reconciler.storage import StorageClient
+    from reconciler.vertex.transport import RetryPolicy
+    from tests.gcsfake import new_bucket
+
+    uri = f"gs://{new_bucket(strict_gcs)}/reconciler.state.json"
+
+    def store() -> GcsStateStore:
+        return GcsStateStore(uri, StorageClient(endpoint=strict_gcs, retry=RetryPolicy(initial=0.01, maximum=0.05,
+                                                                                      deadline=5)))
+
+    writer = store()
+    writer.write(writer.read(stack="s"))
+    writer.append([{"op": "set", "name": "alpha", "entry": {"parent": PARENT}}, op])
+    with pytest.raises(StateError) as caught:
+        store().read(stack="s")
+    message = str(caught.value)
+    assert message.startswith(f"{uri}.journal/") and ".jsonl:2: " in message and needle in message, message
+    assert "\n" not in message
+
+
 # -- item 12: a state file that is not a state ----------------------------------------------------
 BAD_STATES = {
     "nested-too-deeply": (b"[" * 100_000, "nested too deeply"),
