@@ -899,13 +899,13 @@ def state_push(
 ) -> int:
     """Replace the configured state with a local state file (as terraform's `state push`):
     refused when the target has another lineage or a newer serial, unless --force."""
-    from reconciler.state.local import parse_state
+    from reconciler.state.local import parse_state, read_regular
 
     rt = _rt(ctx)
-    try:
-        pushed = parse_state(path.read_bytes(), str(path))
-    except OSError as exc:
-        raise ReconcilerError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    data = read_regular(path, "state file to push")  # never blocks on a FIFO, never reads a huge file
+    if data is None:
+        raise ReconcilerError(f"{path}: no such file")
+    pushed = parse_state(data, str(path))
     if pushed.stack != rt.settings.stack:
         raise ReconcilerError(f"{path} is the state of stack {pushed.stack!r}, not {rt.settings.stack!r}")
     store = _store(rt)
