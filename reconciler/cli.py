@@ -182,7 +182,6 @@ def _load(rt: Runtime, paths: Sequence[Path], *, allow_empty: bool = False,
 def _client(rt: Runtime) -> VertexClient:
     from reconciler.vertex.auth import check_endpoint, resolve_auth
     from reconciler.vertex.client import VertexClient
-    from reconciler.vertex.transport import RetryPolicy
 
     s = rt.settings
     endpoint = s.api_endpoint
@@ -198,12 +197,10 @@ def _client(rt: Runtime) -> VertexClient:
     root = check_endpoint(endpoint, allow_insecure_http=rt.allow_insecure_http) if endpoint else None
     token = os.environ.get("RECONCILER_ACCESS_TOKEN") or None
     auth = resolve_auth(root, token)
-    r = s.retry
     client = VertexClient(
         endpoint=root,
         auth=auth,
-        retry=RetryPolicy(initial=r.initial, multiplier=r.multiplier, maximum=r.maximum,
-                          deadline=r.deadline, max_attempts=r.max_attempts),
+        retry=s.retry,
         max_connections=max(8, s.concurrency * 2),
         requests_per_minute=s.requests_per_minute,
         creates_per_minute=s.creates_per_minute,
@@ -218,17 +215,13 @@ def _storage(rt: Runtime) -> StorageClient:
     if rt._storage is None:
         from reconciler.storage import StorageClient, emulator_endpoint
         from reconciler.vertex.auth import resolve_auth
-        from reconciler.vertex.transport import RetryPolicy
 
         emulator = os.environ.get("STORAGE_EMULATOR_HOST")
         # As Google's own storage clients do, an emulator gets no credentials.
         auth = None if emulator else resolve_auth(None, os.environ.get("RECONCILER_ACCESS_TOKEN") or None,
                                                   service="Cloud Storage")
-        r = rt.settings.retry
         rt._storage = StorageClient(
-            endpoint=emulator_endpoint(emulator) if emulator else None, auth=auth,
-            retry=RetryPolicy(initial=r.initial, multiplier=r.multiplier, maximum=r.maximum,
-                              deadline=r.deadline, max_attempts=r.max_attempts))
+            endpoint=emulator_endpoint(emulator) if emulator else None, auth=auth, retry=rt.settings.retry)
         rt._storage.transport.notify = rt.warn
         rt.exit_stack.callback(rt._storage.close)
     return rt._storage

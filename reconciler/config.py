@@ -38,6 +38,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from reconciler.errors import ConfigError
+from reconciler.http.retry import RetryPolicy
 from reconciler.models import PATTERN_HELP, PROJECT_PATTERN, REGION_PATTERN, STACK_PATTERN
 from reconciler.yamlio import YamlProblem, dotted, read_documents, unreadable
 
@@ -85,15 +86,6 @@ class ConfigFile(_Strict):
 
 
 @dataclass(frozen=True)
-class RetrySettings:
-    initial: float = 1.0
-    multiplier: float = 2.0
-    maximum: float = 60.0
-    deadline: float = 120.0
-    max_attempts: int = 10
-
-
-@dataclass(frozen=True)
 class Settings:
     project: str | None = None
     region: str | None = None
@@ -107,7 +99,7 @@ class Settings:
     concurrency: int = 8
     poll_interval: float = 30.0
     lock_timeout: float = 0.0
-    retry: RetrySettings = field(default_factory=RetrySettings)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)  # the transport's own type
     # Vertex AI's documented per-region quotas: resource-management requests and job submissions.
     requests_per_minute: int = 600
     creates_per_minute: int = 60

@@ -4,8 +4,9 @@ Only what the reconciler needs: object metadata, download, multipart upload with
 `ifGenerationMatch` (0 = only if absent), generation-matched delete, and listing by prefix.
 `STORAGE_EMULATOR_HOST` — the variable Google's own storage clients honour — points it at an
 emulator (then no credentials are sent, as Google's clients do). Retries and error mapping are
-the Vertex client's (`vertex.transport`); a 412 (precondition failed) becomes
-`FailedPreconditionError`.
+the shared transport's (`reconciler.http.transport`, as "Cloud Storage"); a 412 (precondition
+failed) becomes `FailedPreconditionError`. Like the Vertex client, it takes an injected
+`httpx.Client` or `Transport`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from urllib.parse import quote
 
 import httpx
 
-from reconciler import __version__, interrupt
+from reconciler import interrupt
 from reconciler.errors import (
     FailedPreconditionError,
     MalformedResponseError,
@@ -28,7 +29,9 @@ from reconciler.errors import (
     ReconcilerError,
     TransportError,
 )
-from reconciler.vertex.transport import RetryPolicy, Transport, http_client
+from reconciler.http.clients import USER_AGENT, http_client
+from reconciler.http.retry import RetryPolicy
+from reconciler.http.transport import Transport
 
 DEFAULT_ENDPOINT = "https://storage.googleapis.com"
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]")  # fullmatch only
@@ -64,14 +67,24 @@ class StorageClient:
         auth: httpx.Auth | None = None,
         retry: RetryPolicy | None = None,
         timeout: float = 60.0,
+        http: httpx.Client | None = None,
+        transport: Transport | None = None,
     ) -> None:
+        """Injection points: `http`, the httpx.Client to send through (e.g. one over
+        httpx.MockTransport), or `transport`, a ready `Transport` (its client, retry policy, sleep
+        and clock; `auth`, `retry` and `timeout` are then unused). Either is closed by `close`."""
+        if http is not None and transport is not None:
+            raise TypeError("give http or transport, not both")
         self.endpoint = (endpoint or DEFAULT_ENDPOINT).rstrip("/")
-        self._http = http_client(
-            auth=auth,
-            timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)),
-            headers={"user-agent": f"vertex-tuning-reconciler/{__version__}"},
-        )
-        self.transport = Transport(self._http, retry, service="Cloud Storage")
+        if transport is None:
+            http = http or http_client(
+                auth=auth,
+                timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)),
+                headers={"user-agent": USER_AGENT},
+            )
+            transport = Transport(http, retry, service="Cloud Storage")
+        self.transport = transport
+        self._http = transport.http
 
     def close(self) -> None:
         self._http.close()

@@ -21,6 +21,7 @@ from reconciler.errors import (
     ResourceExhaustedError,
     UnavailableError,
 )
+from reconciler.http.retry import RetryPolicy
 from reconciler.vertex.auth import (
     GoogleCredentialsAuth,
     StaticTokenAuth,
@@ -28,7 +29,6 @@ from reconciler.vertex.auth import (
     resolve_auth,
 )
 from reconciler.vertex.client import VertexClient
-from reconciler.vertex.transport import RetryPolicy
 from reconciler.vertex.wire import TuningJob
 from tests.localserver import LocalServer
 
@@ -271,7 +271,7 @@ def test_ambiguous_create_is_settled_without_server_side_filters():
 
 
 def test_waiting_for_the_quota_window_does_not_use_up_the_retry_deadline(emulator):
-    from reconciler.vertex.ratelimit import SlidingWindowLimiter
+    from reconciler.http.ratelimit import SlidingWindowLimiter
 
     emulator.configure(rate_503=1.0)
     policy = RetryPolicy(initial=0.001, maximum=0.002, deadline=0.3, max_attempts=4)

@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 
 from reconciler.errors import StateConflictError, StateLockedError
+from reconciler.http.retry import RetryPolicy
 from reconciler.state.gcs import GcsStateStore
 from reconciler.storage import StorageClient
-from reconciler.vertex.transport import RetryPolicy
 from tests.clihelp import Cli, write_config
 from tests.gcsfake import new_bucket
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from reconciler.errors import FailedPreconditionError, NotFoundError
+from reconciler.http.retry import RetryPolicy
 from reconciler.vertex.client import VertexClient
-from reconciler.vertex.transport import RetryPolicy
 from reconciler.vertex.wire import SupervisedHyperParameters, SupervisedTuningSpec, TuningJob
 from tests.clihelp import Cli, write_config
 from tests.localserver import LocalServer

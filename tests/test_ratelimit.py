@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler.vertex.ratelimit import SlidingWindowLimiter
+from reconciler.http.ratelimit import SlidingWindowLimiter
 
 
 class FakeTime:

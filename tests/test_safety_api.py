@@ -26,12 +26,14 @@ import pytest
 
 from reconciler import interrupt
 from reconciler.errors import ConfigError, ReconcilerError, RequestNotSentError, TransportError
+from reconciler.http.clients import http_client, proxy_for_https
+from reconciler.http.redact import redact
+from reconciler.http.retry import RetryPolicy
+from reconciler.http.transport import Transport
 from reconciler.storage import StorageClient, parse_gs_uri
 from reconciler.vertex import client as vertex_client
 from reconciler.vertex.auth import StaticTokenAuth, resolve_auth
 from reconciler.vertex.client import VertexClient, split_job_name, valid_location, valid_project
-from reconciler.vertex.redact import redact
-from reconciler.vertex.transport import RetryPolicy, Transport, http_client, proxy_for_https
 from tests.clihelp import Cli, write_config
 from tests.localserver import LocalServer
 from tests.vertexfake import VertexFake

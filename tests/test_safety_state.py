@@ -146,9 +146,9 @@ def test_a_journal_line_of_an_unknown_operation_asks_for_an_upgrade(offline: Cli
 def test_a_gcs_journal_object_line_of_the_wrong_shape_is_an_error_naming_the_object(strict_gcs: str, op: dict,
                                                                                       needle: str):
     from reconciler.errors import StateError
+    from reconciler.http.retry import RetryPolicy
     from reconciler.state.gcs import GcsStateStore
     from reconciler.storage import StorageClient
-    from reconciler.vertex.transport import RetryPolicy
     from tests.gcsfake import new_bucket
 
     uri = f"gs://{new_bucket(strict_gcs)}/reconciler.state.json"

@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from reconciler.errors import ConfigError, CredentialsError, EndpointError
-from reconciler.vertex.redact import register_secret
-from reconciler.vertex.transport import http_client
+from reconciler.http.clients import http_client
+from reconciler.http.redact import register_secret
 
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 

@@ -7,14 +7,13 @@ region or job name can never steer a request to another host or path.
 from __future__ import annotations
 
 import re
-import threading
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from reconciler import __version__, interrupt
+from reconciler import interrupt
 from reconciler.errors import (
     AmbiguousCreateError,
     ApiError,
@@ -24,7 +23,9 @@ from reconciler.errors import (
     RequestNotSentError,
     TransportError,
 )
-from reconciler.vertex.transport import RetryPolicy, Transport, http_client
+from reconciler.http.clients import USER_AGENT, http_client
+from reconciler.http.retry import RetryPolicy
+from reconciler.http.transport import Transport
 from reconciler.vertex.wire import ListTuningJobsResponse, TuningJob
 
 API_VERSION = "v1"
@@ -82,23 +83,32 @@ class VertexClient:
         retry: RetryPolicy | None = None,
         timeout: float = 60.0,
         http: httpx.Client | None = None,
+        transport: Transport | None = None,
         max_connections: int = 32,
         requests_per_minute: int = 0,
         creates_per_minute: int = 0,
     ) -> None:
-        """`endpoint` overrides the regional hosts for every region (e.g. the emulator's URL)."""
+        """`endpoint` overrides the regional hosts for every region (e.g. the emulator's URL).
+
+        Injection points: `http`, the httpx.Client to send through (e.g. one over
+        httpx.MockTransport), or `transport`, a ready `Transport` (its client, retry policy,
+        pacing, sleep and clock; `auth`, `retry`, `timeout` and the limits are then unused).
+        Either is closed by `close`."""
+        if http is not None and transport is not None:
+            raise TypeError("give http or transport, not both")
         self.endpoint = endpoint.rstrip("/") if endpoint else None
-        self._http = http or http_client(
-            auth=auth,
-            timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)),
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-            headers={"x-goog-api-client": f"vertex-tuning-reconciler/{__version__}",
-                     "user-agent": f"vertex-tuning-reconciler/{__version__}"},
-            follow_redirects=False,
-        )
-        self.transport = Transport(self._http, retry, requests_per_minute=requests_per_minute,
-                                   creates_per_minute=creates_per_minute)
-        self._lock = threading.Lock()
+        if transport is None:
+            http = http or http_client(
+                auth=auth,
+                timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)),
+                limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+                headers={"x-goog-api-client": USER_AGENT, "user-agent": USER_AGENT},
+                follow_redirects=False,
+            )
+            transport = Transport(http, retry, requests_per_minute=requests_per_minute,
+                                  creates_per_minute=creates_per_minute)
+        self.transport = transport
+        self._http = transport.http
 
     def close(self) -> None:
         self._http.close()

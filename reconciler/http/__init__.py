@@ -1,0 +1,15 @@
+"""HTTP for every remote service the reconciler talks to (Vertex AI, Cloud Storage).
+
+Below `vertex` and `storage`, above `errors`:
+
+- `retry`: `RetryPolicy`, how failed calls are retried — no dependency, so `config` holds one
+  without importing httpx;
+- `transport`: `Transport`, the retrying sender over an injectable `httpx.Client`, with error
+  mapping parametrised by the service's name, body decoding and counters;
+- `clients`: `http_client`, the one place an `httpx.Client` is built (proxies from the
+  environment, read here and not by httpx);
+- `ratelimit`: per-region sliding-window pacing under per-minute quotas;
+- `redact`: credentials masked out of every message built from foreign text.
+
+This `__init__` imports nothing, so that `reconciler.http.retry` stays light.
+"""

@@ -1,0 +1,330 @@
+"""The retrying transport shared by Vertex AI and Cloud Storage: retries with backoff and jitter,
+error mapping, counters.
+
+Retried: 429, 500, 502, 503, 504, connection errors and timeouts; exponential backoff with
+jitter (`RetryPolicy`), `Retry-After` honoured, bounded in attempts and in total time. A failure
+that may have reached the server (a 5xx, a timeout after sending, a dropped connection) is
+*ambiguous*: callers for which a repeat is not harmless (create) get a hook to settle it before
+the next attempt. A request that could not even be built or sent as given (an illegal header
+value) is not retried. Error responses become typed `ApiError`s named after the service
+(`service=`, "Vertex AI" or "Cloud Storage").
+
+Every wait (back-off, `Retry-After`, quota pacing) ends at once when the process is asked to stop
+(`reconciler.interrupt`), and every message built from foreign text (httpx exceptions, the API's
+error messages) is passed through `redact` first, so a token never reaches the terminal.
+
+Injectable for tests: the `httpx.Client` (e.g. over `httpx.MockTransport`), `sleep` and `clock`.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import math
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from reconciler import interrupt
+from reconciler.errors import (
+    ApiError,
+    MalformedResponseError,
+    RequestNotSentError,
+    TransportError,
+    api_error,
+)
+from reconciler.http.ratelimit import SlidingWindowLimiter
+from reconciler.http.redact import redact
+from reconciler.http.retry import RetryPolicy
+
+RETRYABLE_HTTP = frozenset({429, 500, 502, 503, 504})
+log = logging.getLogger("reconciler.api")  # method, URL and status only: never headers or bodies
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """`Retry-After` as seconds (delta-seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def error_from_response(response: httpx.Response, service: str = "Vertex AI") -> ApiError:
+    """Turn an error response into a typed ApiError, keeping the API's message and status."""
+    code = response.status_code
+    status: str | None = None
+    message = ""
+    details: list[Any] = []
+    try:
+        body = _loads(response.content)
+    except (ValueError, RecursionError):
+        body = None
+    if isinstance(body, list) and body and isinstance(body[0], dict):
+        body = body[0]  # some Google front ends wrap the envelope in a list
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        err = body["error"]
+        status = err.get("status") if isinstance(err.get("status"), str) else None
+        message = str(err.get("message", ""))
+        details = err.get("details") if isinstance(err.get("details"), list) else []
+    if not message:
+        text = response.text.strip().replace("\n", " ")
+        message = (text[:200] + "…") if len(text) > 200 else (text or response.reason_phrase)
+    message = redact(message.replace("\r", " ").replace("\n", " "))
+    request = response.request
+    return api_error(
+        code,
+        status,
+        message,
+        details=details,
+        method=request.method,
+        url=str(request.url.copy_with(query=None)),
+        retry_after=parse_retry_after(response.headers.get("retry-after")),
+        service=service,
+    )
+
+
+# Raised before a byte was sent: a retry cannot duplicate anything.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# The request cannot be sent as it is (an illegal header value, e.g. a token with a newline; a
+# URL scheme httpx does not speak): nothing left, and a retry would fail the same way.
+_UNSENDABLE = (httpx.LocalProtocolError, httpx.UnsupportedProtocol, httpx.InvalidURL, UnicodeEncodeError)
+
+
+@dataclass
+class _Call:
+    """One logical call across its attempts."""
+
+    method: str
+    url: str
+    region: str
+    create: bool
+    start: float
+    attempt: int = 0
+    paced: float = 0.0  # time spent waiting for the quota's window: not part of the retry deadline
+
+    @property
+    def where(self) -> str:
+        return f"{self.method} {_strip_query(self.url)}"
+
+
+@dataclass(frozen=True)
+class _Failure:
+    """A failed attempt that may be retried."""
+
+    error: Exception
+    ambiguous: bool  # the request may have reached the server
+    retry_after: float | None = None
+
+
+class Transport:
+    """Sends JSON requests with retries; counts attempts for reports. Thread-safe.
+
+    `http` is any `httpx.Client` (tests give one over `httpx.MockTransport`); `sleep` and `clock`
+    serve the back-off, the retry deadline and the quota pacing (tests give fakes: no real wait)."""
+
+    def __init__(
+        self,
+        http: httpx.Client,
+        retry: RetryPolicy | None = None,
+        *,
+        sleep: Callable[[float], None] = interrupt.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        seed: int | None = None,
+        requests_per_minute: int = 0,
+        creates_per_minute: int = 0,
+        service: str = "Vertex AI",
+    ) -> None:
+        self.http = http
+        self.service = service
+        self.retry = retry or RetryPolicy()
+        self.request_limiter = SlidingWindowLimiter(requests_per_minute, clock=clock, sleep=sleep)
+        self.create_limiter = SlidingWindowLimiter(creates_per_minute, clock=clock, sleep=sleep)
+        self._sleep = sleep
+        self._clock = clock
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+        self.counts: Counter[str] = Counter()
+        # Told (at most every NOTICE_EVERY seconds) when a call has been retrying for a while, so
+        # that a run stuck on an unreachable endpoint says so long before it gives up.
+        self.notify: Callable[[str], None] | None = None
+        self._last_notice = -math.inf
+
+    def _count(self, key: str) -> None:
+        with self._lock:
+            self.counts[key] += 1
+
+    def _tell(self, message: str, retrying_for: float) -> None:
+        if self.notify is None or retrying_for < NOTICE_AFTER:
+            return
+        with self._lock:
+            now = self._clock()
+            if now - self._last_notice < NOTICE_EVERY:
+                return
+            self._last_notice = now
+        self.notify(redact(message))
+
+    def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        body: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
+        before_retry: Callable[[bool], Any] | None = None,
+        region: str = "",
+        create: bool = False,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        raw: bool = False,
+    ) -> Any:
+        """Send one logical call; return the decoded JSON body (`{}` when empty), or with `raw`
+        the body's bytes.
+
+        `before_retry(ambiguous)` runs before each new attempt; a non-None result ends the call
+        with that result (used by create to find a job that an ambiguous failure did make).
+        `content` and `headers` send a body that is not JSON (Cloud Storage uploads).
+        """
+        call = _Call(method, url, region, create, start=self._clock())
+
+        def request() -> httpx.Response:
+            return self.http.request(method, url, json=body, params=params, content=content, headers=headers)
+
+        while True:
+            outcome = self._attempt(call, request)
+            if isinstance(outcome, httpx.Response):
+                return outcome.content if raw else _json_body(outcome)
+            self._back_off(call, outcome)
+            if before_retry is not None:
+                settled = before_retry(outcome.ambiguous)
+                if settled is not None:
+                    return settled
+
+    def _attempt(self, call: _Call, request: Callable[[], httpx.Response]) -> httpx.Response | _Failure:
+        """One attempt, paced: the successful response, a failure worth retrying, or an error."""
+        call.attempt += 1
+        interrupt.check()
+        if call.create:
+            call.paced += self.create_limiter.acquire(call.region)
+        call.paced += self.request_limiter.acquire(call.region)
+        self._count("attempts")
+        sent = self._clock()
+        try:
+            response = request()
+        except _UNSENDABLE as exc:
+            raise RequestNotSentError(
+                f"{call.where} could not be sent: {_describe(exc)} (nothing was "
+                "sent; check the access token and endpoint settings)") from None
+        except _NOT_SENT as exc:
+            return self._broken(call, f"cannot connect to {_host(call.url)}: {_describe(exc)}", ambiguous=False)
+        except httpx.HTTPError as exc:
+            return self._broken(call, f"{call.where} failed: {type(exc).__name__} {_describe(exc)}".strip(),
+                                ambiguous=True)
+        return self._answered(call, response, sent)
+
+    def _broken(self, call: _Call, message: str, *, ambiguous: bool) -> _Failure:
+        """A transport failure (no HTTP answer)."""
+        error = TransportError(message)
+        log.debug("%s -> %s (attempt %d)", call.where, error, call.attempt)
+        return _Failure(error, ambiguous)
+
+    def _answered(self, call: _Call, response: httpx.Response, sent: float) -> httpx.Response | _Failure:
+        """The response if it succeeded; a retryable one as a failure; else its typed ApiError."""
+        self._count(f"http_{response.status_code}")
+        log.debug("%s -> %d (%.0f ms, attempt %d)", call.where, response.status_code,
+                  (self._clock() - sent) * 1000, call.attempt)
+        if response.is_success:
+            return response
+        error = error_from_response(response, self.service)
+        if response.status_code not in RETRYABLE_HTTP:
+            raise error
+        return _Failure(error, response.status_code != 429, error.retry_after)
+
+    def _back_off(self, call: _Call, failure: _Failure) -> None:
+        """Wait before the next attempt, or raise the failure when the policy says stop."""
+        policy = self.retry
+        elapsed = self._clock() - call.start - call.paced
+        delay = policy.backoff(call.attempt, self._rng)
+        if failure.retry_after is not None:
+            delay = max(delay, failure.retry_after)
+        if call.attempt >= policy.max_attempts or elapsed + delay > policy.deadline:
+            raise _give_up(failure.error, call.attempt, elapsed)
+        self._count("retries")
+        error = failure.error
+        self._tell(f"{error.args[0] if error.args else error}: still retrying "
+                   f"({elapsed:.0f} s so far; gives up after {policy.deadline:.0f} s)", elapsed + delay)
+        self._sleep(delay)
+
+
+NOTICE_AFTER = 5.0  # seconds a call has been retrying before the user is told
+NOTICE_EVERY = 30.0
+
+
+def _give_up(error: Exception, attempts: int, elapsed: float) -> Exception:
+    suffix = f" [gave up after {attempts} attempt{'s' if attempts != 1 else ''} in {elapsed:.1f} s]"
+    error.args = (f"{error.args[0] if error.args else error}{suffix}",)
+    return error
+
+
+MAX_JSON_DEPTH = 64  # API answers nest a dozen levels; deeper is a broken or hostile server
+
+
+def _loads(content: bytes) -> Any:
+    """JSON of a body; ValueError if it is not JSON or nests deeper than MAX_JSON_DEPTH."""
+    value = json.loads(content)
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    pop, push = stack.pop, stack.append
+    while stack:  # iterative, containers only: ~1/4 of the parse time of a 1000-job page
+        item, depth = pop()
+        if depth > MAX_JSON_DEPTH:
+            raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+        for child in item.values() if type(item) is dict else item if type(item) is list else ():
+            kind = type(child)
+            if kind is dict or kind is list:
+                push((child, depth + 1))
+    return value
+
+
+def _json_body(response: httpx.Response) -> Any:
+    if not response.content.strip():
+        return {}
+    try:
+        return _loads(response.content)
+    except RecursionError:
+        reason = "nested too deeply"
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        reason = "not JSON"
+    except ValueError as exc:
+        reason = str(exc)
+    raise MalformedResponseError(
+        f"{response.request.method} {_strip_query(str(response.request.url))} "
+        f"returned {response.status_code} with a body that is {reason}"
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    """A short, redacted, one-line reason for a failure (e.g. a failed certificate check)."""
+    text = " ".join(redact(str(exc)).split()) or type(exc).__name__
+    return text if len(text) <= 200 else text[:200] + "…"
+
+
+def _strip_query(url: str) -> str:
+    return url.split("?", 1)[0]
+
+
+def _host(url: str) -> str:
+    return httpx.URL(url).host or url
