@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from reconciler.spec import HyperParameters, fields_of
+
 ALL_ADAPTER_SIZES = (
     "ADAPTER_SIZE_ONE",
     "ADAPTER_SIZE_TWO",
@@ -21,7 +23,8 @@ ALL_ADAPTER_SIZES = (
     "ADAPTER_SIZE_THIRTY_TWO",
 )
 
-HYPER_PARAMETERS = ("epochCount", "learningRateMultiplier", "adapterSize")
+# Every hyperparameter the spec model declares (a known model takes all unless its entry says less).
+HYPER_PARAMETERS = tuple(name for name, _, _ in fields_of(HyperParameters))
 
 
 @dataclass(frozen=True)

@@ -9,17 +9,17 @@ duplicate keys are errors (PyYAML would silently keep the last), and alias expan
 from __future__ import annotations
 
 import os
-import re
 import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from reconciler import catalog
 from reconciler.errors import ManifestError
+from reconciler.kinds import SUPERVISED
 from reconciler.models import (
     LABEL_MANAGED,
     NAME_PATTERN,
@@ -29,6 +29,7 @@ from reconciler.models import (
     RESERVED_LABEL_PREFIX,
     DesiredModel,
 )
+from reconciler.spec import HyperParameters, SupervisedSpec
 from reconciler.yamlio import LineMap, YamlProblem, dotted, file_kind, read_documents, unreadable
 
 API_VERSION = "reconciler/v1"
@@ -36,21 +37,6 @@ KIND = "TunedModel"
 MAX_USER_LABELS = 58  # 64 per resource, minus the reconciler's own six
 IGNORED_FILES = {"reconciler.yaml", "reconciler.yml", ".pre-commit-hooks.yaml"}
 YAML_SUFFIXES = (".yaml", ".yml")
-
-# Checked with fullmatch (Python's `$` also matches before a final newline) and, where given as a
-# pydantic `pattern=`, by pydantic-core's Rust engine, whose `$` is the end of the text.
-GCS_URI = re.compile(r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/[^\r\n]{1,1024}$")
-KMS_KEY = re.compile(r"^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+$")
-SERVICE_ACCOUNT = re.compile(r"^[a-zA-Z0-9._%+-]{1,100}@[a-zA-Z0-9.-]{1,200}$")
-AdapterSize = Literal[
-    "ADAPTER_SIZE_ONE",
-    "ADAPTER_SIZE_TWO",
-    "ADAPTER_SIZE_FOUR",
-    "ADAPTER_SIZE_EIGHT",
-    "ADAPTER_SIZE_SIXTEEN",
-    "ADAPTER_SIZE_THIRTY_TWO",
-]
-
 
 def _label_text_ok(text: str, *, key: bool) -> bool:
     if len(text) > 63 or (key and not text):
@@ -64,41 +50,6 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-class HyperParameters(_Strict):
-    epoch_count: Annotated[int, Field(ge=1, le=1000)] | None = Field(None, alias="epochCount")
-    learning_rate_multiplier: Annotated[float, Field(gt=0, le=1000)] | None = Field(
-        None, alias="learningRateMultiplier"
-    )
-    adapter_size: AdapterSize | None = Field(None, alias="adapterSize")
-
-
-def _gcs(value: str | None) -> str | None:
-    if value is not None and not GCS_URI.fullmatch(value):
-        raise ValueError("must be a Cloud Storage URI gs://BUCKET/OBJECT")
-    return value
-
-
-class SupervisedTuning(_Strict):
-    training_dataset_uri: str = Field(alias="trainingDatasetUri")
-    validation_dataset_uri: str | None = Field(None, alias="validationDatasetUri")
-    hyper_parameters: HyperParameters | None = Field(None, alias="hyperParameters")
-    export_last_checkpoint_only: bool | None = Field(None, alias="exportLastCheckpointOnly")
-
-    _uris = field_validator("training_dataset_uri", "validation_dataset_uri")(_gcs)
-
-
-class EncryptionSpec(_Strict):
-    kms_key_name: str = Field(alias="kmsKeyName", pattern=KMS_KEY.pattern)
-
-    @field_validator("kms_key_name")
-    @classmethod
-    def _no_space(cls, value: str) -> str:
-        # `[^/]+` also matches a line break ("...cryptoKeys/k\n" would reach the API)
-        if any(c.isspace() for c in value):
-            raise ValueError("a key name has no spaces or line breaks")
-        return value
-
-
 class RetryPolicy(_Strict):
     max_attempts: int = Field(alias="maxAttempts", ge=1, le=10)
 
@@ -109,15 +60,11 @@ class SmokeTest(_Strict):
     gate: bool = True
 
 
-class Spec(_Strict):
+# A manifest's `spec`: the job's spec (reconciler.spec, REST names) and the reconciler's own
+# settings beside it. (A comment, not a docstring: pydantic would put it in the JSON schema.)
+class Spec(SupervisedSpec):
     project: str | None = Field(None, pattern=PROJECT_PATTERN)
     region: str | None = Field(None, pattern=REGION_PATTERN)
-    base_model: str = Field(alias="baseModel", min_length=1, max_length=200, pattern=r"^[A-Za-z0-9/._@-]+$")
-    tuned_model_display_name: str | None = Field(None, alias="tunedModelDisplayName", min_length=1, max_length=128)
-    description: str | None = Field(None, max_length=4096)
-    service_account: str | None = Field(None, alias="serviceAccount", pattern=SERVICE_ACCOUNT.pattern)
-    supervised_tuning_spec: SupervisedTuning = Field(alias="supervisedTuningSpec")
-    encryption_spec: EncryptionSpec | None = Field(None, alias="encryptionSpec")
     protect: bool | None = None
     retry_policy: RetryPolicy | None = Field(None, alias="retryPolicy")
     smoke_test: SmokeTest | None = Field(None, alias="smokeTest")
@@ -317,67 +264,62 @@ def _validate(
             problems.append(f"{path}:{conv.line_of(loc)}: {dotted(loc)}: {_message(err)}")
         return None
     spec = manifest.spec
-    ok = True
+    found: list[str] = []
     project = spec.project or defaults.project
     region = spec.region or defaults.region
     for field_name, value, flag in (("project", project, "--project"), ("region", region, "--region")):
         if not value:
-            problems.append(
+            found.append(
                 f"{path}:{conv.line_of(('spec',))}: spec.{field_name}: not set here, nor in "
                 f"reconciler.yaml, RECONCILER_{field_name.upper()} or {flag}"
             )
-            ok = False
-    hp = spec.supervised_tuning_spec.hyper_parameters
+    found += _check_catalog(f"{path}", spec, conv, warnings)
+    if spec.protect is not None and manifest.metadata.protect is not None and spec.protect != manifest.metadata.protect:
+        found.append(f"{path}:{conv.line_of(('spec', 'protect'))}: spec.protect: contradicts metadata.protect")
+    problems += found
+    if found or not project or not region:
+        return None
+    return _desired(manifest, project, region, f"{path}:{line}")
+
+
+def _check_catalog(where: str, spec: Spec, conv: LineMap, warnings: list[str]) -> list[str]:
+    """What the catalog says of the base model and the hyperparameters the manifest sets."""
     info = catalog.lookup(spec.base_model)
     if info is None:
         warnings.append(
-            f"{path}:{conv.line_of(('spec', 'baseModel'))}: spec.baseModel: {spec.base_model!r} is not "
+            f"{where}:{conv.line_of(('spec', 'baseModel'))}: spec.baseModel: {spec.base_model!r} is not "
             "in the reconciler's catalog of tunable models; the API will decide"
         )
-    elif hp is not None:
-        hp_loc = ("spec", "supervisedTuningSpec", "hyperParameters")
-        for wire_name in hp.model_fields_set:
-            alias = HyperParameters.model_fields[wire_name].alias or wire_name
-            if alias not in info.parameters:
-                problems.append(
-                    f"{path}:{conv.line_of(hp_loc + (alias,))}: {dotted(hp_loc + (alias,))}: "
-                    f"{info.model_id} does not accept {alias}"
-                )
-                ok = False
-        if hp.adapter_size is not None and info.adapter_sizes and hp.adapter_size not in info.adapter_sizes:
-            loc = hp_loc + ("adapterSize",)
+        return []
+    hp = spec.supervised_tuning_spec.hyper_parameters
+    if hp is None:
+        return []
+    problems: list[str] = []
+    hp_loc = ("spec", "supervisedTuningSpec", "hyperParameters")
+    for attr in hp.model_fields_set:
+        alias = HyperParameters.model_fields[attr].alias or attr
+        if alias not in info.parameters:
             problems.append(
-                f"{path}:{conv.line_of(loc)}: {dotted(loc)}: {info.model_id} accepts "
-                f"{', '.join(info.adapter_sizes)}, not {hp.adapter_size}"
+                f"{where}:{conv.line_of(hp_loc + (alias,))}: {dotted(hp_loc + (alias,))}: "
+                f"{info.model_id} does not accept {alias}"
             )
-            ok = False
-    if spec.protect is not None and manifest.metadata.protect is not None and spec.protect != manifest.metadata.protect:
-        problems.append(f"{path}:{conv.line_of(('spec', 'protect'))}: spec.protect: contradicts metadata.protect")
-        ok = False
-    if not ok or not project or not region:
-        return None
-    hyper: list[tuple[str, Any]] = []
-    if hp is not None:
-        if hp.epoch_count is not None:
-            hyper.append(("epochCount", hp.epoch_count))
-        if hp.learning_rate_multiplier is not None:
-            hyper.append(("learningRateMultiplier", float(hp.learning_rate_multiplier)))
-        if hp.adapter_size is not None:
-            hyper.append(("adapterSize", hp.adapter_size))
-    sts = spec.supervised_tuning_spec
+    if hp.adapter_size is not None and info.adapter_sizes and hp.adapter_size not in info.adapter_sizes:
+        loc = hp_loc + ("adapterSize",)
+        problems.append(
+            f"{where}:{conv.line_of(loc)}: {dotted(loc)}: {info.model_id} accepts "
+            f"{', '.join(info.adapter_sizes)}, not {hp.adapter_size}"
+        )
+    return problems
+
+
+def _desired(manifest: Manifest, project: str, region: str, source: str) -> DesiredModel:
+    spec = manifest.spec
     return DesiredModel(
         name=manifest.metadata.name,
         project=project,
         region=region,
-        base_model=spec.base_model,
-        training_dataset_uri=sts.training_dataset_uri,
-        validation_dataset_uri=sts.validation_dataset_uri,
-        hyper_parameters=tuple(hyper),
-        export_last_checkpoint_only=sts.export_last_checkpoint_only,
-        kms_key_name=spec.encryption_spec.kms_key_name if spec.encryption_spec else None,
-        display_name=spec.tuned_model_display_name,
-        description=spec.description,
-        service_account=spec.service_account,
+        source=source,
+        spec=SUPERVISED.narrow(spec),
         labels=tuple(sorted(manifest.metadata.labels.items())),
         protect=bool(spec.protect or manifest.metadata.protect),
         max_attempts=spec.retry_policy.max_attempts if spec.retry_policy else 1,
@@ -385,7 +327,6 @@ def _validate(
         smoke_expect=spec.smoke_test.expect_contains if spec.smoke_test else None,
         smoke_gate=bool(spec.smoke_test and spec.smoke_test.gate),
         pin_datasets=spec.pin_datasets,
-        source=f"{path}:{line}",
     )
 
 

@@ -1,18 +1,27 @@
-"""Value types of the reconciler: desired models, their tuning spec and hash, observed jobs.
+"""Value types of the reconciler: desired models, observed jobs, job states, label names.
 
-Pure: no I/O. The spec hash covers exactly what can change the tuned weights or where they live
-(project, region, base model, datasets, hyperparameters the manifest sets, export and encryption
-settings); display name, description and labels are outside it, so editing them never re-tunes.
+Pure: no I/O. A model's spec is the typed spec model of reconciler.spec and its kind
+(reconciler.kinds) knows everything that follows from its fields. The spec hash covers exactly
+what can change the tuned weights or where they live (project, region, base model, datasets,
+hyperparameters the manifest sets, export and encryption settings); the fields marked cosmetic
+(display name, description, service account) and the labels are outside it, so editing them never
+re-tunes.
 """
 
 from __future__ import annotations
 
 import enum
-import hashlib
-import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
+
+from reconciler.kinds import Kind, kind_named, kind_of_job, kind_of_spec
+from reconciler.spec import SPEC_HASH_LENGTH as SPEC_HASH_LENGTH
+from reconciler.spec import SpecModel, TuningJobSpec, as_data
+from reconciler.spec import canonical_json as canonical_json
+from reconciler.spec import spec_hash as spec_hash
 
 TOOL = "vertex-tuning-reconciler"
 
@@ -26,7 +35,6 @@ LABEL_PROTECT = "reconciler-protect"  # "true" on jobs of protected models (guar
 LABEL_DATA = "reconciler-data"  # hash of the pinned datasets' content (pinDatasets)
 LABEL_FOREIGN = "reconciler-foreign"  # never on a real job: marks an adopted job without our labels
 RESERVED_LABEL_PREFIX = "reconciler-"
-SPEC_HASH_LENGTH = 20
 
 
 class StateClass(str, enum.Enum):
@@ -86,32 +94,90 @@ def time_key(timestamp: str) -> str:
     return f"{base}.{frac}Z"
 
 
-def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+# The flat field names of the first release, kept for saved plans and older callers: where each
+# lives in the spec. Frozen: a field added later is read and written through `.spec` only.
+_LEGACY_DESIRED: dict[str, tuple[str, ...]] = {
+    "base_model": ("baseModel",),
+    "training_dataset_uri": ("supervisedTuningSpec", "trainingDatasetUri"),
+    "validation_dataset_uri": ("supervisedTuningSpec", "validationDatasetUri"),
+    "hyper_parameters": ("supervisedTuningSpec", "hyperParameters"),
+    "export_last_checkpoint_only": ("supervisedTuningSpec", "exportLastCheckpointOnly"),
+    "kms_key_name": ("encryptionSpec", "kmsKeyName"),
+    "display_name": ("tunedModelDisplayName",),
+    "description": ("description",),
+    "service_account": ("serviceAccount",),
+}
+_LEGACY_OBSERVED: dict[str, tuple[str, ...]] = {
+    "base_model": ("baseModel",),
+    "display_name": ("tunedModelDisplayName",),
+    "description": ("description",),
+    "service_account": ("serviceAccount",),
+    "supervised_tuning_spec": ("supervisedTuningSpec",),
+    "kms_key_name": ("encryptionSpec", "kmsKeyName"),
+}
 
 
-def spec_hash(spec: dict[str, Any]) -> str:
-    """Short, stable hash of a tuning spec (fits a label value)."""
-    return hashlib.sha256(canonical_json(spec).encode()).hexdigest()[:SPEC_HASH_LENGTH]
+def _get(data: dict[str, Any], path: tuple[str, ...]) -> Any:
+    for key in path[:-1]:
+        data = data.get(key) or {}
+    return data.get(path[-1])
+
+
+def _put(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    """Set (or, for None and empty objects, remove) the member at `path`, copying on the way."""
+    if len(path) > 1:
+        inner = dict(data.get(path[0]) or {})
+        _put(inner, path[1:], value)
+        if inner:
+            data[path[0]] = inner
+        else:
+            data.pop(path[0], None)
+    elif value is None or value == {}:
+        data.pop(path[0], None)
+    else:
+        data[path[0]] = value
+
+
+def _with_legacy_names(
+    cls: type[Any],
+    table: dict[str, tuple[str, ...]],
+    to_spec: Callable[[dict[str, Any]], Any],
+    *,
+    empty_is_unset: bool,
+) -> None:
+    """Let `cls(...)` and `dataclasses.replace` take the flat legacy names: each is put into the
+    spec at its path (`to_spec(old spec, data)` makes the new one)."""
+    init = cls.__init__
+
+    def __init__(self: Any, **kwargs: Any) -> None:
+        legacy = {k: kwargs.pop(k) for k in list(kwargs) if k in table}
+        spec = kwargs.get("spec")
+        if legacy or not isinstance(spec, SpecModel):
+            data = as_data(spec) if isinstance(spec, SpecModel) else dict(spec or {})
+            for key, value in legacy.items():
+                if key == "hyper_parameters":
+                    value = dict(value or ()) or None
+                _put(data, table[key], None if value == "" and empty_is_unset else value)
+            kwargs["spec"] = to_spec(data)
+        init(self, **kwargs)
+
+    __init__.__doc__ = init.__doc__
+    setattr(cls, "__init__", __init__)  # noqa: B010 (mypy: a method cannot be assigned)
 
 
 @dataclass(frozen=True)
 class DesiredModel:
-    """One validated manifest: a tuned model that should exist."""
+    """One validated manifest: a tuned model that should exist.
+
+    `spec` is the job's spec (reconciler.spec) in REST names; the parent (project, region), the
+    labels (metadata.labels) and the reconciler's own settings sit beside it. The flat names of
+    the first release (`base_model`, `hyper_parameters`, …) are still accepted and read."""
 
     name: str
     project: str
     region: str
-    base_model: str
-    training_dataset_uri: str
     source: str  # "file:line" of the document
-    validation_dataset_uri: str | None = None
-    hyper_parameters: tuple[tuple[str, Any], ...] = ()  # only those the manifest sets
-    export_last_checkpoint_only: bool | None = None
-    kms_key_name: str | None = None
-    display_name: str | None = None
-    description: str | None = None
-    service_account: str | None = None
+    spec: TuningJobSpec
     labels: tuple[tuple[str, str], ...] = ()
     protect: bool = False
     max_attempts: int = 1  # tuning attempts per spec before a failure needs --replace
@@ -124,23 +190,41 @@ class DesiredModel:
     training_bytes: int | None = None  # size of the training dataset, when known (cost estimates)
 
     @property
+    def kind(self) -> Kind:
+        return kind_of_spec(self.spec)
+
+    @cached_property
+    def _data(self) -> dict[str, Any]:
+        return as_data(self.spec)
+
+    @property
     def parent(self) -> str:
         return f"projects/{self.project}/locations/{self.region}"
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON data (a saved plan carries the manifests it was made from)."""
-        data = dict(self.__dict__)  # shallow: every field is a plain value or a tuple of pairs
-        data["hyper_parameters"] = dict(self.hyper_parameters)
-        data["labels"] = dict(self.labels)
-        data["dataset_pins"] = self.pins()
+        """Plain JSON data (a saved plan carries the manifests it was made from): the flat names
+        of the first release, and `spec` for the fields they do not cover."""
+        data: dict[str, Any] = {"name": self.name, "project": self.project, "region": self.region}
+        rest = dict(self._data)
+        for key, path in _LEGACY_DESIRED.items():
+            data[key] = _get(self._data, path)
+            _put(rest, path, None)
+        data["hyper_parameters"] = data["hyper_parameters"] or {}
+        data.update(source=self.source, labels=dict(self.labels), protect=self.protect,
+                    max_attempts=self.max_attempts, smoke_prompt=self.smoke_prompt,
+                    smoke_expect=self.smoke_expect, smoke_gate=self.smoke_gate,
+                    pin_datasets=self.pin_datasets, dataset_pins=self.pins(),
+                    training_bytes=self.training_bytes)
+        if rest:
+            data["spec"] = rest
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DesiredModel:
         values = dict(data)
-        values["hyper_parameters"] = tuple(dict(values.get("hyper_parameters") or {}).items())
         values["labels"] = tuple(sorted(dict(values.get("labels") or {}).items()))
         values["dataset_pins"] = pins_tuple(values.get("dataset_pins") or {})
+        values["spec"] = dict(values.get("spec") or {})
         return cls(**values)
 
     @property
@@ -154,22 +238,7 @@ class DesiredModel:
 
     def tuning_spec(self) -> dict[str, Any]:
         """What the spec hash covers, in API field names; unset fields are absent."""
-        supervised: dict[str, Any] = {"trainingDatasetUri": self.training_dataset_uri}
-        if self.validation_dataset_uri is not None:
-            supervised["validationDatasetUri"] = self.validation_dataset_uri
-        if self.hyper_parameters:
-            supervised["hyperParameters"] = dict(self.hyper_parameters)
-        if self.export_last_checkpoint_only is not None:
-            supervised["exportLastCheckpointOnly"] = self.export_last_checkpoint_only
-        spec: dict[str, Any] = {
-            "project": self.project,
-            "region": self.region,
-            "baseModel": self.base_model,
-            "supervisedTuningSpec": supervised,
-        }
-        if self.kms_key_name is not None:
-            spec["encryptionSpec"] = {"kmsKeyName": self.kms_key_name}
-        return spec
+        return self.kind.canonical(self.spec, self.project, self.region)
 
     @property
     def spec_hash(self) -> str:
@@ -186,40 +255,79 @@ class DesiredModel:
 
     def cosmetic(self) -> dict[str, Any]:
         """Fields that jobs carry but that cannot alter the weights (never re-tune on their own)."""
-        return {
-            "tunedModelDisplayName": self.effective_display_name,
-            "description": self.description or "",
-            "labels": dict(self.labels),
-            "serviceAccount": self.service_account or "",
-        }
+        return self.kind.cosmetic(self.spec, name=self.name, labels=dict(self.labels))
 
     def request_body(self, stack: str) -> dict[str, Any]:
         """The TuningJob create body, ownership labels included (the request label is added
         by the client)."""
-        spec = self.tuning_spec()
-        supervised = dict(spec["supervisedTuningSpec"])
-        if "hyperParameters" in supervised:
-            hp = dict(supervised["hyperParameters"])
-            if "epochCount" in hp:
-                hp["epochCount"] = str(hp["epochCount"])  # proto3 JSON int64
-            supervised["hyperParameters"] = hp
-        body: dict[str, Any] = {
-            "baseModel": self.base_model,
-            "supervisedTuningSpec": supervised,
-            "tunedModelDisplayName": self.effective_display_name,
-            "labels": {**dict(self.labels), **ownership_labels(stack, self.name, self.spec_hash)},
-        }
+        labels = {**dict(self.labels), **ownership_labels(stack, self.name, self.spec_hash)}
         if self.protect:
-            body["labels"][LABEL_PROTECT] = "true"
+            labels[LABEL_PROTECT] = "true"
         if self.data_hash:
-            body["labels"][LABEL_DATA] = self.data_hash
-        if self.description:
-            body["description"] = self.description
-        if self.service_account:
-            body["serviceAccount"] = self.service_account
-        if self.kms_key_name:
-            body["encryptionSpec"] = {"kmsKeyName": self.kms_key_name}
-        return body
+            labels[LABEL_DATA] = self.data_hash
+        return self.kind.request_body(self.spec, name=self.name, labels=labels)
+
+    def seen_on(self, job: ObservedJob) -> dict[str, Any]:
+        """A job's spec in the shape of `tuning_spec`, without the members this manifest leaves
+        to the service (whatever the service chose is no difference). Import records its hash."""
+        _, project, _, region = job.parent.split("/")[:4]
+        return self.kind.seen_as(job.spec, self.spec, project, region)
+
+    def cosmetic_notes(self, job: ObservedJob, recorded: dict[str, Any] | None = None) -> list[str]:
+        """Cosmetic changes `job` cannot take (jobs cannot be edited): notes, never a re-tune.
+        `recorded` is the state's cosmetic record of that job, when the state has one."""
+        want = self.cosmetic()
+        if recorded is not None:
+            have, label_keys = recorded, set(want["labels"]) | set(recorded.get("labels", {}))
+        else:  # labels the service added are not ours to compare
+            have, label_keys = job.cosmetic(), set(want["labels"])
+        return self.kind.cosmetic_notes(self.spec, want, have, label_keys, name=self.name)
+
+    # -- the flat names of the first release (read-only views of `spec`) --
+    @property
+    def base_model(self) -> str:
+        return str(self._data.get("baseModel") or "")
+
+    @property
+    def training_dataset_uri(self) -> str:
+        return str(_get(self._data, _LEGACY_DESIRED["training_dataset_uri"]) or "")
+
+    @property
+    def validation_dataset_uri(self) -> str | None:
+        value = _get(self._data, _LEGACY_DESIRED["validation_dataset_uri"])
+        return value if isinstance(value, str) else None
+
+    @property
+    def hyper_parameters(self) -> tuple[tuple[str, Any], ...]:
+        return tuple((_get(self._data, _LEGACY_DESIRED["hyper_parameters"]) or {}).items())
+
+    @property
+    def export_last_checkpoint_only(self) -> bool | None:
+        value = _get(self._data, _LEGACY_DESIRED["export_last_checkpoint_only"])
+        return value if isinstance(value, bool) else None
+
+    @property
+    def kms_key_name(self) -> str | None:
+        return _get(self._data, _LEGACY_DESIRED["kms_key_name"])  # type: ignore[no-any-return]
+
+    @property
+    def display_name(self) -> str | None:
+        return self._data.get("tunedModelDisplayName")
+
+    @property
+    def description(self) -> str | None:
+        return self._data.get("description")
+
+    @property
+    def service_account(self) -> str | None:
+        return self._data.get("serviceAccount")
+
+
+def _desired_spec(data: dict[str, Any]) -> TuningJobSpec:
+    return kind_of_job(data).from_data(data)
+
+
+_with_legacy_names(DesiredModel, _LEGACY_DESIRED, _desired_spec, empty_is_unset=False)
 
 
 def pins_tuple(pins: dict[str, dict[str, str]]) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
@@ -233,7 +341,11 @@ def ownership_labels(stack: str, name: str, hash_: str) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class ObservedJob:
-    """A tuning job as listed by the API, reduced to what planning needs."""
+    """A tuning job as listed by the API, reduced to what planning needs.
+
+    `spec` is the job's spec as its kind reads it off the wire (REST names, manifest types, not
+    validated: a job made elsewhere may break a manifest's rules). The flat names of the first
+    release (`base_model`, `supervised_tuning_spec`, …) are still accepted and read."""
 
     name: str  # full resource name (the service uses the project number)
     parent: str  # the parent it was listed under (as the reconciler addressed it)
@@ -241,12 +353,8 @@ class ObservedJob:
     labels: dict[str, str] = field(default_factory=dict)
     create_time: str = ""
     end_time: str = ""
-    base_model: str = ""
-    display_name: str = ""
-    description: str = ""
-    service_account: str = ""
-    supervised_tuning_spec: dict[str, Any] = field(default_factory=dict)
-    kms_key_name: str | None = None
+    spec: dict[str, Any] = field(default_factory=dict)
+    kind_name: str = "supervised"
     error_code: int | None = None
     error_message: str | None = None
     tuned_model: str | None = None
@@ -255,6 +363,10 @@ class ObservedJob:
     tuning_data_stats: dict[str, Any] = field(default_factory=dict)
     experiment: str | None = None
     gcs_metrics_uri: str | None = None
+
+    @property
+    def kind(self) -> Kind:
+        return kind_named(self.kind_name)
 
     @property
     def state_class(self) -> StateClass:
@@ -291,15 +403,7 @@ class ObservedJob:
 
     def tuning_spec(self, parent_project: str, region: str) -> dict[str, Any]:
         """The job's spec in the shape of DesiredModel.tuning_spec, for explaining diffs."""
-        spec: dict[str, Any] = {
-            "project": parent_project,
-            "region": region,
-            "baseModel": self.base_model,
-            "supervisedTuningSpec": self.supervised_tuning_spec,
-        }
-        if self.kms_key_name:
-            spec["encryptionSpec"] = {"kmsKeyName": self.kms_key_name}
-        return spec
+        return self.kind.observed_canonical(self.spec, parent_project, region)
 
     def cosmetic(self) -> dict[str, Any]:
         user_labels = {
@@ -307,12 +411,36 @@ class ObservedJob:
             for k, v in self.labels.items()
             if k != LABEL_MANAGED and not k.startswith(RESERVED_LABEL_PREFIX)
         }
-        return {
-            "tunedModelDisplayName": self.display_name,
-            "description": self.description,
-            "labels": user_labels,
-            "serviceAccount": self.service_account,
-        }
+        return self.kind.observed_cosmetic(self.spec, user_labels)
+
+    # -- the flat names of the first release (read-only views of `spec`) --
+    @property
+    def base_model(self) -> str:
+        return str(self.spec.get("baseModel") or "")
+
+    @property
+    def display_name(self) -> str:
+        return str(self.spec.get("tunedModelDisplayName") or "")
+
+    @property
+    def description(self) -> str:
+        return str(self.spec.get("description") or "")
+
+    @property
+    def service_account(self) -> str:
+        return str(self.spec.get("serviceAccount") or "")
+
+    @property
+    def supervised_tuning_spec(self) -> dict[str, Any]:
+        return dict(self.spec.get("supervisedTuningSpec") or {})
+
+    @property
+    def kms_key_name(self) -> str | None:
+        value = _get(self.spec, _LEGACY_OBSERVED["kms_key_name"])
+        return value if isinstance(value, str) and value else None
+
+
+_with_legacy_names(ObservedJob, _LEGACY_OBSERVED, lambda data: data, empty_is_unset=True)
 
 
 # Identifiers that end up in URLs or labels: checked before anything is sent anywhere.

@@ -14,11 +14,12 @@ from typing import Any
 
 from reconciler import interrupt
 from reconciler.errors import MalformedResponseError, ReconcilerError
+from reconciler.kinds import kind_of_job
 from reconciler.models import DesiredModel, ObservedJob
 from reconciler.plan import Observation
 from reconciler.state.model import State
 from reconciler.vertex.client import VertexClient, job_in_parent, split_job_name
-from reconciler.vertex.wire import SupervisedTuningSpec, TuningJob
+from reconciler.vertex.wire import TuningJob
 
 
 def parents_to_observe(desired: Iterable[DesiredModel], state: State, extra: Iterable[str] = ()) -> list[str]:
@@ -31,37 +32,17 @@ def parents_to_observe(desired: Iterable[DesiredModel], state: State, extra: Ite
     return sorted(parents)
 
 
-def _spec_fields(spec: SupervisedTuningSpec | None) -> dict[str, Any]:
-    """The spec fields a manifest can set, in manifest types (epochCount an int, the rate a float)."""
-    if spec is None:
-        return {}
-    out: dict[str, Any] = {}
-    if spec.training_dataset_uri is not None:
-        out["trainingDatasetUri"] = spec.training_dataset_uri
-    if spec.validation_dataset_uri is not None:
-        out["validationDatasetUri"] = spec.validation_dataset_uri
-    if spec.export_last_checkpoint_only is not None:
-        out["exportLastCheckpointOnly"] = spec.export_last_checkpoint_only
-    hp = spec.hyper_parameters
-    if hp is not None:
-        values: dict[str, Any] = {}
-        if hp.epoch_count is not None:
-            values["epochCount"] = hp.epoch_count
-        if hp.learning_rate_multiplier is not None:
-            values["learningRateMultiplier"] = float(hp.learning_rate_multiplier)
-        if hp.adapter_size is not None:
-            values["adapterSize"] = hp.adapter_size
-        if values:
-            out["hyperParameters"] = values
-    return out
+def _spec_fields(job: TuningJob) -> tuple[str, dict[str, Any]]:
+    """The job's kind and its spec as that kind reads it (REST names, manifest types): every field
+    of the spec model, found by the model itself (reconciler.spec), none listed here."""
+    raw = job.model_dump(by_alias=True, exclude_none=True)  # known fields and the ones kept as extra
+    kind = kind_of_job(raw)
+    return kind.name, kind.read_observed(raw)
 
 
 def to_observed(job: TuningJob, parent: str) -> ObservedJob:
     """Reduce a wire TuningJob to what planning needs; tolerant of absent fields."""
-    sts = _spec_fields(job.supervised_tuning_spec)
-    extra = job.model_extra or {}
-    encryption = extra.get("encryptionSpec")
-    kms = encryption.get("kmsKeyName") if isinstance(encryption, dict) else None
+    kind, spec = _spec_fields(job)
     return ObservedJob(
         name=job.name or "",
         parent=parent,
@@ -69,12 +50,8 @@ def to_observed(job: TuningJob, parent: str) -> ObservedJob:
         labels=dict(job.labels or {}),
         create_time=job.create_time or "",
         end_time=job.end_time or "",
-        base_model=job.base_model or "",
-        display_name=job.tuned_model_display_name or "",
-        description=job.description or "",
-        service_account=job.service_account or "",
-        supervised_tuning_spec=sts,
-        kms_key_name=kms if isinstance(kms, str) else None,
+        spec=spec,
+        kind_name=kind,
         error_code=job.error.code if job.error else None,
         error_message=job.error.message if job.error else None,
         tuned_model=job.tuned_model.model if job.tuned_model else None,

@@ -12,6 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from reconciler.spec import SupervisedSpec, int64_names, int64_to_str
+
 # google.cloud.aiplatform.v1.JobState numbers (aiplatform_v1.types.JobState).
 JOB_STATES: dict[int, str] = {
     0: "JOB_STATE_UNSPECIFIED",
@@ -65,18 +67,12 @@ class WireModel(BaseModel):
         return wire
 
 
-_INT64_FIELDS = {"epochCount"}
+# The int64 fields of the spec, from the spec model's own INT64 markers (reconciler.spec).
+_INT64_FIELDS = int64_names(SupervisedSpec)
 
 
 def _int64_to_str(data: Any) -> Any:
-    if isinstance(data, dict):
-        return {
-            k: (str(v) if k in _INT64_FIELDS and isinstance(v, int) else _int64_to_str(v))
-            for k, v in data.items()
-        }
-    if isinstance(data, list):
-        return [_int64_to_str(v) for v in data]
-    return data
+    return int64_to_str(data, _INT64_FIELDS)
 
 
 class SupervisedHyperParameters(WireModel):

@@ -1,0 +1,303 @@
+"""The tuning spec as one typed model, in the REST API's field names. Pure: no I/O.
+
+A tuning job's user-settable fields are declared here once. The same pydantic classes validate a
+manifest's `spec` (manifest.Spec extends them), make the canonical spec and its hash, the create
+request body, read a job's spec off the wire, and are what the state stores as `spec`. What the
+rest of the code needs to know about a field is a marker next to it (`Annotated` metadata), read
+by the generic functions at the bottom of this module — never a hand-kept list elsewhere:
+
+- `Cosmetic(...)`: the field never re-tunes (outside the hash; a change is a note). Its `unset`
+  says what leaving it out means: `"empty"` (the empty string), `"name"` (the manifest's name), or
+  `"service"` (the service's choice, so not compared).
+- `INT64`: a proto3 int64, sent as a JSON string and read from a string or a number.
+- `SERVICE_CHOOSES`: an object whose members the manifest leaves out are the service's choice:
+  whatever the service picked for them is no difference.
+
+Adding a field to the API's spec is one edit here (plus docs/manifest.md); see
+docs/architecture.md, "Spec model and kinds".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import types
+import typing
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.fields import FieldInfo
+
+SPEC_HASH_LENGTH = 20
+
+# Checked with fullmatch (Python's `$` also matches before a final newline) and, where given as a
+# pydantic `pattern=`, by pydantic-core's Rust engine, whose `$` is the end of the text.
+GCS_URI = re.compile(r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/[^\r\n]{1,1024}$")
+KMS_KEY = re.compile(r"^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+$")
+SERVICE_ACCOUNT = re.compile(r"^[a-zA-Z0-9._%+-]{1,100}@[a-zA-Z0-9.-]{1,200}$")
+AdapterSize = Literal[
+    "ADAPTER_SIZE_ONE",
+    "ADAPTER_SIZE_TWO",
+    "ADAPTER_SIZE_FOUR",
+    "ADAPTER_SIZE_EIGHT",
+    "ADAPTER_SIZE_SIXTEEN",
+    "ADAPTER_SIZE_THIRTY_TWO",
+]
+
+
+# -- markers --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Cosmetic:
+    """A field that cannot alter the weights: outside the hash, never re-tunes on its own."""
+
+    unset: Literal["empty", "name", "service"] = "empty"
+
+
+@dataclass(frozen=True)
+class Int64:
+    """A proto3 int64: a JSON string on the wire (numbers are read too)."""
+
+
+@dataclass(frozen=True)
+class ServiceChooses:
+    """An object whose members the manifest leaves out are left to the service."""
+
+
+INT64 = Int64()
+SERVICE_CHOOSES = ServiceChooses()
+
+
+# -- the model ------------------------------------------------------------------------------------
+class SpecModel(BaseModel):
+    """Base: REST names as aliases; strict, closed and frozen (it validates manifests)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class HyperParameters(SpecModel):
+    epoch_count: Annotated[Annotated[int, Field(ge=1, le=1000)] | None, INT64] = Field(None, alias="epochCount")
+    learning_rate_multiplier: Annotated[float, Field(gt=0, le=1000)] | None = Field(
+        None, alias="learningRateMultiplier"
+    )
+    adapter_size: AdapterSize | None = Field(None, alias="adapterSize")
+
+
+def _gcs(value: str | None) -> str | None:
+    if value is not None and not GCS_URI.fullmatch(value):
+        raise ValueError("must be a Cloud Storage URI gs://BUCKET/OBJECT")
+    return value
+
+
+class SupervisedTuning(SpecModel):
+    training_dataset_uri: str = Field(alias="trainingDatasetUri")
+    validation_dataset_uri: str | None = Field(None, alias="validationDatasetUri")
+    hyper_parameters: Annotated[HyperParameters | None, SERVICE_CHOOSES] = Field(None, alias="hyperParameters")
+    export_last_checkpoint_only: bool | None = Field(None, alias="exportLastCheckpointOnly")
+
+    _uris = field_validator("training_dataset_uri", "validation_dataset_uri")(_gcs)
+
+
+class EncryptionSpec(SpecModel):
+    kms_key_name: str = Field(alias="kmsKeyName", pattern=KMS_KEY.pattern)
+
+    @field_validator("kms_key_name")
+    @classmethod
+    def _no_space(cls, value: str) -> str:
+        # `[^/]+` also matches a line break ("...cryptoKeys/k\n" would reach the API)
+        if any(c.isspace() for c in value):
+            raise ValueError("a key name has no spaces or line breaks")
+        return value
+
+
+class TuningJobSpec(SpecModel):
+    """The fields of a TuningJob every tuning method shares (a kind adds its method's spec)."""
+
+    base_model: str = Field(alias="baseModel", min_length=1, max_length=200, pattern=r"^[A-Za-z0-9/._@-]+$")
+    tuned_model_display_name: Annotated[str | None, Cosmetic("name")] = Field(
+        None, alias="tunedModelDisplayName", min_length=1, max_length=128
+    )
+    description: Annotated[str | None, Cosmetic("empty")] = Field(None, max_length=4096)
+    service_account: Annotated[str | None, Cosmetic("service")] = Field(
+        None, alias="serviceAccount", pattern=SERVICE_ACCOUNT.pattern
+    )
+    encryption_spec: EncryptionSpec | None = Field(None, alias="encryptionSpec")
+
+
+class SupervisedSpec(TuningJobSpec):
+    """A supervised fine-tuning job (`supervisedTuningSpec`)."""
+
+    supervised_tuning_spec: SupervisedTuning = Field(alias="supervisedTuningSpec")
+
+
+# -- hashing --------------------------------------------------------------------------------------
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def spec_hash(spec: dict[str, Any]) -> str:
+    """Short, stable hash of a tuning spec (fits a label value)."""
+    return hashlib.sha256(canonical_json(spec).encode()).hexdigest()[:SPEC_HASH_LENGTH]
+
+
+# -- reading the model's declarations -------------------------------------------------------------
+def wire_name(model: type[BaseModel], attr: str) -> str:
+    info = model.model_fields[attr]
+    return info.alias or attr
+
+
+def marker(info: FieldInfo, kind: type[Any]) -> Any:
+    """The field's marker of type `kind`, or None."""
+    return next((m for m in info.metadata if isinstance(m, kind)), None)
+
+
+def nested_model(info: FieldInfo) -> type[SpecModel] | None:
+    """The spec model a field holds (through `X | None` and `Annotated`), if it holds one."""
+    todo: list[Any] = [info.annotation]
+    while todo:
+        tp = todo.pop()
+        if isinstance(tp, type) and issubclass(tp, SpecModel):
+            return tp
+        origin = typing.get_origin(tp)
+        if origin in (Union, types.UnionType):
+            todo.extend(typing.get_args(tp))
+        elif origin is Annotated:
+            todo.append(typing.get_args(tp)[0])
+    return None
+
+
+def fields_of(model: type[BaseModel]) -> Iterator[tuple[str, FieldInfo, type[SpecModel] | None]]:
+    """(wire name, field info, nested spec model or None) of each field, in declaration order."""
+    for attr, info in model.model_fields.items():
+        yield info.alias or attr, info, nested_model(info)
+
+
+def cosmetic_fields(model: type[BaseModel]) -> dict[str, Cosmetic]:
+    """The top-level cosmetic fields of a spec model, by wire name."""
+    out: dict[str, Cosmetic] = {}
+    for name, info, _ in fields_of(model):
+        mark = marker(info, Cosmetic)
+        if mark is not None:
+            out[name] = mark
+    return out
+
+
+def int64_names(model: type[BaseModel]) -> frozenset[str]:
+    """Wire names of every int64 field, at any depth."""
+    out: set[str] = set()
+    for name, info, nested in fields_of(model):
+        if marker(info, Int64) is not None:
+            out.add(name)
+        if nested is not None:
+            out |= int64_names(nested)
+    return frozenset(out)
+
+
+def leaf_paths(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Wire paths of every scalar field, at any depth (what a round-trip test must cover)."""
+    out: list[tuple[str, ...]] = []
+    for name, _, nested in fields_of(model):
+        out += leaf_paths(nested, prefix + (name,)) if nested is not None else [prefix + (name,)]
+    return out
+
+
+# -- the spec as data -----------------------------------------------------------------------------
+def as_data(spec: SpecModel) -> dict[str, Any]:
+    """Every field the spec sets, in REST names and manifest types (int64 as int); unset
+    members and empty objects left out (an empty message is an unset one)."""
+    out: dict[str, Any] = {}
+    for attr, info in type(spec).model_fields.items():
+        value = getattr(spec, attr, None)
+        if isinstance(value, SpecModel):
+            value = as_data(value)
+        if value is None or value == {}:
+            continue
+        out[info.alias or attr] = value
+    return out
+
+
+def construct(model: type[SpecModel], data: dict[str, Any]) -> SpecModel:
+    """A spec from data already checked (a saved plan, a test), without validating it again;
+    members the model does not know are left out."""
+    values: dict[str, Any] = {}
+    for attr, info in model.model_fields.items():
+        value = data.get(info.alias or attr)
+        if value is None:
+            continue
+        nested = nested_model(info)
+        values[attr] = construct(nested, value) if nested is not None and isinstance(value, dict) else value
+    return model.model_construct(**values)
+
+
+def without_cosmetic(spec: SpecModel) -> dict[str, Any]:
+    """What the hash covers (with the parent): every field but the cosmetic ones."""
+    cosmetic = cosmetic_fields(type(spec))
+    return {k: v for k, v in as_data(spec).items() if k not in cosmetic}
+
+
+def int64_to_str(data: Any, names: frozenset[str]) -> Any:
+    """proto3 JSON: the int64 fields among `names` as strings, at any depth."""
+    if isinstance(data, dict):
+        return {k: (str(v) if k in names and isinstance(v, int) and not isinstance(v, bool)
+                    else int64_to_str(v, names)) for k, v in data.items()}
+    if isinstance(data, list):
+        return [int64_to_str(v, names) for v in data]
+    return data
+
+
+def _int64_value(value: Any) -> Any:
+    if isinstance(value, str) and value.lstrip("-").isdigit():
+        return int(value)
+    return value
+
+
+def read_observed(model: type[BaseModel], raw: dict[str, Any]) -> dict[str, Any]:
+    """The fields of `model` found in a job as the API shows it, in manifest types (int64 as
+    int, doubles as floats). Not validated: a job made elsewhere may break a manifest's rules,
+    and is still read. Members the model does not know are left out; so are empty objects."""
+    out: dict[str, Any] = {}
+    for name, info, nested in fields_of(model):
+        value = raw.get(name)
+        if value is None:
+            continue
+        if nested is not None:
+            value = read_observed(nested, value) if isinstance(value, dict) else None
+            if not value:
+                continue
+        elif marker(info, Int64) is not None:
+            value = _int64_value(value)
+        elif info.annotation is not None and _is_float(info) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        out[name] = value
+    return out
+
+
+def _is_float(info: FieldInfo) -> bool:
+    todo: list[Any] = [info.annotation]
+    while todo:
+        tp = todo.pop()
+        if tp is float:
+            return True
+        todo.extend(typing.get_args(tp)[:1] if typing.get_origin(tp) is Annotated else typing.get_args(tp))
+    return False
+
+
+def restrict_to_wanted(model: type[BaseModel], observed: dict[str, Any], wanted: dict[str, Any]) -> dict[str, Any]:
+    """`observed` without the members of SERVICE_CHOOSES objects that `wanted` leaves out
+    (whatever the service chose for them is no difference), at any depth."""
+    out: dict[str, Any] = {}
+    for name, info, nested in fields_of(model):
+        if name not in observed:
+            continue
+        value = observed[name]
+        if nested is not None and isinstance(value, dict):
+            want = wanted.get(name) or {}
+            if marker(info, ServiceChooses) is not None:
+                value = {k: v for k, v in value.items() if k in want}
+            value = restrict_to_wanted(nested, value, want)
+            if not value:
+                continue
+        out[name] = value
+    return out
