@@ -14,12 +14,7 @@ from reconciler.apply import StateRecorder, refresh_state
 from reconciler.errors import ReconcilerError
 from reconciler.models import DesiredModel, spec_hash
 from reconciler.observe import to_observed
-from reconciler.plan import (
-    Observation,
-    explain_diff,
-    jobs_by_name,
-    spec_as_manifest_sees_it,
-)
+from reconciler.plan import Observation, explain_diff, jobs_by_name
 from reconciler.render import diff_line
 from reconciler.state.model import ModelEntry, State
 from reconciler.vertex.client import VertexClient, split_job_name
@@ -55,7 +50,7 @@ def adopt_job(
     if owned.get(desired.name):
         have = ", ".join(j.name for j in owned[desired.name])
         raise ReconcilerError(f"{desired.name} already has job(s) {have}; import only adopts into a model without jobs")
-    theirs = spec_as_manifest_sees_it(job, desired)
+    theirs = desired.seen_on(job)
     mine = desired.tuning_spec()
     diff = explain_diff(theirs, mine)
     h = desired.spec_hash if not diff else spec_hash(theirs)

@@ -452,3 +452,74 @@ def test_jobs_as_manifests_see_them_and_cosmetic_notes_as_recorded(tmp_path: Pat
         desired = _load(tmp_path, manifest)
         assert _exact(desired.seen_on(job)) == _exact(want["seen_by"][manifest]), manifest
         assert desired.cosmetic_notes(job) == want["notes"][manifest], manifest
+
+
+# -- every field of the spec model, round trip through the CLI and the emulator --------------------
+EVERY_FIELD: dict[str, Any] = {
+    "baseModel": "gemini-2.5-flash",
+    "tunedModelDisplayName": "Every field",
+    "description": "a manifest that sets every field of the spec model",
+    "serviceAccount": SA,
+    "encryptionSpec": {"kmsKeyName": "projects/demo-project/locations/us-central1/keyRings/r/cryptoKeys/k"},
+    "supervisedTuningSpec": {
+        "trainingDatasetUri": "gs://bucket/every/train.jsonl",
+        "validationDatasetUri": "gs://bucket/every/val.jsonl",
+        "hyperParameters": {"epochCount": 4, "learningRateMultiplier": 0.5, "adapterSize": "ADAPTER_SIZE_EIGHT"},
+        "exportLastCheckpointOnly": True,
+    },
+}
+
+
+def _leaves(data: dict[str, Any], prefix: tuple[str, ...] = ()) -> set[tuple[str, ...]]:
+    out: set[tuple[str, ...]] = set()
+    for key, value in data.items():
+        out |= _leaves(value, prefix + (key,)) if isinstance(value, dict) else {prefix + (key,)}
+    return out
+
+
+def test_the_round_trip_manifest_sets_every_field_of_every_kind() -> None:
+    """A field added to the spec model fails here until EVERY_FIELD sets it, and with it the
+    round trip below (manifest → request → emulator → observed → no diff, import → same hash)."""
+    from reconciler.kinds import KINDS
+    from reconciler.spec import leaf_paths
+
+    for kind in KINDS:
+        missing = set(leaf_paths(kind.spec_type)) - _leaves(EVERY_FIELD)
+        assert not missing, f"add {sorted(missing)} to EVERY_FIELD (and docs/manifest.md)"
+
+
+def test_every_field_round_trips_through_apply_plan_and_import(cli: Any, emulator: Any) -> None:
+    from reconciler.spec import SupervisedSpec, leaf_paths
+
+    cli.manifest("every", epochs=None, spec=EVERY_FIELD, metadata={"labels": {"team": "ml"}})
+    cli.ok("apply", "--auto-approve")
+    hash_ = cli.state()["models"]["every"]["specHash"]
+    [job] = emulator.jobs()
+    for path in leaf_paths(SupervisedSpec):  # the request carried every field, the API shows it
+        value: Any = job
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        assert value is not None, f"{'.'.join(path)} did not reach the job"
+    body = cli("plan", "--format", "json", "--detailed-exitcode")
+    assert body.code == 0, body.out
+    [change] = body.json()["changes"]
+    assert change["action"] == "noop" and not change.get("notes") and not change.get("diff"), change
+
+    # The same job, made by someone else, imported into a same-named manifest of a fresh state.
+    copy = {k: v for k, v in job.items() if k not in ("name", "state", "createTime", "updateTime", "startTime",
+                                                      "endTime", "tunedModel", "tuningDataStats", "experiment",
+                                                      "error", "gcsMetricsUri")}
+    copy["labels"] = {"team": "ml"}
+    [other] = emulator.seed([{"project": "demo-project", "location": "us-central1", **copy,
+                              "state": "JOB_STATE_SUCCEEDED"}])
+    from tests.clihelp import write_config
+
+    write_config(cli.workdir, stack="fresh")
+    (cli.workdir / "reconciler.state.json").unlink()
+    r = cli.ok("import", other, "--name", "every")
+    assert "matches the manifest" in r.err, r.err
+    entry = cli.state()["models"]["every"]
+    assert entry["adopted"] == {other: hash_}
+    again = cli("plan", "--format", "json", "--detailed-exitcode")
+    assert again.code == 0, again.out
+    assert [c["action"] for c in again.json()["changes"]] == ["noop"]
