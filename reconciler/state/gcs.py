@@ -19,27 +19,23 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from reconciler import __version__
-from reconciler.errors import (
-    FailedPreconditionError,
-    NotFoundError,
-    StateConflictError,
-    StateError,
-    StateLockedError,
-)
+from reconciler.errors import FailedPreconditionError, NotFoundError, StateConflictError, StateError
 from reconciler.models import TOOL
-from reconciler.state.local import (
+from reconciler.state.codec import (
+    RawOp,
+    journal_lines,
     load_json,
-    lock_holder,
-    locked_message,
     parse_state,
     replay_lines,
     serialize_state,
     utc_now,
 )
+from reconciler.state.journal import JournalOp
+from reconciler.state.lock import Attempt, Freed, Held, Taken, lock_holder, take_lock
 from reconciler.state.model import State
 from reconciler.storage import StorageClient, parse_gs_uri
 
@@ -129,12 +125,12 @@ class GcsStateStore:
         )
 
     # -- journal ------------------------------------------------------------------------------
-    def append(self, ops: list[dict[str, Any]]) -> None:
+    def append(self, ops: Sequence[JournalOp | RawOp]) -> None:
         if self._serial is None:
             raise StateError(f"{self.uri}: write the state once before journalling changes")
         self._seq += 1
         name = f"{self._journal_prefix(self._lineage, self._serial)}{self._seq:08d}.jsonl"
-        data = "".join(json.dumps(op, ensure_ascii=False, separators=(",", ":")) + "\n" for op in ops).encode()
+        data = journal_lines(ops)
         self.client.upload(self.bucket, name, data, if_generation_match=0, content_type="application/x-ndjson")
 
     def _replay(self, state: State) -> State:
@@ -161,27 +157,29 @@ class GcsStateStore:
         *,
         timeout: float = 0.0,
         warn: Callable[[str], None] = lambda _m: None,
+        clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> str:
+        """Create the lock object (waiting up to `timeout` seconds, see `lock.take_lock`); its id.
+
+        Whether a holder elsewhere is alive cannot be told from here (runners share host names,
+        pids are per machine): as terraform's gcs backend, never guess; a dead run's lock is
+        removed with force-unlock. So no attempt here finds a stale holder to break."""
         info = {**lock_holder(), "operation": operation}
         body = json.dumps(info).encode()
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                meta = self.client.upload(self.bucket, self.lock_name, body, if_generation_match=0)
-            except FailedPreconditionError:
-                holder, _generation = self._lock_object()
-                if holder is None:
-                    continue  # released meanwhile: try again
-                # Whether a holder elsewhere is alive cannot be told from here (runners share
-                # host names, pids are per machine): as terraform's gcs backend, never guess;
-                # a dead run's lock is removed with force-unlock.
-                if time.monotonic() >= deadline:
-                    raise StateLockedError(locked_message(self.describe(), holder)) from None
-                sleep(min(1.0, max(0.05, deadline - time.monotonic())))
-                continue
-            self._lock_generation, self._lock_id = int(meta["generation"]), str(info["id"])
-            return self._lock_id
+        take_lock(lambda: self._try_once(body), self.describe(), timeout=timeout, warn=warn,
+                  clock=clock, sleep=sleep)
+        self._lock_id = str(info["id"])
+        return self._lock_id
+
+    def _try_once(self, body: bytes) -> Attempt:
+        try:
+            meta = self.client.upload(self.bucket, self.lock_name, body, if_generation_match=0)
+        except FailedPreconditionError:
+            holder, _generation = self._lock_object()
+            return Freed() if holder is None else Held(holder)
+        self._lock_generation = int(meta["generation"])
+        return Taken()
 
     def _lock_object(self) -> tuple[dict[str, Any] | None, int | None]:
         meta = self.client.metadata(self.bucket, self.lock_name)
