@@ -33,8 +33,10 @@ from reconciler.plan import (
     request_duplicates,
 )
 from reconciler.probe import ContentApi, ProbeResult, gate_candidates, run_gates
-from reconciler.state.local import apply_op, utc_now
+from reconciler.state.codec import utc_now
 from reconciler.state.model import JournalEntry, ModelEntry, State
+from reconciler.state.recorder import Recorder as _Recorder
+from reconciler.state.store import StateStore
 from reconciler.vertex.wire import TuningJob
 
 
@@ -44,11 +46,8 @@ class TuningApi(ContentApi, Protocol):
     def find_by_request(self, parent: str, request_id: str) -> TuningJob | None: ...
 
 
-class StateRecorder(Protocol):
-    journal_pending: bool  # the state read still has journal lines to fold into a full write
-
-    def write(self, state: State) -> State: ...
-    def append(self, ops: list[dict[str, Any]]) -> None: ...
+# The one store protocol; this name is kept for callers that import it from here.
+StateRecorder = StateStore
 
 
 Observer = Callable[[Sequence[str]], Observation]
@@ -72,89 +71,6 @@ class ApplyResult:
     @property
     def failed(self) -> list[Outcome]:
         return [o for o in self.outcomes if not o.ok]
-
-
-class _Recorder:
-    """The state of a run: each change is applied in memory and made durable in the journal
-    before `_record` returns; `commit` writes the whole state (the next serial).
-
-    Journal writes are group-committed: while one batch is being written (an fsync, or an object
-    upload for a remote state), changes of other workers queue and go out together in the next
-    batch, so durability costs one write per batch, not one per change."""
-
-    def __init__(self, store: StateRecorder, state: State) -> None:
-        self._store = store
-        self._lock = threading.Lock()
-        self._flush_lock = threading.Lock()
-        # Journal lines name the serial they apply to: a state never written gets serial 1 first.
-        self.state = state if state.serial else store.write(state)
-        self._dirty = store.journal_pending
-        self._pending: list[dict[str, Any]] = []
-        self._queued = 0
-        self._flushed = 0
-
-    def _record(self, op: dict[str, Any]) -> None:
-        with self._lock:
-            mine = self._enqueue(op)
-        self._flush(mine)
-
-    def _enqueue(self, op: dict[str, Any]) -> int:
-        """Apply `op` in memory and queue it for the journal (the caller holds `_lock`); its
-        queue number, for `_flush`."""
-        apply_op(self.state, op)
-        self._pending.append(op)
-        self._queued += 1
-        self._dirty = True
-        return self._queued
-
-    def _flush(self, mine: int) -> None:
-        with self._flush_lock:
-            if self._flushed >= mine:
-                return  # another worker's batch carried this change
-            with self._lock:
-                batch, upto = self._pending, self._queued
-                self._pending = []
-            try:
-                self._store.append(batch)
-            except BaseException:
-                with self._lock:  # not durable: the next flush (another worker's) writes it again
-                    self._pending = batch + self._pending
-                raise
-            self._flushed = upto
-
-    def set_entry(self, name: str, entry: ModelEntry) -> None:
-        self._record({"op": "set", "name": name, "entry": entry.model_dump(by_alias=True, mode="json")})
-
-    def drop_entry(self, name: str) -> None:
-        self._record({"op": "drop", "name": name})
-
-    def open_intent(self, intent: JournalEntry) -> None:
-        self._record({"op": "intent", "entry": intent.model_dump(by_alias=True, mode="json")})
-
-    def settle(self, request_id: str) -> None:
-        self._record({"op": "settle", "requestId": request_id})
-
-    def entry(self, name: str) -> ModelEntry | None:
-        with self._lock:
-            return self.state.models.get(name)
-
-    def modify(self, name: str, change: Callable[[ModelEntry | None], ModelEntry | None]) -> None:
-        """Read-modify-write of one entry, atomic against the other workers."""
-        with self._lock:
-            new = change(self.state.models.get(name))
-            if new is None:
-                return
-            mine = self._enqueue({"op": "set", "name": name, "entry": new.model_dump(by_alias=True, mode="json")})
-        self._flush(mine)
-
-    def commit(self, mutate: Callable[[State], None]) -> None:
-        """Write the whole state with `mutate` applied (skipped when nothing changed)."""
-        with self._lock:
-            draft = self.state.model_copy(deep=True)
-            mutate(draft)
-            if draft != self.state or self._dirty:
-                self.state = self._store.write(draft)
-                self._dirty = self._store.journal_pending
 
 
 def apply_plan(
@@ -224,7 +140,7 @@ def refresh_state(
 
     With `api`, new endpoints of models with a gating smokeTest are probed first, so that the
     state lets them serve only once they passed."""
-    rec = recorder if isinstance(recorder, _Recorder) else _Recorder(recorder, state or State(stack=stack))
+    rec = _Recorder.of(recorder, state or State(stack=stack))
     labels_seen = {j.labels.get("reconciler-request") for j in observation.jobs}
     in_scope = [d for d in desired if names is None or d.name in names]
     results = run_gates(api, gate_candidates(in_scope, observation, rec.state, stack)) if api else []
