@@ -14,6 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from typing_extensions import assert_never
+
 from reconciler.errors import (
     AmbiguousCreateError,
     ApiError,
@@ -21,11 +23,16 @@ from reconciler.errors import (
     NotFoundError,
     ReconcilerError,
 )
-from reconciler.models import LABEL_REQUEST, DesiredModel, ObservedJob, StateClass
+from reconciler.models import DesiredModel, ObservedJob, StateClass
 from reconciler.observe import to_observed
 from reconciler.plan import (
-    CREATING,
+    Action,
+    CancelJobs,
     Change,
+    CreateJob,
+    ForgetEntry,
+    MoveEntry,
+    NoChange,
     Observation,
     Plan,
     derive_models,
@@ -113,7 +120,7 @@ def apply_plan(
         # The API is the truth: re-read it once and derive the entries of every name planned.
         names = {c.name for c in plan.changes}
         observation = observe(plan.parents)
-        if any(c.action in CREATING for c in actionable):
+        if plan.creates:
             for outcome in _cancel_duplicates(plan, observation, api, recorder):
                 result.outcomes.append(outcome)
                 on_outcome(outcome)
@@ -166,17 +173,16 @@ def _cancel_duplicates(plan: Plan, observation: Observation, api: TuningApi, rec
     """Right after creating: a job of one of this run's create requests that another run (a
     second checkout, or the server finishing a create this client gave up on) made too is
     cancelled now — the younger of the two, minutes into its run rather than hours."""
-    ours = {c.request_id for c in plan.changes if c.request_id}
+    ours = {c.request_id for c in plan.creates}
     owned = jobs_by_name(observation, plan.stack, recorder.state)
     outcomes = []
     for name, jobs in sorted(owned.items()):
         duplicates = request_duplicates(jobs)
         for job in jobs:
-            if (job.name in duplicates and job.state_class is StateClass.LIVE
-                    and job.labels.get(LABEL_REQUEST) in ours):
-                change = Change(action="cancel", name=name, parent=job.parent, job=job.name, job_state=job.state,
-                                cancel_jobs=[job.name],
-                                reason=f"duplicate of {duplicates[job.name]} (same create request; two runs raced)")
+            if job.name in duplicates and job.state_class is StateClass.LIVE and job.request_id in ours:
+                change = CancelJobs(action=Action.CANCEL, name=name, parent=job.parent, job=job.name,
+                                    job_state=job.state, cancel_jobs=[job.name],
+                                    reason=f"duplicate of {duplicates[job.name]} (same create request; two runs raced)")
                 try:
                     outcomes.append(Outcome(change, True, _cancel(api, recorder, name, job.name), job.name))
                 except ReconcilerError as exc:
@@ -187,30 +193,31 @@ def _cancel_duplicates(plan: Plan, observation: Observation, api: TuningApi, rec
 def _execute(
     change: Change, api: TuningApi, recorder: _Recorder, desired: DesiredModel | None
 ) -> Outcome:
-    action = change.action
-    if action in CREATING:
-        return _create(change, api, recorder, desired)
-    if action == "cancel":
-        messages = [_cancel(api, recorder, change.name, job) for job in change.cancel_jobs]
-        return Outcome(change, True, "; ".join(messages), change.job)
-    if action == "move":
-        assert change.moved_from is not None and change.parent is not None
-        old = recorder.entry(change.moved_from) or ModelEntry.model_validate({"parent": change.parent})
-        recorder.set_entry(change.name, old.model_copy(update={
-            "parent": change.parent, "adopted": {**old.adopted, **change.adopt_jobs}}))
-        recorder.drop_entry(change.moved_from)
-        return Outcome(change, True, f"state entry moved from {change.moved_from}; {change.job} adopted", change.job)
-    if action == "forget":
-        recorder.drop_entry(change.name)
-        return Outcome(change, True, "removed from the state", change.job)
-    if action == "noop":
-        return Outcome(change, True, "no change", change.job)
-    raise AssertionError(f"unhandled action {action}")  # the Literal makes this unreachable
+    """One change, dispatched on its type: the type checker sees every action handled."""
+    match change:
+        case CreateJob():
+            return _create(change, api, recorder, desired)
+        case CancelJobs():
+            messages = [_cancel(api, recorder, change.name, job) for job in change.cancel_jobs]
+            return Outcome(change, True, "; ".join(messages), change.job)
+        case MoveEntry():
+            old = recorder.entry(change.moved_from) or ModelEntry.model_validate({"parent": change.parent})
+            recorder.set_entry(change.name, old.model_copy(update={
+                "parent": change.parent or old.parent, "adopted": {**old.adopted, **change.adopt_jobs}}))
+            recorder.drop_entry(change.moved_from)
+            return Outcome(change, True, f"state entry moved from {change.moved_from}; {change.job} adopted",
+                           change.job)
+        case ForgetEntry():
+            recorder.drop_entry(change.name)
+            return Outcome(change, True, "removed from the state", change.job)
+        case NoChange():
+            return Outcome(change, True, "no change", change.job)
+        case _:
+            assert_never(change)
 
 
-def _create(change: Change, api: TuningApi, recorder: _Recorder, desired: DesiredModel | None) -> Outcome:
-    assert change.parent and change.request is not None and change.request_id and change.spec_hash
-    parent, rid = change.parent, change.request_id
+def _create(change: CreateJob, api: TuningApi, recorder: _Recorder, desired: DesiredModel | None) -> Outcome:
+    parent, rid = change.parent or "", change.request_id
     journalled = any(j.request_id == rid for j in recorder.state.journal)
     if journalled:
         # An earlier run wrote this intent and did not record its outcome: look before creating.

@@ -278,7 +278,7 @@ def _make_plan(
 
     plan = planned(desired)
     if estimate_cost:
-        creating = {c.name for c in plan.changes if c.cost_usd is None and c.action in ("create", "replace", "recreate")}
+        creating = {c.name for c in plan.creates if c.cost_usd is None}
         if creating:
             desired = _with_datasets(rt, desired, sizes_for=creating)
             plan = planned(desired)
@@ -544,8 +544,7 @@ def apply(
             rt.out.print(render.plan_text(the_plan))
         if max_cost is not None:
             if the_plan.cost_unknown:
-                unknown = ", ".join(c.name for c in the_plan.changes if c.action in ("create", "replace", "recreate")
-                                    and c.cost_usd is None)
+                unknown = ", ".join(c.name for c in the_plan.creates if c.cost_usd is None)
                 raise PlanError(f"--max-cost {max_cost:g}: no estimate for {unknown}; cannot check the limit")
             if the_plan.estimated_cost > max_cost:
                 raise PlanError(f"this plan's estimated tuning cost is ${the_plan.estimated_cost:,.2f}, above "
@@ -569,7 +568,7 @@ def apply(
             c = outcome.change
             colour = "green" if outcome.ok else "red"
             mark = "✓" if outcome.ok else "✗"
-            rt.err.print(f"[{colour}]{mark}[/] {c.action} {escape(c.name)}: {escape(outcome.message)}")
+            rt.err.print(f"[{colour}]{mark}[/] {c.action.value} {escape(c.name)}: {escape(outcome.message)}")
 
         result = apply_plan(
             the_plan, desired, client, store, state, _observer(rt, client),

@@ -9,28 +9,55 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 from rich.markup import escape
+from typing_extensions import assert_never
 
-from reconciler.plan import ACTIONS, Change, FieldChange, Plan
+from reconciler.plan import ACTIONS, Action, Change, CreateJob, FieldChange, Plan
 
-SYMBOLS = {"create": "+", "replace": "-/+", "recreate": "+", "move": "→", "cancel": "-", "forget": "~", "noop": " "}
-COLOURS = {"create": "green", "replace": "yellow", "recreate": "green", "move": "cyan", "cancel": "red",
-           "forget": "cyan", "noop": "dim"}
 GITHUB_COMMENT_LIMIT = 65_536
-ORDER = ("replace", "recreate", "create", "move", "cancel", "forget", "noop")
+
+
+class Style(NamedTuple):
+    symbol: str
+    colour: str
+    rank: int  # order of the groups in a plan
+
+
+def style(action: Action) -> Style:
+    """How an action is shown. Exhaustive: a new action without a style fails the type check."""
+    match action:
+        case Action.REPLACE:
+            return Style("-/+", "yellow", 0)
+        case Action.RECREATE:
+            return Style("+", "green", 1)
+        case Action.CREATE:
+            return Style("+", "green", 2)
+        case Action.MOVE:
+            return Style("→", "cyan", 3)
+        case Action.CANCEL:
+            return Style("-", "red", 4)
+        case Action.FORGET:
+            return Style("~", "cyan", 5)
+        case Action.NOOP:
+            return Style(" ", "dim", 6)
+        case _:
+            assert_never(action)
+
+
+ORDER: tuple[Action, ...] = tuple(sorted(ACTIONS, key=lambda a: style(a).rank))
 
 
 def summary_line(plan: Plan) -> str:
     s = plan.summary()
     if not plan.has_changes:
         return f"No changes. {s['noop']} model(s) up to date or in progress (stack {plan.stack})."
-    parts = [f"{s[a]} to {a}" for a in ("create", "replace", "recreate", "move", "cancel", "forget") if s[a]]
+    parts = [f"{s[a.value]} to {a.value}" for a in ACTIONS if a is not Action.NOOP and s[a.value]]
     line = f"Plan: {', '.join(parts)}; {s['noop']} unchanged (stack {plan.stack})."
     if s["jobs_to_cancel"]:
         line += f" This plan cancels {s['jobs_to_cancel']} running job(s)."
-    if any(c.cost_usd is not None for c in plan.changes):
+    if any(c.cost_usd is not None for c in plan.creates):
         unknown = f", {s['cost_unknown']} without estimate" if s["cost_unknown"] else ""
         line += f" Estimated tuning cost: ${s['estimated_cost_usd']:,.2f}{unknown} (an estimate)."
     return line
@@ -52,9 +79,26 @@ def _short(name: str | None) -> str:
     return name or ""
 
 
-def _grouped(changes: Iterable[Change]) -> list[tuple[str, list[Change]]]:
+def _grouped(changes: Iterable[Change]) -> list[tuple[Action, list[Change]]]:
     changes = list(changes)
-    return [(a, [c for c in changes if c.action == a]) for a in ORDER if any(c.action == a for c in changes)]
+    return [(a, [c for c in changes if c.action is a]) for a in ORDER if any(c.action is a for c in changes)]
+
+
+def _change_lines(c: Change) -> list[str]:
+    """The detail lines of one change in the text plan (markup)."""
+    lines = []
+    if c.job:
+        lines.append(f"        job: {escape(c.job)}" + (f" ({c.job_state.removeprefix('JOB_STATE_')})" if c.job_state else ""))
+    if isinstance(c, CreateJob):
+        lines.append(f"        into: {escape(c.parent or '')}  base model: {escape(str(c.request.get('baseModel')))}")
+        if c.cost_usd is not None:
+            lines.append(f"        est. cost: ${c.cost_usd:,.2f} ({escape(c.cost_note or '')})")
+        lines += [f"        [yellow]{escape(diff_line(f))}[/]" for f in c.diff]
+        lines += [f"        [red]cancels {escape(job)}[/]" for job in c.cancel_jobs]
+    if c.error:
+        lines.append(f"        [red]error: {escape(c.error)}[/]")
+    lines += [f"        [cyan]note: {escape(note)}[/]" for note in c.notes]
+    return lines
 
 
 def scope_line(plan: Plan) -> str:
@@ -73,30 +117,15 @@ def plan_text(plan: Plan, *, show_noop: bool = False) -> str:
     """Human-readable plan with rich markup, grouped by action, counts in the first line."""
     lines = [f"[bold]{escape(summary_line(plan))}[/]", f"[dim]{escape(scope_line(plan))}[/]"]
     for action, changes in _grouped(plan.changes):
-        if action == "noop" and not show_noop and not any(c.notes or c.error for c in changes):
+        shown = [c for c in changes if action is not Action.NOOP or show_noop or c.notes or c.error]
+        if not shown:
             continue
         lines.append("")
-        colour = COLOURS[action]
-        for c in changes:
-            if action == "noop" and not (show_noop or c.notes or c.error):
-                continue
-            head = f"  [{colour}]{SYMBOLS[action]:>3} {action:<8}[/] [bold]{escape(c.name)}[/]"
+        look = style(action)
+        for c in shown:
+            head = f"  [{look.colour}]{look.symbol:>3} {action.value:<8}[/] [bold]{escape(c.name)}[/]"
             lines.append(head + f"  [dim]{escape(c.reason)}[/]")
-            if c.job:
-                lines.append(f"        job: {escape(c.job)}" + (f" ({c.job_state.removeprefix('JOB_STATE_')})" if c.job_state else ""))
-            if action in ("create", "replace", "recreate") and c.request:
-                lines.append(f"        into: {escape(c.parent or '')}  base model: {escape(str(c.request.get('baseModel')))}")
-                if c.cost_usd is not None:
-                    lines.append(f"        est. cost: ${c.cost_usd:,.2f} ({escape(c.cost_note or '')})")
-            for f in c.diff:
-                lines.append(f"        [yellow]{escape(diff_line(f))}[/]")
-            for job in c.cancel_jobs:
-                if action != "cancel":
-                    lines.append(f"        [red]cancels {escape(job)}[/]")
-            if c.error:
-                lines.append(f"        [red]error: {escape(c.error)}[/]")
-            for note in c.notes:
-                lines.append(f"        [cyan]note: {escape(note)}[/]")
+            lines += _change_lines(c)
     for w in plan.warnings:
         lines.append(f"[yellow]Warning: {escape(w)}[/]")
     return "\n".join(lines)
@@ -111,6 +140,10 @@ def plan_json(plan: Plan) -> str:
     return json.dumps({k: body[k] for k in order if k in body}, indent=2, ensure_ascii=False)
 
 
+def _diff(c: Change) -> list[FieldChange]:
+    return c.diff if isinstance(c, CreateJob) else []
+
+
 def _md_escape(text: str) -> str:
     return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
 
@@ -120,28 +153,30 @@ def plan_markdown(plan: Plan, *, limit: int = GITHUB_COMMENT_LIMIT - 1_536) -> s
     s = plan.summary()
     head = [f"### Tuning plan for stack `{plan.stack}`", "", f"**{_md_escape(summary_line(plan))}**", "",
             _md_escape(scope_line(plan)), ""]
-    counts = " · ".join(f"{s[a]} {a}" for a in ACTIONS)
+    counts = " · ".join(f"{s[a.value]} {a.value}" for a in ACTIONS)
     head += [counts, ""]
     body: list[str] = []
     for action, changes in _grouped(plan.changes):
-        if action == "noop" and not any(c.notes or c.error for c in changes):
+        if action is Action.NOOP and not any(c.notes or c.error for c in changes):
             body.append(f"<details><summary>{len(changes)} unchanged</summary>\n")
             body += [f"- `{c.name}`: {_md_escape(c.reason)}" for c in changes]
             body.append("\n</details>\n")
             continue
-        body.append(f"#### {action} ({len(changes)})\n")
-        costed = any(c.cost_usd is not None for c in changes)
+        body.append(f"#### {action.value} ({len(changes)})\n")
+        costed = any(isinstance(c, CreateJob) and c.cost_usd is not None for c in changes)
         body.append("| model | reason | job |" + (" est. cost |" if costed else ""))
         body.append("|---|---|---|" + ("---|" if costed else ""))
         for c in changes:
-            cost = (f" ${c.cost_usd:,.2f} |" if c.cost_usd is not None else " – |") if costed else ""
+            usd = c.cost_usd if isinstance(c, CreateJob) else None
+            cost = (f" ${usd:,.2f} |" if usd is not None else " – |") if costed else ""
             body.append(f"| `{c.name}` | {_md_escape(c.reason)} | {_md_escape(_short(c.job))} |{cost}")
-        details = [c for c in changes if c.diff or c.notes or c.error or c.cancel_jobs]
+        details = [c for c in changes if _diff(c) or c.notes or c.error or c.jobs_to_cancel]
         if details:
             body.append("\n<details><summary>details</summary>\n")
             for c in details:
                 body.append(f"**`{c.name}`**\n")
-                lines = [diff_line(f) for f in c.diff] + [f"cancels {j}" for j in c.cancel_jobs if c.action != "cancel"]
+                lines = [diff_line(f) for f in _diff(c)]
+                lines += [f"cancels {j}" for j in c.jobs_to_cancel if c.action is not Action.CANCEL]
                 lines += [f"error: {c.error}"] if c.error else []
                 lines += [f"note: {n}" for n in c.notes]
                 body.append("```diff\n" + "\n".join(lines).replace("```", "'''") + "\n```\n")

@@ -8,8 +8,8 @@ from rich.console import Group
 from rich.markup import escape
 from rich.table import Table
 
-from reconciler.models import ObservedJob, short_state
-from reconciler.plan import Observation, Plan
+from reconciler.models import short_state
+from reconciler.plan import Observation, OwnedJob, Plan
 from reconciler.state.model import State
 
 
@@ -20,7 +20,7 @@ def status_rows(plan: Plan, observation: Observation, state: State) -> tuple[lis
         entry = state.models.get(change.name)
         rows.append({
             "name": change.name,
-            "action": change.action,
+            "action": change.action.value,
             "reason": change.reason,
             "job": change.job,
             "state": change.job_state,
@@ -100,20 +100,21 @@ def data_stats_lines(stats: dict[str, Any]) -> list[str]:
     return lines
 
 
-def model_detail(name: str, jobs: list[ObservedJob], plan: Plan, state: State) -> dict[str, Any]:
+def model_detail(name: str, owned: list[OwnedJob], plan: Plan, state: State) -> dict[str, Any]:
     """Everything known of one model: the planned action, the endpoint, its jobs over time."""
     change = next((c for c in plan.changes if c.name == name), None)
     entry = state.models.get(name)
-    ordered = sorted(jobs, key=lambda j: j.sort_key, reverse=True)
+    hashes = {o.name: o.spec_hash for o in owned}
+    ordered = sorted((o.job for o in owned), key=lambda j: j.sort_key, reverse=True)
     latest_stats = next((j for j in ordered if j.tuning_data_stats), None)
     return {
         "name": name,
-        "action": change.action if change else None,
+        "action": change.action.value if change else None,
         "reason": change.reason if change else None,
         "endpoint": entry.tuned_model.endpoint if entry and entry.tuned_model else None,
         "serving_job": entry.serving_job if entry else None,
         "jobs": [
-            {"job": j.name, "state": j.state, "spec_hash": j.spec_hash, "create_time": j.create_time,
+            {"job": j.name, "state": j.state, "spec_hash": hashes[j.name], "create_time": j.create_time,
              "start_time": j.start_time or None, "end_time": j.end_time or None,
              "error": j.error_message, "endpoint": j.endpoint, "experiment": j.experiment,
              "gcs_metrics_uri": j.gcs_metrics_uri}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reconciler.plan import Change, FieldChange, Plan
+from reconciler.plan import FieldChange, Plan, parse_change
 from reconciler.render import GITHUB_COMMENT_LIMIT, plan_markdown, plan_text
 
 
@@ -10,13 +10,15 @@ def big_plan(n: int) -> Plan:
     changes = []
     for i in range(n):
         action = ("create", "replace", "cancel", "noop")[i % 4]
-        changes.append(Change(
-            action=action, name=f"model-{i:05d}", reason="spec changed" if action == "replace" else "x" * 40,
-            job=f"projects/1/locations/us-central1/tuningJobs/{i}",
-            diff=[FieldChange(path="supervisedTuningSpec.hyperParameters.epochCount", kind="changed", old=3, new=i)]
+        creating = {"spec_hash": "h", "request": {"baseModel": "b"}, "request_id": f"r{i}"}
+        changes.append(parse_change({
+            "action": action, "name": f"model-{i:05d}", "reason": "spec changed" if action == "replace" else "x" * 40,
+            "job": f"projects/1/locations/us-central1/tuningJobs/{i}",
+            "diff": [FieldChange(path="supervisedTuningSpec.hyperParameters.epochCount", kind="changed", old=3, new=i)]
             if action == "replace" else [],
-            cancel_jobs=[f"projects/1/locations/us-central1/tuningJobs/{i}"] if action == "cancel" else [],
-        ))
+            "cancel_jobs": [f"projects/1/locations/us-central1/tuningJobs/{i}"] if action == "cancel" else [],
+            **(creating if action in ("create", "replace") else {}),
+        }))
     return Plan(stack="big", parents=[], changes=changes, fingerprint="f")
 
 

@@ -1,0 +1,131 @@
+"""The state from what the API shows: each model's entry (its job, its endpoint in service)
+derived from its jobs. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from reconciler.models import DesiredModel, StateClass
+from reconciler.plan.explain import project_region
+from reconciler.plan.ownership import OwnedJob, jobs_by_name, newest, request_duplicates
+from reconciler.plan.types import Observation
+from reconciler.state.model import Endpoint, JobError, ModelEntry, State
+
+
+def derive_entry(
+    name: str,
+    jobs: Sequence[OwnedJob],
+    desired: DesiredModel | None,
+    previous: ModelEntry | None,
+) -> ModelEntry | None:
+    """The state entry of one name from the jobs the API shows (pure).
+
+    `job` is the newest job of the desired spec (or the newest job); the endpoint in service is
+    that job's when it succeeded, else the newest succeeded job's: a replaced model keeps serving
+    until its replacement succeeds.
+    """
+    if desired is None and previous is None:
+        return None  # orphans are not adopted into the state; leaving it is the forget action's job
+    duplicates = request_duplicates(jobs)  # other jobs of one create request: cancelled, never current
+    ordered = sorted((j for j in jobs if j.name not in duplicates), key=lambda j: j.sort_key)
+    want = desired.spec_hash if desired else (previous.spec_hash if previous else None)
+    current = newest([j for j in ordered if j.spec_hash == want]) or newest(ordered)
+    parent = desired.parent if desired else (previous.parent if previous else "")
+    if current is None:
+        return previous.model_copy(update={"parent": parent}) if previous is not None else None
+    serving = _serving(ordered, current, desired, previous)
+    spec, cosmetic = _made_from(current, parent, desired, previous)
+    data_hashes, pins = _data(ordered, current, desired, previous)
+    busy = (StateClass.LIVE, StateClass.CANCELLING, StateClass.UNKNOWN)
+    watched = {j.parent for j in ordered if j.state_class in busy or j is current or j is serving}
+    return ModelEntry(
+        parent=parent,
+        job=current.name,
+        state=current.state,
+        specHash=current.spec_hash,
+        spec=spec,
+        cosmetic=cosmetic,
+        createTime=current.create_time or None,
+        endTime=current.end_time or None,
+        error=JobError(code=current.error_code, message=current.error_message)
+        if current.error_message or current.error_code else None,
+        tunedModel=Endpoint(model=serving.tuned_model, endpoint=serving.endpoint) if serving else None,
+        servingJob=serving.name if serving else None,
+        protect=desired.protect if desired else (previous.protect if previous else False),
+        cancelRequested=[j.name for j in ordered if j.state_class is StateClass.CANCELLING],
+        parents=sorted(watched | ({parent} if parent else set())),
+        adopted=previous.adopted if previous else {},
+        dataHashes={k: v for k, v in data_hashes.items() if v},
+        datasetPins=pins,
+        smokeTests={k: v for k, v in (previous.smoke_tests if previous else {}).items()
+                    if any(j.name == k for j in ordered)},
+    )
+
+
+def _serving(ordered: list[OwnedJob], current: OwnedJob, desired: DesiredModel | None,
+             previous: ModelEntry | None) -> OwnedJob | None:
+    """The succeeded job whose endpoint serves: the current one, else the newest succeeded."""
+    succeeded = sorted((j for j in ordered if j.state_class is StateClass.SUCCEEDED),
+                       key=lambda j: (j is current, j.sort_key), reverse=True)  # current first, then newest
+    if desired is not None and desired.smoke_gate:
+        # A new endpoint serves only once its smoke test passed; what served before keeps serving.
+        def cleared(job: OwnedJob) -> bool:
+            if previous is None:
+                return False
+            record = previous.smoke_tests.get(job.name)
+            return previous.serving_job == job.name or (record is not None and record.passed)
+
+        succeeded = [j for j in succeeded if cleared(j)]
+    # A succeeded job the API shows without an endpoint (an incomplete answer) never displaces one
+    # that has an endpoint: consumers of the state would lose a working endpoint.
+    succeeded = [j for j in succeeded if j.endpoint] or succeeded
+    return succeeded[0] if succeeded else None
+
+
+def _made_from(current: OwnedJob, parent: str, desired: DesiredModel | None,
+               previous: ModelEntry | None) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The spec and cosmetic fields the current job was made with (the diff base)."""
+    if previous is not None and previous.job == current.name and previous.spec is not None:
+        return previous.spec, previous.cosmetic
+    if desired is not None and current.spec_hash == desired.spec_hash:
+        # A job the state did not know (a lost state): what it was made with is on the job.
+        cosmetic = current.cosmetic()
+        cosmetic["labels"] = {k: v for k, v in cosmetic["labels"].items() if k in dict(desired.labels)}
+        return desired.tuning_spec(), cosmetic
+    project, region = project_region(parent or current.parent)
+    return current.tuning_spec(project, region), current.cosmetic()
+
+
+def _data(ordered: list[OwnedJob], current: OwnedJob, desired: DesiredModel | None,
+          previous: ModelEntry | None) -> tuple[dict[str, str | None], dict[str, dict[str, str]]]:
+    """Each job's pinned-data hash, and the pins of what the current job is tuned on."""
+    data_hashes = {j.name: j.data_hash or (previous.data_hashes.get(j.name) if previous else None)
+                   for j in ordered}
+    pins = previous.dataset_pins if previous else {}
+    if (desired is not None and desired.pin_datasets and current.spec_hash == desired.spec_hash
+            and data_hashes.get(current.name) in (None, desired.data_hash)):
+        data_hashes[current.name] = desired.data_hash  # the baseline: what it is tuned on
+        pins = desired.pins()
+    return data_hashes, pins
+
+
+def derive_models(
+    desired: Sequence[DesiredModel],
+    observation: Observation,
+    previous: State,
+    *,
+    stack: str,
+    names: Iterable[str] | None = None,
+) -> dict[str, ModelEntry]:
+    """Every state entry, recomputed from an observation (for `names`, or all)."""
+    by_name = jobs_by_name(observation, stack, previous)
+    desired_by_name = {d.name: d for d in desired}
+    all_names = set(desired_by_name) | set(by_name) | set(previous.models)
+    chosen = set(names) if names is not None else all_names
+    models = {k: v for k, v in previous.models.items() if k not in chosen}
+    for name in sorted(chosen & all_names):
+        entry = derive_entry(name, by_name.get(name, []), desired_by_name.get(name), previous.models.get(name))
+        if entry is not None:
+            models[name] = entry
+    return dict(sorted(models.items()))
