@@ -23,18 +23,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from reconciler import __version__
-from reconciler.errors import ConfigError, ManifestError, PlanError, ReconcilerError, StalePlanError
+from reconciler.errors import ConfigError, ManifestError, PlanError, ReconcilerError
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from reconciler.config import Settings
-    from reconciler.manifest import LoadResult
-    from reconciler.plan import Observation, Plan
+    from reconciler.plan import Plan
+    from reconciler.session import Session
     from reconciler.state.model import State
-    from reconciler.state.store import StateStore
-    from reconciler.storage import StorageClient
-    from reconciler.vertex.client import VertexClient
 
 app = typer.Typer(
     name="reconciler",
@@ -61,7 +58,7 @@ class Runtime:
     _settings: Settings | None = None
     _console: Console | None = None
     _err_console: Console | None = None
-    _storage: StorageClient | None = None
+    _session: Session | None = None
     exit_stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
     @property
@@ -73,6 +70,19 @@ class Runtime:
                 config_file=self.config_file, cwd=Path.cwd(), env=os.environ, flags=self.flags
             )
         return self._settings
+
+    @property
+    def session(self) -> Session:
+        """The run's session: the settings, and the credentials the environment holds."""
+        if self._session is None:
+            from reconciler.session import Session
+
+            self._session = Session(
+                self.settings, token=os.environ.get("RECONCILER_ACCESS_TOKEN") or None,
+                storage_emulator=os.environ.get("STORAGE_EMULATOR_HOST") or None,
+                allow_insecure_http=self.allow_insecure_http, debug=self.debug, warn=self.warn, info=self.info,
+                exit_stack=self.exit_stack)
+        return self._session
 
     def _make_console(self, stderr: bool) -> Console:
         from rich.console import Console
@@ -145,207 +155,8 @@ def _global(
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-# -- shared steps ---------------------------------------------------------------------------------
-def _manifest_root(rt: Runtime) -> Path:
-    """The folder holding the stack's whole manifest set (`manifests:` in reconciler.yaml)."""
-    return Path(rt.settings.manifests)
-
-
-def _prunes(rt: Runtime, paths: Sequence[Path], prune: bool) -> bool:
-    """Whether a run may remove models whose manifest is absent: only when it reads the whole
-    manifest set (no paths, or the manifest root itself among them) or is told to (--prune).
-    A subset of files, or another folder, acts on the models it names and nothing else."""
-    if prune or not paths:
-        return True
-    root = _manifest_root(rt).resolve()
-    return any(p.resolve() == root for p in paths)
-
-
-def _load(rt: Runtime, paths: Sequence[Path], *, allow_empty: bool = False,
-          on_model: Any = None) -> LoadResult:
-    from reconciler.manifest import Defaults, load_manifests
-
-    s = rt.settings
-    paths = list(paths) or [_manifest_root(rt)]
-    result = load_manifests(paths, Defaults(project=s.project, region=s.region), on_model)
-    for warning in result.warnings:
-        rt.warn(warning)
-    if not result.models and not allow_empty:
-        where = ", ".join(str(p) for p in paths)
-        raise PlanError(
-            f"no manifests found in {where}: refusing to plan for zero models (a wrong path or a bad "
-            "checkout would cancel every job). Pass --allow-empty if that is really intended."
-        )
-    return result
-
-
-def _client(rt: Runtime) -> VertexClient:
-    from reconciler.vertex.auth import check_endpoint, resolve_auth
-    from reconciler.vertex.client import VertexClient
-
-    s = rt.settings
-    endpoint = s.api_endpoint
-    if endpoint is not None and (endpoint == "embedded" or endpoint.startswith("embedded:")):
-        from reconciler.emulator.server import start_embedded
-
-        data = Path(endpoint.partition(":")[2] or "reconciler-emulator.json")
-        server = start_embedded(data)
-        rt.exit_stack.callback(server.stop)
-        endpoint = server.url
-        if rt.debug:
-            rt.info(f"embedded emulator at {endpoint}, data in {data}")
-    root = check_endpoint(endpoint, allow_insecure_http=rt.allow_insecure_http) if endpoint else None
-    token = os.environ.get("RECONCILER_ACCESS_TOKEN") or None
-    auth = resolve_auth(root, token)
-    client = VertexClient(
-        endpoint=root,
-        auth=auth,
-        retry=s.retry,
-        max_connections=max(8, s.concurrency * 2),
-        requests_per_minute=s.requests_per_minute,
-        creates_per_minute=s.creates_per_minute,
-    )
-    client.transport.notify = rt.warn
-    rt.exit_stack.callback(client.close)
-    return client
-
-
-def _storage(rt: Runtime) -> StorageClient:
-    """The Cloud Storage client (state in gs://, dataset pinning), made once per run."""
-    if rt._storage is None:
-        from reconciler.storage import StorageClient, emulator_endpoint
-        from reconciler.vertex.auth import resolve_auth
-
-        emulator = os.environ.get("STORAGE_EMULATOR_HOST")
-        # As Google's own storage clients do, an emulator gets no credentials.
-        auth = None if emulator else resolve_auth(None, os.environ.get("RECONCILER_ACCESS_TOKEN") or None,
-                                                  service="Cloud Storage")
-        rt._storage = StorageClient(
-            endpoint=emulator_endpoint(emulator) if emulator else None, auth=auth, retry=rt.settings.retry)
-        rt._storage.transport.notify = rt.warn
-        rt.exit_stack.callback(rt._storage.close)
-    return rt._storage
-
-
-def _store(rt: Runtime) -> StateStore:
-    location = rt.settings.state
-    if location.startswith("gs://"):
-        from reconciler.state.gcs import GcsStateStore
-        from reconciler.storage import parse_gs_uri
-
-        parse_gs_uri(location)  # a malformed URI is reported as such, before any credentials are sought
-        return GcsStateStore(location, _storage(rt))
-    if "://" in location:
-        raise ConfigError(f"state {location!r}: use a local path or gs://BUCKET/OBJECT")
-    from reconciler.state.local import LocalStateStore
-
-    return LocalStateStore(Path(location))
-
-
-def _observer(rt: Runtime, client: VertexClient) -> Any:
-    from reconciler.observe import observe
-
-    def run(parents: Sequence[str]) -> Observation:
-        return observe(client, parents, workers=rt.settings.concurrency)
-
-    return run
-
-
-def _make_plan(
-    rt: Runtime,
-    client: VertexClient,
-    state: State,
-    desired: Sequence[Any],
-    *,
-    targets: Sequence[str],
-    replace: Sequence[str],
-    observation: Observation | None = None,
-    estimate_cost: bool = False,
-    prune: bool = True,
-    prune_unrecorded: bool = False,
-) -> tuple[Plan, Observation, list[Any]]:
-    """Observe (unless given), resolve dataset pins and sizes, plan. Returns the models as
-    planned (pins and sizes filled in): apply and the state must use exactly those."""
-    from reconciler.observe import parents_to_observe
-    from reconciler.plan import compute_plan
-
-    if observation is None:
-        observation = _observer(rt, client)(parents_to_observe(desired, state))
-    desired = _with_datasets(rt, desired)
-    def planned(models: Sequence[Any]) -> Plan:
-        return compute_plan(models, observation, state, stack=rt.settings.stack, targets=targets, replace=replace,
-                            prices=rt.settings.prices, prune=prune, prune_unrecorded=prune_unrecorded)
-
-    plan = planned(desired)
-    if estimate_cost:
-        creating = {c.name for c in plan.creates if c.cost_usd is None}
-        if creating:
-            desired = _with_datasets(rt, desired, sizes_for=creating)
-            plan = planned(desired)
-    # Creates an interrupted run started: said in the plan itself (text, JSON, the PR comment),
-    # since a reviewer must know that an earlier apply died half-way.
-    resumed = []
-    for entry in state.journal:
-        found = any(j.labels.get("reconciler-request") == entry.request_id for j in observation.jobs)
-        if found:
-            outcome = "its job exists and is taken into account."
-        elif entry.parent in observation.parents:
-            outcome = "no job was made; it is planned again if still wanted."
-        else:
-            outcome = f"{entry.parent} was not listed, so whether its job exists is unknown."
-        resumed.append(f"{entry.name}: an interrupted run started a create at {entry.started} "
-                       f"(request {entry.request_id}); {outcome}")
-    if resumed:
-        plan = plan.model_copy(update={"warnings": [*resumed, *plan.warnings]})
-    return plan, observation, list(desired)
-
-
-def _with_datasets(rt: Runtime, desired: Sequence[Any], sizes_for: set[str] | None = None) -> list[Any]:
-    """Pins of `pinDatasets` models (and sizes, for `sizes_for`) read from Cloud Storage."""
-    if not sizes_for and not any(d.pin_datasets for d in desired):
-        return list(desired)
-    from reconciler.datasets import resolve
-
-    return resolve(desired, _storage(rt), sizes_for=sizes_for or (), workers=rt.settings.concurrency)
-
-
-def _load_and_observe(
-    rt: Runtime, paths: Sequence[Path], state: State, *, allow_empty: bool
-) -> tuple[LoadResult, Observation, VertexClient]:
-    """Load the manifests while their regions are being listed: each (project, region) is listed
-    as soon as the state or the first manifest naming it is read — listing waits on the network,
-    loading uses the CPU. Each parent is still listed once; manifest errors still come first."""
-    import threading
-    from concurrent.futures import Future, ThreadPoolExecutor
-
-    from reconciler.observe import merge, observe_parent, parents_to_observe
-
-    rt.settings  # noqa: B018 (read once, before the listing threads need them)
-    lock = threading.Lock()
-    clients: list[VertexClient] = []
-    started: dict[str, Future[Observation]] = {}
-
-    def listing(parent: str) -> Observation:
-        with lock:
-            if not clients:
-                clients.append(_client(rt))
-        return observe_parent(clients[0], parent)
-
-    with ThreadPoolExecutor(max_workers=rt.settings.concurrency) as pool:
-        def start(parent: str) -> None:
-            if parent not in started:
-                started[parent] = pool.submit(listing, parent)
-
-        for parent in parents_to_observe([], state):
-            start(parent)
-        loaded = _load(rt, paths, allow_empty=allow_empty, on_model=lambda d: start(d.parent))
-        observation = merge(future.result() for future in started.values())
-    with lock:
-        client = clients[0] if clients else _client(rt)
-    return loaded, observation, client
-
-
-def _print_plan(rt: Runtime, plan: Plan, fmt: str) -> None:
+# -- printing -------------------------------------------------------------------------------------
+def _print_plan(rt: Runtime, plan: Plan, fmt: str, *, show_noop: bool = False) -> None:
     from reconciler import render
 
     if fmt == "json":
@@ -353,16 +164,32 @@ def _print_plan(rt: Runtime, plan: Plan, fmt: str) -> None:
     elif fmt == "markdown":
         typer.echo(render.plan_markdown(plan))
     else:
-        rt.out.print(render.plan_text(plan))
+        rt.out.print(render.plan_text(plan, show_noop=show_noop))
 
 
-@contextlib.contextmanager
-def _locked(rt: Runtime, store: StateStore, operation: str, timeout: float | None) -> Iterator[str]:
-    lock_id = store.lock(operation, timeout=rt.settings.lock_timeout if timeout is None else timeout, warn=rt.warn)
-    try:
-        yield lock_id
-    finally:
-        store.unlock(lock_id)
+def _outcome_reporter(rt: Runtime) -> Any:
+    from rich.markup import escape
+
+    def report(outcome: Any) -> None:
+        c = outcome.change
+        colour, mark = ("green", "✓") if outcome.ok else ("red", "✗")
+        rt.err.print(f"[{colour}]{mark}[/] {c.action.value} {escape(c.name)}: {escape(outcome.message)}")
+
+    return report
+
+
+def _probe_reporter(rt: Runtime) -> Any:
+    from rich.markup import escape
+
+    def report(result: Any) -> None:
+        if result.passed:
+            rt.err.print(f"[green]✓[/] smoke test {escape(result.name)}: {escape(str(result.job))} passed; "
+                         "its endpoint now serves")
+        else:
+            rt.err.print(f"[red]✗[/] smoke test {escape(result.name)}: {escape(str(result.job))} failed "
+                         f"({escape(str(result.error))}); the previous endpoint keeps serving")
+
+    return report
 
 
 def _number(low: float, *, inclusive: bool = True, high: float | None = None) -> Any:
@@ -381,10 +208,13 @@ def _number(low: float, *, inclusive: bool = True, high: float | None = None) ->
     return check
 
 
+DAY = 86_400.0
 AT_LEAST_0 = _number(0)
-ABOVE_0 = _number(0, inclusive=False)
 FRACTION = _number(0, high=1)
-LockTimeoutOpt = Annotated[float | None, typer.Option("--lock-timeout", help="Seconds to wait for the state lock (default 0, or lockTimeout).", show_default=False, callback=AT_LEAST_0)]
+INTERVAL = _number(0, inclusive=False, high=DAY)  # seconds between polls: at most a day
+WAIT_LIMIT = _number(0, inclusive=False, high=30 * DAY)
+LOCK_WAIT = _number(0, high=DAY)
+LockTimeoutOpt = Annotated[float | None, typer.Option("--lock-timeout", help="Seconds to wait for the state lock (default 0, or lockTimeout).", show_default=False, callback=LOCK_WAIT)]
 PruneOpt = Annotated[bool, typer.Option("--prune", help="Remove models whose manifest is gone even though only some manifests were given (paths other than the manifest root).")]
 PruneUnrecordedOpt = Annotated[bool, typer.Option("--prune-unrecorded", help="Also cancel running jobs of the stack that this state has no record of (another checkout's, or a lost state).")]
 FormatOpt = Annotated[str, typer.Option("--format", help="text, json or markdown.")]
@@ -400,12 +230,13 @@ def _check_format(fmt: str) -> str:
     return fmt
 
 
+
 # -- commands -------------------------------------------------------------------------------------
 @app.command()
 def validate(ctx: typer.Context, paths: PathsArg = None) -> int:
     """Check manifests offline (no API call): syntax, fields, names, models."""
     rt = _rt(ctx)
-    result = _load(rt, paths or [])
+    result = rt.session.load(paths or [])
     rt.out.print(f"{len(result.models)} manifest(s) in {len(result.files)} file(s) are valid.", markup=False)
     return EXIT_OK
 
@@ -426,54 +257,20 @@ def plan(
     prune_unrecorded: PruneUnrecordedOpt = False,
 ) -> int:
     """Show what apply would do: observe the API (one list per region) and diff."""
+    from reconciler.session import PlanOptions
+
     rt = _rt(ctx)
     _check_format(fmt)
-    store = _store(rt)
-    state = store.read(stack=rt.settings.stack)
-    loaded, observation, client = _load_and_observe(rt, paths or [], state, allow_empty=allow_empty)
-    the_plan, _, _ = _make_plan(rt, client, state, loaded.models, targets=target or [], replace=replace or [],
-                                observation=observation, estimate_cost=estimate_cost,
-                                prune=_prunes(rt, paths or [], prune), prune_unrecorded=prune_unrecorded)
-    if fmt == "text" and show_unchanged:
-        from reconciler import render
-
-        rt.out.print(render.plan_text(the_plan, show_noop=True))
-    else:
-        _print_plan(rt, the_plan, fmt)
+    the_plan = rt.session.plan(paths or [], PlanOptions(
+        targets=target or [], replace=replace or [], prune=prune, prune_unrecorded=prune_unrecorded,
+        estimate_cost=estimate_cost, allow_empty=allow_empty))
+    _print_plan(rt, the_plan, fmt, show_noop=show_unchanged)
     if out is not None:
-        from reconciler.state.local import atomic_write
+        from reconciler.state.codec import atomic_write
 
         atomic_write(out, the_plan.model_dump_json(indent=2).encode())
         rt.info(f"Saved the plan to {out}; run `reconciler apply {out}` to apply exactly this plan.")
-    if detailed_exitcode and the_plan.has_changes:
-        return EXIT_CHANGES
-    return EXIT_OK
-
-
-def _read_saved_plan(path: Path) -> Plan | None:
-    """The plan in `path` if it is a saved plan file, else None (it is a manifest path)."""
-    from pydantic import ValidationError
-
-    from reconciler.plan import Plan
-
-    if not path.is_file():
-        return None
-    head = path.read_bytes()[:4096].lstrip()
-    if not head.startswith(b"{"):
-        return None
-    from reconciler.plan import PLAN_FORMAT_VERSION, fingerprint
-
-    try:
-        saved = Plan.model_validate_json(path.read_bytes())
-    except ValidationError as exc:
-        raise PlanError(f"{path}: not a saved plan of this version ({exc.error_count()} problems)") from None
-    if saved.format_version != PLAN_FORMAT_VERSION:
-        raise PlanError(f"{path}: a saved plan of format {saved.format_version}, this version reads "
-                        f"{PLAN_FORMAT_VERSION}. Run plan again.")
-    if fingerprint(saved) != saved.fingerprint:
-        raise PlanError(f"{path} was edited after it was made (its content no longer matches its "
-                        "fingerprint); nothing was applied. Run plan again.")
-    return saved
+    return EXIT_CHANGES if detailed_exitcode and the_plan.has_changes else EXIT_OK
 
 
 @app.command()
@@ -483,8 +280,8 @@ def apply(
     auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Do not ask for confirmation.")] = False,
     max_cancel: Annotated[int | None, typer.Option("--max-cancel", help="Refuse a plan that cancels more jobs than this (default 5, or maxCancel).", show_default=False, min=0)] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the jobs to a final state, then write the state.")] = False,
-    wait_timeout: Annotated[float | None, typer.Option("--wait-timeout", help="Seconds --wait may take (default: no limit).", show_default=False, callback=ABOVE_0)] = None,
-    poll_interval: Annotated[float | None, typer.Option("--poll-interval", help="Seconds between polls of --wait (default 30).", show_default=False, callback=ABOVE_0)] = None,
+    wait_timeout: Annotated[float | None, typer.Option("--wait-timeout", help="Seconds --wait may take (default: no limit).", show_default=False, callback=WAIT_LIMIT)] = None,
+    poll_interval: Annotated[float | None, typer.Option("--poll-interval", help="Seconds between polls of --wait (default 30).", show_default=False, callback=INTERVAL)] = None,
     target: TargetOpt = None,
     replace: ReplaceOpt = None,
     allow_empty: AllowEmptyOpt = False,
@@ -496,137 +293,61 @@ def apply(
 ) -> int:
     """Create, replace, recreate, cancel and forget so that the API matches the manifests."""
     from reconciler import render
-    from reconciler.apply import apply_plan
-    from reconciler.models import DesiredModel
-    from reconciler.plan import compute_plan
+    from reconciler.session import Limits, PlanOptions
 
     rt = _rt(ctx)
-    s = rt.settings
-    plan_file = paths[0] if paths and len(paths) == 1 else None
-    saved = _read_saved_plan(plan_file) if plan_file else None
-    if saved is not None:
-        if target or replace or prune or prune_unrecorded:
-            raise ConfigError("--target, --replace and --prune… cannot be combined with a saved plan: "
-                              "they were decided when it was made")
-        desired: list[DesiredModel] = [DesiredModel.from_dict(d) for d in saved.desired]
-        if saved.stack != s.stack:
-            raise StalePlanError(f"{plan_file}: the plan is for stack {saved.stack!r}, not {s.stack!r}")
-    else:
-        desired = list(_load(rt, paths or [], allow_empty=allow_empty).models)
-    client = _client(rt)
-    store = _store(rt)
-    with _locked(rt, store, "apply", lock_timeout):
-        state = store.read(stack=s.stack)
-        if saved is not None:
-            from reconciler.observe import parents_to_observe
+    session = rt.session
+    tuning_failed: list[str] = []
 
-            observation = _observer(rt, client)(parents_to_observe(desired, state, saved.parents))
-            current = {d.name: d.identity for d in _with_datasets(rt, desired)}
-            moved = sorted(d.name for d in desired if current[d.name] != d.identity)
-            if moved:
-                raise StalePlanError(f"{plan_file} is stale: the data of {', '.join(moved)} changed in Cloud "
-                                     "Storage since the plan was made. Run plan again.")
-            fresh = compute_plan(desired, observation, state, stack=s.stack, targets=saved.targets,
-                                 replace=saved.replace, prices=s.prices, prune=saved.prune,
-                                 prune_unrecorded=saved.prune_unrecorded)
-            if fresh.fingerprint != saved.fingerprint:
-                raise StalePlanError(
-                    f"{plan_file} is stale: the jobs or the state changed since it was made "
-                    f"({render.summary_line(saved)} → now {render.summary_line(fresh)}). Run plan again."
-                )
-            # What runs is what this version computes from the plan's models (the same actions,
-            # the fingerprint says): never a request read from the file.
-            the_plan = fresh
-        else:
-            the_plan, _, desired = _make_plan(rt, client, state, desired, targets=target or [], replace=replace or [],
-                                              estimate_cost=max_cost is not None,
-                                              prune=_prunes(rt, paths or [], prune), prune_unrecorded=prune_unrecorded)
-            rt.out.print(render.plan_text(the_plan))
-        if max_cost is not None:
-            if the_plan.cost_unknown:
-                unknown = ", ".join(c.name for c in the_plan.creates if c.cost_usd is None)
-                raise PlanError(f"--max-cost {max_cost:g}: no estimate for {unknown}; cannot check the limit")
-            if the_plan.estimated_cost > max_cost:
-                raise PlanError(f"this plan's estimated tuning cost is ${the_plan.estimated_cost:,.2f}, above "
-                                f"--max-cost {max_cost:,.2f}; nothing was changed")
-        limit = s.max_cancel if max_cancel is None else max_cancel
-        if the_plan.cancel_count > limit:
-            raise PlanError(
-                f"this plan cancels {the_plan.cancel_count} running job(s), more than --max-cancel {limit}; "
-                "check the plan, then raise --max-cancel if it is intended"
-            )
-        if the_plan.has_changes and not auto_approve and saved is None:  # a saved plan was reviewed
-            if not sys.stdin.isatty():
-                raise PlanError("apply needs --auto-approve when it is not run interactively (no TTY)")
-            answer = typer.prompt("Apply this plan? Only 'yes' will be accepted", default="", show_default=False)
-            if answer.strip() != "yes":
-                rt.info("Apply cancelled; nothing was changed.")
-                return EXIT_ERROR
-        def report(outcome: Any) -> None:
-            from rich.markup import escape
+    def approve(the_plan: Plan) -> bool:
+        if auto_approve:
+            return True
+        if not sys.stdin.isatty():
+            raise PlanError("apply needs --auto-approve when it is not run interactively (no TTY)")
+        answer = typer.prompt("Apply this plan? Only 'yes' will be accepted", default="", show_default=False)
+        return bool(answer.strip() == "yes")
 
-            c = outcome.change
-            colour = "green" if outcome.ok else "red"
-            mark = "✓" if outcome.ok else "✗"
-            rt.err.print(f"[{colour}]{mark}[/] {c.action.value} {escape(c.name)}: {escape(outcome.message)}")
-
-        result = apply_plan(
-            the_plan, desired, client, store, state, _observer(rt, client),
-            concurrency=concurrency or s.concurrency, on_outcome=report, on_probe=_probe_reporter(rt),
-        )
+    def after(planned: Any, result: Any) -> None:
+        the_plan = planned.plan
         done = len(result.outcomes) - len(result.failed)
         serial = result.state.serial if result.state else "?"
-        counts = client.transport.counts
+        counts = session.client().transport.counts
         api = f"API: {counts['attempts']} request(s), {counts['retries']} retried"
+        where = session.store().describe()
         if not the_plan.has_changes:
-            rt.info(f"Nothing to apply. State: {store.describe()} (serial {serial}). {api}.")
+            rt.info(f"Nothing to apply. State: {where} (serial {serial}). {api}.")
         else:
             rt.info(f"Apply finished: {done} action(s) done, {len(result.failed)} failed. "
-                    f"State: {store.describe()} (serial {serial}). {api}.")
-        tuning_failed = _wait(rt, client, store, desired, the_plan, poll_interval, wait_timeout) if wait else False
-    return EXIT_ERROR if result.failed or tuning_failed else EXIT_OK
+                    f"State: {where} (serial {serial}). {api}.")
+        if wait:
+            tuning_failed.extend(_wait(rt, planned, poll_interval, wait_timeout))
+
+    session.client()  # credentials and the endpoint are checked before the lock is taken
+    outcome = session.apply(
+        paths or [], PlanOptions(targets=target or [], replace=replace or [], prune=prune,
+                                 prune_unrecorded=prune_unrecorded, allow_empty=allow_empty),
+        Limits(max_cancel=max_cancel, max_cost=max_cost), lock_timeout=lock_timeout, concurrency=concurrency,
+        show=lambda p: rt.out.print(render.plan_text(p)), approve=approve, on_outcome=_outcome_reporter(rt),
+        on_probe=_probe_reporter(rt), after=after)
+    if outcome is None:
+        rt.info("Apply cancelled; nothing was changed.")
+        return EXIT_ERROR
+    return EXIT_ERROR if outcome[1].failed or tuning_failed else EXIT_OK
 
 
-def _wait(rt: Runtime, client: VertexClient, store: StateStore, desired: Sequence[Any], the_plan: Plan,
-          poll_interval: float | None, timeout: float | None) -> bool:
-    """Follow the plan's jobs to a final state, write the state; True if a model's tuning failed."""
-    from reconciler.apply import refresh_state, wait_for_jobs
-    from reconciler.models import StateClass, classify_state
+def _wait(rt: Runtime, planned: Any, poll_interval: float | None, timeout: float | None) -> list[str]:
+    """Follow the plan's jobs to a final state, write the state; the models whose tuning failed."""
     from reconciler.progress import JobProgress
 
-    names = {c.name for c in the_plan.changes}
-    observer = _observer(rt, client)
-    state = store.read(stack=the_plan.stack)
-    with JobProgress(rt.err, the_plan.stack, names, state) as progress:
-        observation = wait_for_jobs(
-            observer, the_plan.parents, the_plan.stack, names, state,
-            poll_interval=poll_interval or rt.settings.poll_interval, timeout=timeout, on_poll=progress.update,
-        )
-    new_state = refresh_state(store, desired, observation, stack=the_plan.stack, names=names, state=state,
-                              api=client, on_probe=_probe_reporter(rt))
-    wanted = {d.name for d in desired}
-    failed = sorted(
-        n for n, e in new_state.models.items()
-        if n in names and n in wanted and classify_state(e.state) in (StateClass.FAILED, StateClass.CANCELLED)
-    )
+    def progress(names: set[str], state: State) -> JobProgress:
+        return JobProgress(rt.err, planned.plan.stack, names, state)
+
+    new_state, failed = rt.session.wait(planned, poll_interval=poll_interval, timeout=timeout, progress=progress,
+                                        on_probe=_probe_reporter(rt))
     rt.info(f"All jobs reached a final state; state written (serial {new_state.serial}).")
     if failed:
         rt.err.print(f"[red]Tuning did not succeed for: {', '.join(failed)}[/] (see `reconciler status`)")
-    return bool(failed)
-
-
-def _probe_reporter(rt: Runtime) -> Any:
-    from rich.markup import escape
-
-    def report(result: Any) -> None:
-        if result.passed:
-            rt.err.print(f"[green]✓[/] smoke test {escape(result.name)}: {escape(str(result.job))} passed; "
-                         "its endpoint now serves")
-        else:
-            rt.err.print(f"[red]✗[/] smoke test {escape(result.name)}: {escape(str(result.job))} failed "
-                         f"({escape(str(result.error))}); the previous endpoint keeps serving")
-
-    return report
+    return failed
 
 
 @app.command()
@@ -641,35 +362,16 @@ def probe(
     from rich.markup import escape
     from rich.table import Table
 
-    from reconciler.probe import DEFAULT_PROMPT
-    from reconciler.probe import probe as run_probe
+    from reconciler.status import short_name
 
     rt = _rt(ctx)
-    # Manifests only add smokeTest prompts: without --manifests and without a manifests/ folder,
-    # the state alone says what to probe.
-    paths = manifests or [p for p in [_manifest_root(rt)] if p.exists()]
-    desired = {d.name: d for d in _load(rt, paths, allow_empty=True).models} if paths else {}
-    state = _store(rt).read(stack=rt.settings.stack)
-    chosen = names or sorted(state.models)
-    unknown = [n for n in chosen if n not in state.models]
-    if unknown:
-        raise ReconcilerError(f"not in the state {rt.settings.state}: {', '.join(unknown)} (apply first)")
-    client = _client(rt)
-    results = []
-    for name in chosen:
-        entry, d = state.models[name], desired.get(name)
-        text = prompt or (d.smoke_prompt if d and d.smoke_prompt else DEFAULT_PROMPT)
-        expect = d.smoke_expect if d and not prompt else None
-        endpoint = entry.tuned_model.endpoint if entry.tuned_model else None
-        results.append(run_probe(client, name, entry.serving_job, endpoint, text, expect))
+    results = rt.session.probe(names or [], manifests, prompt)
     if fmt == "json":
         typer.echo(json.dumps([r.__dict__ for r in results], indent=2))
     else:
         table = Table(title=f"probe: {sum(r.passed for r in results)}/{len(results)} passed")
         for column in ("model", "result", "endpoint", "reply or error"):
             table.add_column(column, overflow="fold")
-        from reconciler.status import short_name
-
         for r in results:
             mark = "[green]pass[/]" if r.passed else "[red]FAIL[/]"
             table.add_row(escape(r.name), mark, escape(short_name(r.endpoint)),
@@ -681,18 +383,8 @@ def probe(
 @app.command()
 def refresh(ctx: typer.Context, paths: PathsArg = None, allow_empty: AllowEmptyOpt = False) -> int:
     """Update the state from the API (job states, endpoints); change no job."""
-    from reconciler.apply import refresh_state
-    from reconciler.observe import parents_to_observe
-
     rt = _rt(ctx)
-    desired = _with_datasets(rt, _load(rt, paths or [], allow_empty=allow_empty).models)
-    client = _client(rt)
-    store = _store(rt)
-    with _locked(rt, store, "refresh", None):
-        state = store.read(stack=rt.settings.stack)
-        observation = _observer(rt, client)(parents_to_observe(desired, state))
-        new_state = refresh_state(store, desired, observation, stack=rt.settings.stack, state=state,
-                                  api=client, on_probe=_probe_reporter(rt))
+    new_state = rt.session.refresh(paths or [], allow_empty=allow_empty, on_probe=_probe_reporter(rt))
     rt.info(f"State refreshed: {len(new_state.models)} model(s), serial {new_state.serial}.")
     return EXIT_OK
 
@@ -704,88 +396,72 @@ def status(
     fmt: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
     watch: Annotated[bool, typer.Option("--watch", help="Keep refreshing until no job of the models is running.")] = False,
     metrics: Annotated[bool, typer.Option("--metrics", help="With NAME: read the tuning metrics files (gcsMetricsUri) from Cloud Storage.")] = False,
-    interval: Annotated[float | None, typer.Option("--interval", help="Seconds between refreshes of --watch (default: pollInterval).", show_default=False, callback=ABOVE_0)] = None,
+    interval: Annotated[float | None, typer.Option("--interval", help="Seconds between refreshes of --watch (default: pollInterval).", show_default=False, callback=INTERVAL)] = None,
     allow_empty: AllowEmptyOpt = False,
 ) -> int:
     """Desired versus actual: one row per model, plus the unmanaged jobs found; NAME in depth."""
-    import time
-
-    from reconciler.models import StateClass
-    from reconciler.observe import parents_to_observe
-    from reconciler.plan import compute_plan, jobs_by_name
-    from reconciler.status import model_detail, model_detail_text, status_rows, status_table
-
     rt = _rt(ctx)
+    if fmt not in ("text", "json"):
+        raise ConfigError(f"--format must be text or json, not {fmt!r}")
     given = args or []
     paths = [Path(a) for a in given if Path(a).exists()]
     names = [a for a in given if not Path(a).exists()]
-    desired = _with_datasets(rt, _load(rt, paths, allow_empty=allow_empty or bool(names)).models)
-    client = _client(rt)
-    state = _store(rt).read(stack=rt.settings.stack)
-    known = {d.name for d in desired} | set(state.models)
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise ReconcilerError(f"no file, folder or model named {', '.join(map(repr, unknown))}")
-    observe = _observer(rt, client)
-    parents = parents_to_observe(desired, state)
-    def snapshot() -> tuple[Any, int, int]:
-        """The view, and how many of the models with jobs have only final jobs, of how many."""
-        observation = observe(parents)
-        the_plan = compute_plan(desired, observation, state, stack=rt.settings.stack, strict=False,
-                                prune=_prunes(rt, paths, False))
-        owned = jobs_by_name(observation, rt.settings.stack, state)
-        watched = [n for n in owned if not names or n in names]
-        running = sum(1 for n in watched
-                      if any(j.state_class in (StateClass.LIVE, StateClass.CANCELLING) for j in owned[n]))
-        done, total = len(watched) - running, len(watched)
-        if names:
-            details = [model_detail(n, owned.get(n, []), the_plan, state) for n in names]
-            if metrics:
-                from reconciler.metrics import read_metrics
+    query = rt.session.status(paths, names, allow_empty=allow_empty, metrics=metrics)
 
-                for detail in details:
-                    uri = next((j["gcs_metrics_uri"] for j in detail["jobs"] if j["gcs_metrics_uri"]), None)
-                    detail["metrics"] = read_metrics(_storage(rt), uri).lines() if uri else []
-            if fmt == "json":
-                return json.dumps(details, indent=2), done, total
-            from rich.console import Group
+    def take() -> tuple[Any, Any]:
+        snap = query.snapshot()
+        return _status_view(rt, snap, fmt), snap
 
-            return Group(*[model_detail_text(d) for d in details]), done, total
-        rows, others = status_rows(the_plan, observation, state)
-        if fmt == "json":
-            return json.dumps({"models": rows, "unmanaged": others, "errors": the_plan.errors}, indent=2), done, total
-        return status_table(rows, others, rt.settings.stack), done, total
-
-    if fmt not in ("text", "json"):
-        raise ConfigError(f"--format must be text or json, not {fmt!r}")
-    view, done, total = snapshot()
     if not watch:
+        view, _ = take()
         if isinstance(view, str):
             typer.echo(view)
         else:
             rt.out.print(view)
         return EXIT_OK
+    return _watch_status(rt, take, fmt, interval or rt.session.settings.poll_interval)
+
+
+def _status_view(rt: Runtime, snap: Any, fmt: str) -> Any:
+    """A status snapshot as JSON text or as rich renderables."""
+    from reconciler.status import model_detail_text, status_table
+
+    if snap.details is not None:
+        if fmt == "json":
+            return json.dumps(snap.details, indent=2)
+        from rich.console import Group
+
+        return Group(*[model_detail_text(d) for d in snap.details])
+    if fmt == "json":
+        return json.dumps({"models": snap.rows, "unmanaged": snap.others, "errors": snap.errors}, indent=2)
+    return status_table(snap.rows, snap.others, rt.session.settings.stack)
+
+
+def _watch_status(rt: Runtime, take: Any, fmt: str, pause: float) -> int:
+    """`status --watch`: a live table on a terminal, a log of the changes otherwise."""
+    import time
+
     from reconciler.progress import elapsed_text
 
-    pause = interval or rt.settings.poll_interval
     start = time.monotonic()
+    view, snap = take()
     if rt.out.is_terminal and fmt == "text":
         from rich.console import Group
         from rich.live import Live
         from rich.text import Text
 
         def framed() -> Any:
-            head = f"{done}/{total} model(s) final · {elapsed_text(time.monotonic() - start)} elapsed"
-            return Group(Text(head + (" · done" if done == total else ""), style="bold"), view)
+            head = f"{snap.done}/{snap.total} model(s) final · {elapsed_text(time.monotonic() - start)} elapsed"
+            return Group(Text(head + (" · done" if snap.finished else ""), style="bold"), view)
 
         with Live(framed(), console=rt.out, refresh_per_second=2) as live:
-            while done < total:
+            while not snap.finished:
                 # Sleep in short steps so the elapsed time keeps moving between refreshes.
                 until = time.monotonic() + pause
                 while (left := until - time.monotonic()) > 0:
                     time.sleep(min(left, 1.0))
                     live.update(framed())
-                view, done, total = snapshot()
+                view, snap = take()
                 live.update(framed())
         return EXIT_OK
     last = None
@@ -793,13 +469,13 @@ def status(
         text = view if isinstance(view, str) else _plain(rt, view)
         if text != last:
             if fmt == "text":  # a log: each new table under its time and progress
-                typer.echo(f"[{elapsed_text(time.monotonic() - start)}] {done}/{total} model(s) final")
+                typer.echo(f"[{elapsed_text(time.monotonic() - start)}] {snap.done}/{snap.total} model(s) final")
             typer.echo(text)
             last = text
-        if done == total:
+        if snap.finished:
             return EXIT_OK
         time.sleep(pause)
-        view, done, total = snapshot()
+        view, snap = take()
 
 
 def _plain(rt: Runtime, renderable: Any) -> str:
@@ -816,27 +492,16 @@ def output(
 ) -> int:
     """Print the tuned models' endpoints from the state (no API call)."""
     rt = _rt(ctx)
-    state = _store(rt).read(stack=rt.settings.stack)
-    entries = state.models
-    if name is not None:
-        if name not in entries:
-            raise ReconcilerError(f"no model named {name!r} in the state {rt.settings.state}")
-        entries = {name: entries[name]}
-    data = {
-        n: {"endpoint": e.tuned_model.endpoint if e.tuned_model else None,
-            "model": e.tuned_model.model if e.tuned_model else None,
-            "job": e.serving_job, "state": e.state}
-        for n, e in entries.items()
-    }
+    if fmt not in ("json", "env"):
+        raise ConfigError(f"--format must be json or env, not {fmt!r}")
+    data = rt.session.outputs(name)
     if fmt == "json":
         typer.echo(json.dumps(data, indent=2))
-    elif fmt == "env":
-        for n, d in data.items():
-            key = n.upper().replace("-", "_")
-            typer.echo(f"{key}_ENDPOINT={d['endpoint'] or ''}")
-            typer.echo(f"{key}_MODEL={d['model'] or ''}")
-    else:
-        raise ConfigError(f"--format must be json or env, not {fmt!r}")
+        return EXIT_OK
+    for n, d in data.items():
+        key = n.upper().replace("-", "_")
+        typer.echo(f"{key}_ENDPOINT={d['endpoint'] or ''}")
+        typer.echo(f"{key}_MODEL={d['model'] or ''}")
     return EXIT_OK
 
 
@@ -849,19 +514,8 @@ def import_(
     lock_timeout: LockTimeoutOpt = None,
 ) -> int:
     """Adopt an existing tuning job into the state and into management, without re-creating it."""
-    from reconciler.adopt import adopt_job
-
     rt = _rt(ctx)
-    desired = {d.name: d for d in _with_datasets(rt, _load(rt, paths or []).models)}
-    if name not in desired:
-        raise ReconcilerError(f"no manifest named {name!r}: write its manifest first, then import the job into it")
-    client = _client(rt)
-    store = _store(rt)
-    with _locked(rt, store, "import", lock_timeout):
-        state = store.read(stack=rt.settings.stack)
-        result = adopt_job(client, store, state, desired[name], job, stack=rt.settings.stack,
-                           observe=_observer(rt, client))
-    rt.info(result)
+    rt.info(rt.session.import_job(job, name, paths or [], lock_timeout))
     return EXIT_OK
 
 
@@ -872,13 +526,7 @@ app.add_typer(state_app, name="state")
 @state_app.command("pull")
 def state_pull(ctx: typer.Context) -> int:
     """Print the current state (local or gs://) as JSON on stdout, e.g. `> local.json`."""
-    from reconciler.state.local import serialize_state
-
-    rt = _rt(ctx)
-    state = _store(rt).read(stack=rt.settings.stack)
-    if not state.serial:
-        raise ReconcilerError(f"no state at {rt.settings.state}")
-    typer.echo(serialize_state(state).decode(), nl=False)
+    typer.echo(_rt(ctx).session.state_pull().decode(), nl=False)
     return EXIT_OK
 
 
@@ -891,30 +539,9 @@ def state_push(
 ) -> int:
     """Replace the configured state with a local state file (as terraform's `state push`):
     refused when the target has another lineage or a newer serial, unless --force."""
-    from reconciler.state.local import parse_state, read_regular
-
     rt = _rt(ctx)
-    data = read_regular(path, "state file to push")  # never blocks on a FIFO, never reads a huge file
-    if data is None:
-        raise ReconcilerError(f"{path}: no such file")
-    pushed = parse_state(data, str(path))
-    if pushed.stack != rt.settings.stack:
-        raise ReconcilerError(f"{path} is the state of stack {pushed.stack!r}, not {rt.settings.stack!r}")
-    store = _store(rt)
-    with _locked(rt, store, "state push", lock_timeout):
-        current = store.read(stack=rt.settings.stack)
-        if current.serial and not force:
-            if current.lineage != pushed.lineage:
-                raise ReconcilerError(f"{store.describe()} has another lineage ({current.lineage}) than {path} "
-                                      f"({pushed.lineage}): they are different states. Use --force to overwrite.")
-            if current.serial > pushed.serial:
-                raise ReconcilerError(f"{store.describe()} is newer (serial {current.serial}) than {path} "
-                                      f"(serial {pushed.serial}). Use --force to overwrite.")
-            if current.serial == pushed.serial and current.models != pushed.models:
-                raise ReconcilerError(f"{store.describe()} and {path} have the same serial ({current.serial}) but "
-                                      "different content: they diverged. Use --force to overwrite.")
-        written = store.write(pushed.model_copy(update={"serial": max(current.serial, pushed.serial)}))
-    rt.info(f"Pushed {path} to {store.describe()} (serial {written.serial}).")
+    where, serial = rt.session.state_push(path, force=force, lock_timeout=lock_timeout)
+    rt.info(f"Pushed {path} to {where} (serial {serial}).")
     return EXIT_OK
 
 
@@ -931,9 +558,8 @@ def schema(ctx: typer.Context) -> int:
 def force_unlock(ctx: typer.Context, lock_id: Annotated[str, typer.Argument(help="The lock id an error message named.")]) -> int:
     """Remove a state lock left by a run that died. Only when that run is surely gone."""
     rt = _rt(ctx)
-    store = _store(rt)
-    store.force_unlock(lock_id)
-    rt.info(f"Lock {lock_id} on {store.describe()} removed.")
+    where = rt.session.force_unlock(lock_id)
+    rt.info(f"Lock {lock_id} on {where} removed.")
     return EXIT_OK
 
 

@@ -1,0 +1,645 @@
+"""The session: what each command does, as functions of the settings that return results.
+
+The CLI parses arguments, prints and maps exit codes; every rule of a command lives here (which
+models a run may prune, how a saved plan is checked, the --max-cost and --max-cancel limits, what
+--wait follows, how a state push is refused). A `Session` owns the clients of one run (made
+lazily, closed with it) and says what it does through two callbacks, `warn` and `info`.
+
+Heavy libraries (httpx, google-auth, deepdiff, uvicorn) are imported by the methods that need
+them, so `validate` and `--help` start fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from reconciler.errors import ConfigError, PlanError, ReconcilerError, StalePlanError
+
+if TYPE_CHECKING:
+    from reconciler.apply import ApplyResult, Outcome
+    from reconciler.config import Settings
+    from reconciler.manifest import LoadResult
+    from reconciler.models import DesiredModel
+    from reconciler.plan import Observation, Plan
+    from reconciler.probe import ProbeResult
+    from reconciler.state.model import State
+    from reconciler.state.store import StateStore
+    from reconciler.storage import StorageClient
+    from reconciler.vertex.client import VertexClient
+
+SAVED_PLAN_LIMIT = 64 * 1024 * 1024  # a saved plan larger than this is not one of ours
+EMULATOR_DATA_LIMIT = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    """What a plan may do, from the command line."""
+
+    targets: Sequence[str] = ()
+    replace: Sequence[str] = ()
+    prune: bool = False  # --prune: remove models without a manifest even in a subset
+    prune_unrecorded: bool = False
+    estimate_cost: bool = False
+    allow_empty: bool = False
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What apply refuses, from the command line (None: the settings decide)."""
+
+    max_cancel: int | None = None
+    max_cost: float | None = None
+
+
+@dataclass
+class Planned:
+    """A plan and what it was computed from: apply and the state must use exactly these models
+    (dataset pins and sizes filled in)."""
+
+    plan: Plan
+    observation: Observation
+    desired: list[DesiredModel]
+
+
+@dataclass
+class Session:
+    """One run of the reconciler: settings, credentials and the clients made from them."""
+
+    settings: Settings
+    token: str | None = None  # RECONCILER_ACCESS_TOKEN (the CLI reads the environment)
+    storage_emulator: str | None = None  # STORAGE_EMULATOR_HOST
+    allow_insecure_http: bool = False
+    debug: bool = False
+    warn: Callable[[str], None] = lambda _m: None
+    info: Callable[[str], None] = lambda _m: None
+    exit_stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    _client: VertexClient | None = None
+    _storage: StorageClient | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def close(self) -> None:
+        self.exit_stack.close()
+
+    # -- resources ------------------------------------------------------------------------------
+    def client(self) -> VertexClient:
+        """The Vertex AI client of this run (made once; thread-safe)."""
+        with self._lock:
+            if self._client is None:
+                self._client = self._make_client()
+            return self._client
+
+    def _make_client(self) -> VertexClient:
+        from reconciler.vertex.auth import check_endpoint, resolve_auth
+        from reconciler.vertex.client import VertexClient
+
+        s = self.settings
+        endpoint = self._embedded(s.api_endpoint) if s.api_endpoint else None
+        root = check_endpoint(endpoint, allow_insecure_http=self.allow_insecure_http) if endpoint else None
+        client = VertexClient(
+            endpoint=root, auth=resolve_auth(root, self.token), retry=s.retry,
+            timeout=getattr(s, "request_timeout", 60.0), max_connections=max(8, s.concurrency * 2),
+            requests_per_minute=s.requests_per_minute, creates_per_minute=s.creates_per_minute,
+        )
+        client.transport.notify = self.warn
+        self.exit_stack.callback(client.close)
+        return client
+
+    def _embedded(self, endpoint: str) -> str:
+        """`embedded` or `embedded:FILE`: an in-process emulator whose jobs live in FILE."""
+        if endpoint != "embedded" and not endpoint.startswith("embedded:"):
+            return endpoint
+        from reconciler.emulator.server import start_embedded
+
+        data = Path(endpoint.partition(":")[2] or "reconciler-emulator.json")
+        _check_emulator_data(data)
+        try:
+            server = start_embedded(data)
+        except (ValueError, OSError) as exc:
+            raise ConfigError(f"--api-endpoint {endpoint}: {data} is not an emulator data file ({exc})") from None
+        self.exit_stack.callback(server.stop)
+        if self.debug:
+            self.info(f"embedded emulator at {server.url}, data in {data}")
+        return server.url
+
+    def storage(self) -> StorageClient:
+        """The Cloud Storage client (state in gs://, dataset pinning), made once per run."""
+        with self._lock:
+            if self._storage is None:
+                from reconciler.storage import StorageClient, emulator_endpoint
+                from reconciler.vertex.auth import resolve_auth
+
+                emulator = self.storage_emulator
+                # As Google's own storage clients do, an emulator gets no credentials.
+                auth = None if emulator else resolve_auth(None, self.token, service="Cloud Storage")
+                self._storage = StorageClient(endpoint=emulator_endpoint(emulator) if emulator else None,
+                                              auth=auth, retry=self.settings.retry)
+                self._storage.transport.notify = self.warn
+                self.exit_stack.callback(self._storage.close)
+            return self._storage
+
+    def store(self) -> StateStore:
+        location = self.settings.state
+        if location.startswith("gs://"):
+            from reconciler.state.gcs import GcsStateStore
+            from reconciler.storage import parse_gs_uri
+
+            parse_gs_uri(location)  # a malformed URI is reported as such, before any credentials are sought
+            return GcsStateStore(location, self.storage())
+        if "://" in location:
+            raise ConfigError(f"state {location!r}: use a local path or gs://BUCKET/OBJECT")
+        from reconciler.state.local import LocalStateStore
+
+        return LocalStateStore(Path(location))
+
+    def read_state(self) -> State:
+        return self.store().read(stack=self.settings.stack)
+
+    @contextlib.contextmanager
+    def locked(self, store: StateStore, operation: str, timeout: float | None) -> Iterator[str]:
+        wait = self.settings.lock_timeout if timeout is None else timeout
+        lock_id = store.lock(operation, timeout=wait, warn=self.warn)
+        try:
+            yield lock_id
+        finally:
+            store.unlock(lock_id)
+
+    def observe(self, parents: Sequence[str]) -> Observation:
+        from reconciler.observe import observe
+
+        return observe(self.client(), parents, workers=self.settings.concurrency)
+
+    # -- manifests ------------------------------------------------------------------------------
+    def manifest_root(self) -> Path:
+        """The folder holding the stack's whole manifest set (`manifests:` in reconciler.yaml)."""
+        return Path(self.settings.manifests)
+
+    def prunes(self, paths: Sequence[Path], prune: bool) -> bool:
+        """Whether a run may remove models whose manifest is absent: only when it reads the whole
+        manifest set (no paths, or the manifest root itself among them) or is told to (--prune).
+        A subset of files, or another folder, acts on the models it names and nothing else."""
+        if prune or not paths:
+            return True
+        root = self.manifest_root().resolve()
+        return any(p.resolve() == root for p in paths)
+
+    def load(self, paths: Sequence[Path], *, allow_empty: bool = False, on_model: Any = None) -> LoadResult:
+        from reconciler.manifest import Defaults, load_manifests
+
+        s = self.settings
+        paths = list(paths) or [self.manifest_root()]
+        result = load_manifests(paths, Defaults(project=s.project, region=s.region), on_model)
+        for warning in result.warnings:
+            self.warn(warning)
+        if not result.models and not allow_empty:
+            where = ", ".join(str(p) for p in paths)
+            raise PlanError(f"no manifests found in {where}: refusing to plan for zero models (a wrong path or a "
+                            "bad checkout would cancel every job). Pass --allow-empty if that is really intended.")
+        return result
+
+    def load_desired(self, paths: Sequence[Path], *, allow_empty: bool = False) -> list[DesiredModel]:
+        """The models of `paths` with their dataset pins resolved (refresh, status, import)."""
+        return self.with_datasets(self.load(paths, allow_empty=allow_empty).models)
+
+    def with_datasets(self, desired: Sequence[DesiredModel], sizes_for: set[str] | None = None) -> list[DesiredModel]:
+        """Pins of `pinDatasets` models (and sizes, for `sizes_for`) read from Cloud Storage."""
+        if not sizes_for and not any(d.pin_datasets for d in desired):
+            return list(desired)
+        from reconciler.datasets import resolve
+
+        return resolve(desired, self.storage(), sizes_for=sizes_for or (), workers=self.settings.concurrency)
+
+    def load_and_observe(self, paths: Sequence[Path], state: State, *, allow_empty: bool
+                         ) -> tuple[LoadResult, Observation]:
+        """Load the manifests while their regions are being listed: each (project, region) is
+        listed as soon as the state or the first manifest naming it is read — listing waits on the
+        network, loading uses the CPU. Each parent is still listed once; manifest errors come first."""
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        from reconciler.observe import merge, observe_parent, parents_to_observe
+
+        started: dict[str, Future[Observation]] = {}
+        with ThreadPoolExecutor(max_workers=self.settings.concurrency) as pool:
+            def start(parent: str) -> None:
+                if parent not in started:
+                    started[parent] = pool.submit(lambda: observe_parent(self.client(), parent))
+
+            for parent in parents_to_observe([], state):
+                start(parent)
+            loaded = self.load(paths, allow_empty=allow_empty, on_model=lambda d: start(d.parent))
+            observation = merge(future.result() for future in started.values())
+        return loaded, observation
+
+    # -- plan -----------------------------------------------------------------------------------
+    def make_plan(self, state: State, desired: Sequence[DesiredModel], options: PlanOptions, *,
+                  prune: bool, observation: Observation | None = None) -> Planned:
+        """Observe (unless given), resolve dataset pins and sizes, plan."""
+        from reconciler.observe import parents_to_observe
+        from reconciler.plan import compute_plan
+
+        seen = observation if observation is not None else self.observe(parents_to_observe(desired, state))
+        models = self.with_datasets(desired)
+
+        def planned(chosen: Sequence[DesiredModel]) -> Plan:
+            return compute_plan(chosen, seen, state, stack=self.settings.stack, targets=options.targets,
+                                replace=options.replace, prices=self.settings.prices, prune=prune,
+                                prune_unrecorded=options.prune_unrecorded)
+
+        plan = planned(models)
+        unknown = {c.name for c in plan.creates if c.cost_usd is None}
+        if options.estimate_cost and unknown:
+            models = self.with_datasets(models, sizes_for=unknown)
+            plan = planned(models)
+        resumed = interrupted_creates(state, seen)
+        if resumed:
+            plan = plan.model_copy(update={"warnings": [*resumed, *plan.warnings]})
+        return Planned(plan, seen, models)
+
+    def plan(self, paths: Sequence[Path], options: PlanOptions) -> Plan:
+        """`reconciler plan`: list while loading, then plan."""
+        state = self.read_state()
+        loaded, observation = self.load_and_observe(paths, state, allow_empty=options.allow_empty)
+        return self.make_plan(state, loaded.models, options, prune=self.prunes(paths, options.prune),
+                              observation=observation).plan
+
+    # -- apply ----------------------------------------------------------------------------------
+    def apply(
+        self,
+        paths: Sequence[Path],
+        options: PlanOptions,
+        limits: Limits,
+        *,
+        lock_timeout: float | None,
+        concurrency: int | None,
+        show: Callable[[Plan], None],
+        approve: Callable[[Plan], bool],
+        on_outcome: Callable[[Outcome], None],
+        on_probe: Callable[[ProbeResult], None],
+        after: Callable[[Planned, ApplyResult], None] = lambda _p, _r: None,
+    ) -> tuple[Planned, ApplyResult] | None:
+        """`reconciler apply`: plan (or check a saved plan), check the limits, ask `approve`, run.
+        Returns None when the plan was not approved (nothing changed). `after` runs while the
+        state lock is still held."""
+        from reconciler.apply import apply_plan
+
+        saved_file = paths[0] if len(paths) == 1 else None
+        saved = read_saved_plan(saved_file) if saved_file else None
+        if saved is not None:
+            if options.targets or options.replace or options.prune or options.prune_unrecorded:
+                raise ConfigError("--target, --replace and --prune… cannot be combined with a saved plan: "
+                                  "they were decided when it was made")
+            desired = saved_models(saved, str(saved_file))
+        else:
+            desired = list(self.load(paths, allow_empty=options.allow_empty).models)
+        store = self.store()
+        with self.locked(store, "apply", lock_timeout):
+            state = store.read(stack=self.settings.stack)
+            if saved is not None:
+                planned = self._check_saved(saved, str(saved_file), desired, state)
+            else:
+                planned = self.make_plan(state, desired, PlanOptions(
+                    options.targets, options.replace, options.prune, options.prune_unrecorded,
+                    estimate_cost=limits.max_cost is not None), prune=self.prunes(paths, options.prune))
+                show(planned.plan)
+            self.check_limits(planned.plan, limits)
+            if planned.plan.has_changes and saved is None and not approve(planned.plan):
+                return None
+            result = apply_plan(planned.plan, planned.desired, self.client(), store, state, self.observe,
+                                concurrency=concurrency or self.settings.concurrency, on_outcome=on_outcome,
+                                on_probe=on_probe)
+            after(planned, result)
+        return planned, result
+
+    def _check_saved(self, saved: Plan, where: str, desired: list[DesiredModel], state: State) -> Planned:
+        """A saved plan, re-checked under the lock: same stack, same data, same decisions."""
+        from reconciler.observe import parents_to_observe
+        from reconciler.plan import compute_plan
+        from reconciler.render import summary_line
+
+        if saved.stack != self.settings.stack:
+            raise StalePlanError(f"{where}: the plan is for stack {saved.stack!r}, not {self.settings.stack!r}")
+        observation = self.observe(parents_to_observe(desired, state, saved.parents))
+        current = {d.name: d.identity for d in self.with_datasets(desired)}
+        moved = sorted(d.name for d in desired if current[d.name] != d.identity)
+        if moved:
+            raise StalePlanError(f"{where} is stale: the data of {', '.join(moved)} changed in Cloud Storage "
+                                 "since the plan was made. Run plan again.")
+        fresh = compute_plan(desired, observation, state, stack=self.settings.stack, targets=saved.targets,
+                             replace=saved.replace, prices=self.settings.prices, prune=saved.prune,
+                             prune_unrecorded=saved.prune_unrecorded)
+        if fresh.fingerprint != saved.fingerprint:
+            raise StalePlanError(f"{where} is stale: the jobs or the state changed since it was made "
+                                 f"({summary_line(saved)} → now {summary_line(fresh)}; "
+                                 f"{_what_differs(saved, fresh)}). Run plan again.")
+        # What runs is what this version computes from the plan's models (the same actions, the
+        # fingerprint says): never a request read from the file.
+        return Planned(fresh, observation, desired)
+
+    def check_limits(self, plan: Plan, limits: Limits) -> None:
+        """--max-cost and --max-cancel: refused before anything is changed."""
+        if limits.max_cost is not None:
+            if plan.cost_unknown:
+                unknown = ", ".join(c.name for c in plan.creates if c.cost_usd is None)
+                raise PlanError(f"--max-cost {limits.max_cost:g}: no estimate for {unknown}; cannot check the limit")
+            if plan.estimated_cost > limits.max_cost:
+                raise PlanError(f"this plan's estimated tuning cost is ${plan.estimated_cost:,.2f}, above "
+                                f"--max-cost {limits.max_cost:,.2f}; nothing was changed")
+        limit = self.settings.max_cancel if limits.max_cancel is None else limits.max_cancel
+        if plan.cancel_count > limit:
+            raise PlanError(f"this plan cancels {plan.cancel_count} running job(s), more than --max-cancel "
+                            f"{limit}; check the plan, then raise --max-cancel if it is intended")
+
+    def wait(self, planned: Planned, *, poll_interval: float | None, timeout: float | None,
+             progress: Any, on_probe: Callable[[ProbeResult], None]) -> tuple[State, list[str]]:
+        """Follow the plan's jobs to a final state, then write the state. Returns the state and
+        the models whose tuning failed or was cancelled. `progress(state)` gives the reporter."""
+        from reconciler.apply import refresh_state, wait_for_jobs
+        from reconciler.models import StateClass, classify_state
+
+        plan, store = planned.plan, self.store()
+        wanted = {d.name for d in planned.desired}
+        names = {c.name for c in plan.changes if c.name in wanted or c.action.value != "noop"}
+        state = store.read(stack=plan.stack)
+        with progress(names, state) as reporter:
+            observation = wait_for_jobs(
+                self.observe, plan.parents, plan.stack, names, state,
+                poll_interval=poll_interval or self.settings.poll_interval, timeout=timeout, on_poll=reporter.update)
+        new_state = refresh_state(store, planned.desired, observation, stack=plan.stack, names=names, state=state,
+                                  api=self.client(), on_probe=on_probe)
+        failed = sorted(n for n, e in new_state.models.items() if n in names and n in wanted
+                        and classify_state(e.state) in (StateClass.FAILED, StateClass.CANCELLED))
+        return new_state, failed
+
+    # -- the other commands ---------------------------------------------------------------------
+    def refresh(self, paths: Sequence[Path], *, allow_empty: bool, on_probe: Callable[[ProbeResult], None]) -> State:
+        """`reconciler refresh`: the state from the API; no job changes."""
+        from reconciler.apply import refresh_state
+        from reconciler.observe import parents_to_observe
+
+        desired = self.load_desired(paths, allow_empty=allow_empty)
+        self.client()
+        store = self.store()
+        with self.locked(store, "refresh", None):
+            state = store.read(stack=self.settings.stack)
+            observation = self.observe(parents_to_observe(desired, state))
+            return refresh_state(store, desired, observation, stack=self.settings.stack, state=state,
+                                 api=self.client(), on_probe=on_probe)
+
+    def status(self, paths: Sequence[Path], names: Sequence[str], *, allow_empty: bool,
+               metrics: bool) -> StatusQuery:
+        """`reconciler status`: what to look at; each `snapshot()` lists the jobs again."""
+        from reconciler.observe import parents_to_observe
+
+        desired = self.load_desired(paths, allow_empty=allow_empty or bool(names))
+        self.client()
+        state = self.read_state()
+        known = {d.name for d in desired} | set(state.models)
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ReconcilerError(f"no file, folder or model named {', '.join(map(repr, unknown))}")
+        return StatusQuery(self, desired, state, list(names), parents_to_observe(desired, state),
+                           prune=self.prunes(paths, False), metrics=metrics)
+
+    def probe(self, names: Sequence[str], manifests: Sequence[Path] | None, prompt: str | None) -> list[ProbeResult]:
+        """`reconciler probe`: a prompt to each model's endpoint in service. Manifests only add
+        smokeTest prompts: without them and without a manifest root, the state says what to probe."""
+        from reconciler.probe import DEFAULT_PROMPT, probe
+
+        paths = list(manifests or [p for p in [self.manifest_root()] if p.exists()])
+        desired = {d.name: d for d in self.load(paths, allow_empty=True).models} if paths else {}
+        state = self.read_state()
+        chosen = list(names) or sorted(state.models)
+        unknown = [n for n in chosen if n not in state.models]
+        if unknown:
+            raise ReconcilerError(f"not in the state {self.settings.state}: {', '.join(unknown)} (apply first)")
+        client = self.client()
+        results = []
+        for name in chosen:
+            entry, d = state.models[name], desired.get(name)
+            text = prompt or (d.smoke_prompt if d and d.smoke_prompt else DEFAULT_PROMPT)
+            expect = d.smoke_expect if d and not prompt else None
+            endpoint = entry.tuned_model.endpoint if entry.tuned_model else None
+            results.append(probe(client, name, entry.serving_job, endpoint, text, expect))
+        return results
+
+    def outputs(self, name: str | None) -> dict[str, dict[str, Any]]:
+        """`reconciler output`: the endpoints of the state (no API call)."""
+        entries = self.read_state().models
+        if name is not None:
+            if name not in entries:
+                raise ReconcilerError(f"no model named {name!r} in the state {self.settings.state}")
+            entries = {name: entries[name]}
+        return {n: {"endpoint": e.tuned_model.endpoint if e.tuned_model else None,
+                    "model": e.tuned_model.model if e.tuned_model else None,
+                    "job": e.serving_job, "state": e.state} for n, e in entries.items()}
+
+    def import_job(self, job: str, name: str, paths: Sequence[Path], lock_timeout: float | None) -> str:
+        """`reconciler import`: adopt an existing job into a manifest, without re-creating it."""
+        from reconciler.adopt import adopt_job
+
+        desired = {d.name: d for d in self.load_desired(paths)}
+        if name not in desired:
+            raise ReconcilerError(f"no manifest named {name!r}: write its manifest first, then import the job into it")
+        client = self.client()
+        store = self.store()
+        with self.locked(store, "import", lock_timeout):
+            state = store.read(stack=self.settings.stack)
+            return adopt_job(client, store, state, desired[name], job, stack=self.settings.stack,
+                             observe=self.observe)
+
+    def state_pull(self) -> bytes:
+        from reconciler.state.codec import serialize_state
+
+        state = self.read_state()
+        if not state.serial:
+            raise ReconcilerError(f"no state at {self.settings.state}")
+        return serialize_state(state)
+
+    def state_push(self, path: Path, *, force: bool, lock_timeout: float | None) -> tuple[str, int]:
+        """`reconciler state push`: refused when the target has another lineage, a newer serial or
+        diverged at the same serial, unless `force` (as terraform's). Returns (where, serial)."""
+        from reconciler.state.codec import parse_state, read_regular
+
+        data = read_regular(path, "state file to push")  # never blocks on a FIFO, never reads a huge file
+        if data is None:
+            raise ReconcilerError(f"{path}: no such file")
+        pushed = parse_state(data, str(path))
+        if pushed.stack != self.settings.stack:
+            raise ReconcilerError(f"{path} is the state of stack {pushed.stack!r}, not {self.settings.stack!r}")
+        store = self.store()
+        with self.locked(store, "state push", lock_timeout):
+            current = store.read(stack=self.settings.stack)
+            if current.serial and not force:
+                _refuse_push(current, pushed, store.describe(), path)
+            written = store.write(pushed.model_copy(update={"serial": max(current.serial, pushed.serial)}))
+        return store.describe(), written.serial
+
+    def force_unlock(self, lock_id: str) -> str:
+        store = self.store()
+        store.force_unlock(lock_id)
+        return store.describe()
+
+
+@dataclass
+class StatusSnapshot:
+    """One look at the models: rows (or in-depth details for named models), and how many of the
+    models with jobs have only final jobs, of how many."""
+
+    rows: list[dict[str, Any]]
+    others: list[dict[str, Any]]
+    errors: list[str]
+    details: list[dict[str, Any]] | None
+    done: int
+    total: int
+
+    @property
+    def finished(self) -> bool:
+        return self.done >= self.total
+
+
+@dataclass
+class StatusQuery:
+    session: Session
+    desired: list[DesiredModel]
+    state: State
+    names: list[str]
+    parents: list[str]
+    prune: bool
+    metrics: bool
+
+    def snapshot(self) -> StatusSnapshot:
+        from reconciler.models import StateClass
+        from reconciler.plan import compute_plan, jobs_by_name
+        from reconciler.status import model_detail, status_rows
+
+        stack = self.session.settings.stack
+        observation = self.session.observe(self.parents)
+        plan = compute_plan(self.desired, observation, self.state, stack=stack, strict=False, prune=self.prune)
+        owned = jobs_by_name(observation, stack, self.state)
+        watched = [n for n in owned if not self.names or n in self.names]
+        running = sum(1 for n in watched
+                      if any(j.state_class in (StateClass.LIVE, StateClass.CANCELLING) for j in owned[n]))
+        rows, others = status_rows(plan, observation, self.state)
+        details = None
+        if self.names:
+            details = [model_detail(n, owned.get(n, []), plan, self.state) for n in self.names]
+            if self.metrics:
+                self._read_metrics(details)
+        return StatusSnapshot(rows, others, plan.errors, details, len(watched) - running, len(watched))
+
+    def _read_metrics(self, details: list[dict[str, Any]]) -> None:
+        from reconciler.metrics import read_metrics
+
+        for detail in details:
+            uri = next((j["gcs_metrics_uri"] for j in detail["jobs"] if j["gcs_metrics_uri"]), None)
+            detail["metrics"] = read_metrics(self.session.storage(), uri).lines() if uri else []
+
+
+# -- helpers ------------------------------------------------------------------------------------
+def interrupted_creates(state: State, observation: Observation) -> list[str]:
+    """Creates an interrupted run started: said in the plan itself (text, JSON, the PR comment),
+    since a reviewer must know that an earlier apply died half-way."""
+    from reconciler.models import LABEL_REQUEST
+
+    out = []
+    for entry in state.journal:
+        if any(j.labels.get(LABEL_REQUEST) == entry.request_id for j in observation.jobs):
+            outcome = "its job exists and is taken into account."
+        elif entry.parent in observation.parents:
+            outcome = ("no job of it is listed yet; it is planned again if still wanted (apply first waits for a "
+                       "create still in flight, and cancels a late duplicate).")
+        else:
+            outcome = f"{entry.parent} was not listed, so whether its job exists is unknown."
+        out.append(f"{entry.name}: an interrupted run started a create at {entry.started} "
+                   f"(request {entry.request_id}); {outcome}")
+    return out
+
+
+def read_saved_plan(path: Path) -> Plan | None:
+    """The plan in `path` if it is a saved plan file, else None (it is a manifest path). Read
+    within bounds; a file that is not a plan of this version, or was edited, is refused."""
+    from pydantic import ValidationError
+
+    from reconciler.plan import PLAN_FORMAT_VERSION, Plan, fingerprint
+
+    if not path.is_file():
+        return None
+    with path.open("rb") as f:
+        if not f.read(4096).lstrip().startswith(b"{"):
+            return None
+        if path.stat().st_size > SAVED_PLAN_LIMIT:
+            raise PlanError(f"{path}: {path.stat().st_size:,} bytes is not a saved plan (they are far smaller)")
+        f.seek(0)
+        data = f.read(SAVED_PLAN_LIMIT + 1)
+    try:
+        saved = Plan.model_validate_json(data)
+    except ValidationError as exc:
+        first = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3])
+        raise PlanError(f"{path}: not a saved plan of this version ({exc.error_count()} problem(s): "
+                        f"{first}). Run plan again.") from None
+    if saved.format_version != PLAN_FORMAT_VERSION:
+        raise PlanError(f"{path}: a saved plan of format {saved.format_version}, this version reads "
+                        f"{PLAN_FORMAT_VERSION}. Run plan again.")
+    if fingerprint(saved) != saved.fingerprint:
+        raise PlanError(f"{path} was edited after it was made (its content no longer matches its "
+                        "fingerprint); nothing was applied. Run plan again.")
+    return saved
+
+
+def saved_models(saved: Plan, where: str) -> list[DesiredModel]:
+    """The models a saved plan was made from; one that this version cannot read is refused."""
+    from reconciler.models import DesiredModel
+
+    out = []
+    for i, data in enumerate(saved.desired):
+        try:
+            out.append(DesiredModel.from_dict(data))
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            name = data.get("name") if isinstance(data, dict) else None
+            raise PlanError(f"{where}: desired[{i}] ({name!r}) is not a model this version reads "
+                            f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). Run plan again.") from None
+    return out
+
+
+def _what_differs(saved: Plan, fresh: Plan) -> str:
+    keys = {c.name: c.key for c in saved.actionable}
+    now = {c.name: c.key for c in fresh.actionable}
+    names = sorted(n for n in set(keys) | set(now) if keys.get(n) != now.get(n))
+    if names:
+        return "decisions differ for " + ", ".join(names[:10])
+    return "the models, options, parents or state it was made from differ"
+
+
+def _refuse_push(current: State, pushed: State, where: str, path: Path) -> None:
+    if current.lineage != pushed.lineage:
+        raise ReconcilerError(f"{where} has another lineage ({current.lineage}) than {path} ({pushed.lineage}): "
+                              "they are different states. Use --force to overwrite.")
+    if current.serial > pushed.serial:
+        raise ReconcilerError(f"{where} is newer (serial {current.serial}) than {path} (serial {pushed.serial}). "
+                              "Use --force to overwrite.")
+    if current.serial == pushed.serial and current.models != pushed.models:
+        raise ReconcilerError(f"{where} and {path} have the same serial ({current.serial}) but different "
+                              "content: they diverged. Use --force to overwrite.")
+
+
+def _check_emulator_data(data: Path) -> None:
+    """The embedded emulator's data file: absent, or a regular file of sane size."""
+    import os
+    import stat
+
+    try:
+        info = os.stat(data)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ConfigError(f"{data}: cannot read the emulator data file: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(info.st_mode):
+        return  # a folder holds emulator-state.json
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(f"{data}: the emulator data file must be a regular file (not a device or a pipe)")
+    if info.st_size > EMULATOR_DATA_LIMIT:
+        raise ConfigError(f"{data}: {info.st_size:,} bytes is too large for an emulator data file")
