@@ -185,3 +185,33 @@ def test_pre_commit_hook_validates_manifests():
     files = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "manifests").glob("*.yaml"))
     result = subprocess.run([*hook["entry"].split(), *files], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+# -- the shape rules of docs/architecture.md ------------------------------------------------------
+MAX_FUNCTION_LINES = 60
+
+
+def _package_functions():
+    import ast
+
+    for path in sorted((ROOT / "reconciler").rglob("*.py")):
+        if "emulator" in path.parts:
+            continue  # an independent reading of the REST contract, kept apart
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                yield path.relative_to(ROOT), node
+
+
+def test_no_function_is_longer_than_sixty_lines():
+    long = [f"{path}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+            for path, node in _package_functions() if node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES]
+    assert not long, "split these functions:\n" + "\n".join(long)
+
+
+def test_no_function_is_more_complex_than_twelve():
+    exe = shutil.which("ruff")
+    assert exe, "ruff is a test dependency (pip install -e '.[test]')"
+    result = subprocess.run([exe, "check", "--select", "C901", "--output-format", "concise", "reconciler"],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -730,10 +730,11 @@ def test_a_lost_create_stores_the_job_but_fails_the_call(emulator: Any, http: ht
 def test_latency_delays_api_calls_concurrently_but_not_admin_routes(
     emulator: Any, http: httpx.Client
 ) -> None:
-    emulator.configure(latency_ms=300)
+    # Bounds with seconds of headroom: a loaded 2-core CI machine must not break them.
+    emulator.configure(latency_ms=1500)
     started = time.monotonic()
     assert http.get("/_emulator/stats").is_success
-    assert time.monotonic() - started < 0.3
+    assert time.monotonic() - started < 1.0  # the admin route does not wait the 1.5 s
     results: list[int] = []
 
     def call() -> None:
@@ -748,7 +749,7 @@ def test_latency_delays_api_calls_concurrently_but_not_admin_routes(
         thread.join()
     elapsed = time.monotonic() - started
     assert results == [200] * 5
-    assert 0.3 <= elapsed < 1.2  # overlapping, not 5 x 0.3 s
+    assert 1.5 <= elapsed < 5.0  # overlapping, not 5 x 1.5 s
 
 
 # ----- fail rules --------------------------------------------------------------------------
@@ -927,15 +928,13 @@ def test_seeded_jobs_in_a_fixed_state_do_not_move(emulator: Any, http: httpx.Cli
         )
 
 
-def test_seeding_ten_thousand_jobs_is_fast(emulator: Any, http: httpx.Client) -> None:
+def test_seeding_ten_thousand_jobs_lists_them_all(emulator: Any, http: httpx.Client) -> None:
     where = {"project": "demo-project", "location": "us-central1"}
     jobs = [
         {**where, "labels": {"n": str(i % 7)}, "baseModel": "gemini-2.5-flash"}
         for i in range(10_000)
     ]
-    started = time.monotonic()
-    names = emulator.seed(jobs)
-    assert time.monotonic() - started < 3
+    names = emulator.seed(jobs)  # how fast: bench/, not a timing assert
     assert len(set(names)) == 10_000
     listed = emulator.jobs()
     assert len(listed) == 10_000
