@@ -78,7 +78,9 @@ class Session:
     warn: Callable[[str], None] = lambda _m: None
     info: Callable[[str], None] = lambda _m: None
     exit_stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
-    _client: VertexClient | None = None
+    # Injected in tests (in-memory fakes); made from the settings otherwise.
+    api: VertexClient | None = None
+    state_store: StateStore | None = None
     _storage: StorageClient | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -89,9 +91,9 @@ class Session:
     def client(self) -> VertexClient:
         """The Vertex AI client of this run (made once; thread-safe)."""
         with self._lock:
-            if self._client is None:
-                self._client = self._make_client()
-            return self._client
+            if self.api is None:
+                self.api = self._make_client()
+            return self.api
 
     def _make_client(self) -> VertexClient:
         from reconciler.vertex.auth import check_endpoint, resolve_auth
@@ -143,6 +145,8 @@ class Session:
             return self._storage
 
     def store(self) -> StateStore:
+        if self.state_store is not None:
+            return self.state_store
         location = self.settings.state
         if location.startswith("gs://"):
             from reconciler.state.gcs import GcsStateStore
