@@ -75,7 +75,10 @@ def session(tmp_path: Path) -> Session:
     return Session(settings, api=FakeVertex(), state_store=LocalStateStore(tmp_path / "state.json"))  # type: ignore[arg-type]
 
 
-def apply(session: Session, paths=(), *, options=PlanOptions(), limits=Limits(), approve=lambda _p: True):
+NO_OPTIONS, NO_LIMITS = PlanOptions(), Limits()
+
+
+def apply(session: Session, paths=(), *, options=NO_OPTIONS, limits=NO_LIMITS, approve=lambda _p: True):
     return session.apply(list(paths), options, limits, lock_timeout=None, concurrency=2, show=lambda _p: None,
                          approve=approve, on_outcome=lambda _o: None, on_probe=lambda _r: None)
 
