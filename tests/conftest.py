@@ -14,14 +14,14 @@ import httpx
 import pytest
 from hypothesis import settings
 
+from reconciler.emulator.backend import Backend, EmulatorConfig
+from reconciler.emulator.server import EmulatorServer
+from tests.clihelp import Cli, write_config
+
 # CI runs every property test on the same examples (no flake from a new random draw); locally
 # hypothesis explores as usual. `.ci/run` sets CI=true.
 settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
 settings.load_profile("ci" if os.environ.get("CI") else "default")
-
-from reconciler.emulator.backend import Backend, EmulatorConfig
-from reconciler.emulator.server import EmulatorServer
-from tests.clihelp import Cli, write_config
 
 
 @pytest.fixture(autouse=True)
