@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from reconciler.apply import StateRecorder, refresh_state
-from reconciler.errors import ReconcilerError
+from reconciler.errors import ImportRefusedError
 from reconciler.models import DesiredModel, spec_hash
 from reconciler.observe import to_observed
 from reconciler.plan import Observation, explain_diff, jobs_by_name
@@ -33,23 +33,23 @@ def adopt_job(
     """Record `job_name` as adopted by `desired`; return a one-paragraph report."""
     _, location, _ = split_job_name(job_name)
     if location != desired.region:
-        raise ReconcilerError(f"{job_name} is in {location}, but {desired.name} wants region {desired.region}")
+        raise ImportRefusedError(f"{job_name} is in {location}, but {desired.name} wants region {desired.region}")
     wire = client.get_tuning_job(job_name)
     job = to_observed(wire, desired.parent)
     if job.managed:
         owner = f"stack {job.stack!r} as {job.model_name!r}"
-        raise ReconcilerError(f"{job.name} is already managed by the reconciler ({owner}); nothing to import")
+        raise ImportRefusedError(f"{job.name} is already managed by the reconciler ({owner}); nothing to import")
     holders = sorted(n for n, e in state.models.items() if job.name in e.adopted)
     if holders:
-        raise ReconcilerError(f"{job.name} is already imported as {holders[0]!r}; one job serves one model")
+        raise ImportRefusedError(f"{job.name} is already imported as {holders[0]!r}; one job serves one model")
     observation = observe([desired.parent])
     if all(j.name != job.name for j in observation.jobs):
-        raise ReconcilerError(f"{job.name} is not among the jobs of {desired.parent} ({desired.name}'s project "
+        raise ImportRefusedError(f"{job.name} is not among the jobs of {desired.parent} ({desired.name}'s project "
                               "and region); import it into a manifest of its own project and region")
     owned = jobs_by_name(observation, stack, state)
     if owned.get(desired.name):
         have = ", ".join(j.name for j in owned[desired.name])
-        raise ReconcilerError(f"{desired.name} already has job(s) {have}; import only adopts into a model without jobs")
+        raise ImportRefusedError(f"{desired.name} already has job(s) {have}; import only adopts into a model without jobs")
     theirs = desired.seen_on(job)
     mine = desired.tuning_spec()
     diff = explain_diff(theirs, mine)

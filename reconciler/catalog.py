@@ -14,15 +14,6 @@ from dataclasses import dataclass
 
 from reconciler.spec import HyperParameters, fields_of
 
-ALL_ADAPTER_SIZES = (
-    "ADAPTER_SIZE_ONE",
-    "ADAPTER_SIZE_TWO",
-    "ADAPTER_SIZE_FOUR",
-    "ADAPTER_SIZE_EIGHT",
-    "ADAPTER_SIZE_SIXTEEN",
-    "ADAPTER_SIZE_THIRTY_TWO",
-)
-
 # Every hyperparameter the spec model declares (a known model takes all unless its entry says less).
 HYPER_PARAMETERS = tuple(name for name, _, _ in fields_of(HyperParameters))
 

@@ -2,6 +2,8 @@
 
     ReconcilerError                 base; `str(err)` is the one- or two-line message a user sees
     ├── ConfigError                 reconciler.yaml, environment or flags are wrong
+    ├── UnknownNameError            a command names a model, manifest or file that is not there
+    ├── ImportRefusedError          `import` cannot adopt that job into that manifest
     ├── ManifestError               one or more manifests are invalid (carries every problem)
     ├── PlanError                   the plan cannot be made or is refused (protect, empty, limits)
     │   └── StalePlanError          a saved plan no longer matches what the API shows
@@ -39,6 +41,14 @@ class ReconcilerError(Exception):
 
 class ConfigError(ReconcilerError):
     """Settings from reconciler.yaml, the environment or flags are invalid."""
+
+
+class UnknownNameError(ReconcilerError):
+    """A command names a model, manifest or file that the state or the manifests do not have."""
+
+
+class ImportRefusedError(ReconcilerError):
+    """`reconciler import` cannot adopt that job into that manifest (and says why)."""
 
 
 class ManifestError(ReconcilerError):

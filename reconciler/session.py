@@ -18,7 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reconciler.errors import ConfigError, PlanError, ReconcilerError, StalePlanError
+from reconciler.errors import (
+    ConfigError,
+    PlanError,
+    StalePlanError,
+    StateConflictError,
+    StateError,
+    UnknownNameError,
+)
 
 if TYPE_CHECKING:
     from reconciler.apply import ApplyResult, Outcome
@@ -404,7 +411,7 @@ class Session:
         known = {d.name for d in desired} | set(state.models)
         unknown = [n for n in names if n not in known]
         if unknown:
-            raise ReconcilerError(f"no file, folder or model named {', '.join(map(repr, unknown))}")
+            raise UnknownNameError(f"no file, folder or model named {', '.join(map(repr, unknown))}")
         return StatusQuery(self, desired, state, list(names), parents_to_observe(desired, state),
                            prune=self.prunes(paths, False), metrics=metrics)
 
@@ -419,7 +426,7 @@ class Session:
         chosen = list(names) or sorted(state.models)
         unknown = [n for n in chosen if n not in state.models]
         if unknown:
-            raise ReconcilerError(f"not in the state {self.settings.state}: {', '.join(unknown)} (apply first)")
+            raise UnknownNameError(f"not in the state {self.settings.state}: {', '.join(unknown)} (apply first)")
         client = self.client()
         results = []
         for name in chosen:
@@ -435,7 +442,7 @@ class Session:
         entries = self.read_state().models
         if name is not None:
             if name not in entries:
-                raise ReconcilerError(f"no model named {name!r} in the state {self.settings.state}")
+                raise UnknownNameError(f"no model named {name!r} in the state {self.settings.state}")
             entries = {name: entries[name]}
         return {n: {"endpoint": e.tuned_model.endpoint if e.tuned_model else None,
                     "model": e.tuned_model.model if e.tuned_model else None,
@@ -447,7 +454,7 @@ class Session:
 
         desired = {d.name: d for d in self.load_desired(paths)}
         if name not in desired:
-            raise ReconcilerError(f"no manifest named {name!r}: write its manifest first, then import the job into it")
+            raise UnknownNameError(f"no manifest named {name!r}: write its manifest first, then import the job into it")
         client = self.client()
         store = self.store()
         with self.locked(store, "import", lock_timeout):
@@ -460,7 +467,7 @@ class Session:
 
         state = self.read_state()
         if not state.serial:
-            raise ReconcilerError(f"no state at {self.settings.state}")
+            raise StateError(f"no state at {self.settings.state}")
         return serialize_state(state)
 
     def state_push(self, path: Path, *, force: bool, lock_timeout: float | None) -> tuple[str, int]:
@@ -470,10 +477,10 @@ class Session:
 
         data = read_regular(path, "state file to push")  # never blocks on a FIFO, never reads a huge file
         if data is None:
-            raise ReconcilerError(f"{path}: no such file")
+            raise UnknownNameError(f"{path}: no such file")
         pushed = parse_state(data, str(path))
         if pushed.stack != self.settings.stack:
-            raise ReconcilerError(f"{path} is the state of stack {pushed.stack!r}, not {self.settings.stack!r}")
+            raise StateError(f"{path} is the state of stack {pushed.stack!r}, not {self.settings.stack!r}")
         store = self.store()
         with self.locked(store, "state push", lock_timeout):
             current = store.read(stack=self.settings.stack)
@@ -620,13 +627,13 @@ def _what_differs(saved: Plan, fresh: Plan) -> str:
 
 def _refuse_push(current: State, pushed: State, where: str, path: Path) -> None:
     if current.lineage != pushed.lineage:
-        raise ReconcilerError(f"{where} has another lineage ({current.lineage}) than {path} ({pushed.lineage}): "
+        raise StateConflictError(f"{where} has another lineage ({current.lineage}) than {path} ({pushed.lineage}): "
                               "they are different states. Use --force to overwrite.")
     if current.serial > pushed.serial:
-        raise ReconcilerError(f"{where} is newer (serial {current.serial}) than {path} (serial {pushed.serial}). "
+        raise StateConflictError(f"{where} is newer (serial {current.serial}) than {path} (serial {pushed.serial}). "
                               "Use --force to overwrite.")
     if current.serial == pushed.serial and current.models != pushed.models:
-        raise ReconcilerError(f"{where} and {path} have the same serial ({current.serial}) but different "
+        raise StateConflictError(f"{where} and {path} have the same serial ({current.serial}) but different "
                               "content: they diverged. Use --force to overwrite.")
 
 
