@@ -47,6 +47,7 @@ def _read_json(path: Path) -> dict | None:
     return json.loads(path.read_text())  # a torn file would raise here
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("chunk", range(5))
 def test_sigkill_at_random_moments_never_duplicates_or_tears_state(cli: Cli, emulator, chunk: int):
     """10 trials per chunk, 50 in all: kill apply, check the files, apply again, check the jobs."""
@@ -148,6 +149,7 @@ def test_a_dead_holder_never_blocks_and_a_live_one_cannot_be_forced(cli: Cli, em
 
 
 # -- API faults ---------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_apply_converges_under_injected_faults(cli: Cli, emulator):
     names = [f"m{i:02d}" for i in range(20)]
     for name in names:
