@@ -297,7 +297,7 @@ def apply(
 
     rt = _rt(ctx)
     session = rt.session
-    tuning_failed: list[str] = []
+    waiting: list[Any] = []  # the plan to follow after the lock is released (--wait)
 
     def approve(the_plan: Plan) -> bool:
         if auto_approve:
@@ -320,7 +320,7 @@ def apply(
             rt.info(f"Apply finished: {done} action(s) done, {len(result.failed)} failed. "
                     f"State: {where} (serial {serial}). {api}.")
         if wait:
-            tuning_failed.extend(_wait(rt, planned, poll_interval, wait_timeout))
+            waiting.append(planned)
 
     session.client()  # credentials and the endpoint are checked before the lock is taken
     outcome = session.apply(
@@ -332,18 +332,20 @@ def apply(
     if outcome is None:
         rt.info("Apply cancelled; nothing was changed.")
         return EXIT_ERROR
+    tuning_failed = _wait(rt, waiting[0], poll_interval, wait_timeout, lock_timeout) if waiting else []
     return EXIT_ERROR if outcome[1].failed or tuning_failed else EXIT_OK
 
 
-def _wait(rt: Runtime, planned: Any, poll_interval: float | None, timeout: float | None) -> list[str]:
+def _wait(rt: Runtime, planned: Any, poll_interval: float | None, timeout: float | None,
+          lock_timeout: float | None) -> list[str]:
     """Follow the plan's jobs to a final state, write the state; the models whose tuning failed."""
     from reconciler.progress import JobProgress
 
     def progress(names: set[str], state: State) -> JobProgress:
         return JobProgress(rt.err, planned.plan.stack, names, state)
 
-    new_state, failed = rt.session.wait(planned, poll_interval=poll_interval, timeout=timeout, progress=progress,
-                                        on_probe=_probe_reporter(rt))
+    new_state, failed = rt.session.wait(planned, poll_interval=poll_interval, timeout=timeout,
+                                        lock_timeout=lock_timeout, progress=progress, on_probe=_probe_reporter(rt))
     rt.info(f"All jobs reached a final state; state written (serial {new_state.serial}).")
     if failed:
         rt.err.print(f"[red]Tuning did not succeed for: {', '.join(failed)}[/] (see `reconciler status`)")
@@ -381,10 +383,12 @@ def probe(
 
 
 @app.command()
-def refresh(ctx: typer.Context, paths: PathsArg = None, allow_empty: AllowEmptyOpt = False) -> int:
+def refresh(ctx: typer.Context, paths: PathsArg = None, allow_empty: AllowEmptyOpt = False,
+            lock_timeout: LockTimeoutOpt = None) -> int:
     """Update the state from the API (job states, endpoints); change no job."""
     rt = _rt(ctx)
-    new_state = rt.session.refresh(paths or [], allow_empty=allow_empty, on_probe=_probe_reporter(rt))
+    new_state = rt.session.refresh(paths or [], allow_empty=allow_empty, lock_timeout=lock_timeout,
+                                   on_probe=_probe_reporter(rt))
     rt.info(f"State refreshed: {len(new_state.models)} model(s), serial {new_state.serial}.")
     return EXIT_OK
 

@@ -365,9 +365,11 @@ class Session:
                             f"{limit}; check the plan, then raise --max-cancel if it is intended")
 
     def wait(self, planned: Planned, *, poll_interval: float | None, timeout: float | None,
-             progress: Any, on_probe: Callable[[ProbeResult], None]) -> tuple[State, list[str]]:
+             lock_timeout: float | None, progress: Any,
+             on_probe: Callable[[ProbeResult], None]) -> tuple[State, list[str]]:
         """Follow the plan's jobs to a final state, then write the state. Returns the state and
-        the models whose tuning failed or was cancelled. `progress(state)` gives the reporter."""
+        the models whose tuning failed or was cancelled. `progress(names, state)` gives the
+        reporter. Jobs take hours: the state lock is not held while waiting, only to write."""
         from reconciler.apply import refresh_state, wait_for_jobs
         from reconciler.models import StateClass, classify_state
 
@@ -379,14 +381,17 @@ class Session:
             observation = wait_for_jobs(
                 self.observe, plan.parents, plan.stack, names, state,
                 poll_interval=poll_interval or self.settings.poll_interval, timeout=timeout, on_poll=reporter.update)
-        new_state = refresh_state(store, planned.desired, observation, stack=plan.stack, names=names, state=state,
-                                  api=self.client(), on_probe=on_probe)
+        with self.locked(store, "apply --wait", lock_timeout):
+            state = store.read(stack=plan.stack)  # another run may have written meanwhile
+            new_state = refresh_state(store, planned.desired, observation, stack=plan.stack, names=names,
+                                      state=state, api=self.client(), on_probe=on_probe)
         failed = sorted(n for n, e in new_state.models.items() if n in names and n in wanted
                         and classify_state(e.state) in (StateClass.FAILED, StateClass.CANCELLED))
         return new_state, failed
 
     # -- the other commands ---------------------------------------------------------------------
-    def refresh(self, paths: Sequence[Path], *, allow_empty: bool, on_probe: Callable[[ProbeResult], None]) -> State:
+    def refresh(self, paths: Sequence[Path], *, allow_empty: bool, lock_timeout: float | None,
+                on_probe: Callable[[ProbeResult], None]) -> State:
         """`reconciler refresh`: the state from the API; no job changes."""
         from reconciler.apply import refresh_state
         from reconciler.observe import parents_to_observe
@@ -394,7 +399,7 @@ class Session:
         desired = self.load_desired(paths, allow_empty=allow_empty)
         self.client()
         store = self.store()
-        with self.locked(store, "refresh", None):
+        with self.locked(store, "refresh", lock_timeout):
             state = store.read(stack=self.settings.stack)
             observation = self.observe(parents_to_observe(desired, state))
             return refresh_state(store, desired, observation, stack=self.settings.stack, state=state,

@@ -325,3 +325,27 @@ def test_tls_verification_stays_on(cli: Cli, tmp_path: Path):
             assert r.code == 1 and "CERTIFICATE_VERIFY_FAILED" in r.err and "Traceback" not in r.err
     finally:
         del os.environ["RECONCILER_ACCESS_TOKEN"]
+
+
+def test_apply_wait_does_not_hold_the_lock_while_jobs_run(cli: Cli, emulator):
+    """Tuning takes hours: `apply --wait` releases the state lock while it polls (another run may
+    refresh or apply meanwhile) and takes it again only to write the state."""
+    cli.manifest("alpha")
+    env = {**os.environ, "RECONCILER_API_ENDPOINT": emulator.url}
+    waiting = subprocess.Popen([sys.executable, "-m", "reconciler.cli", "apply", "--auto-approve", "--wait",
+                                "--poll-interval", "0.2"], cwd=cli.workdir, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while not emulator.jobs():
+            assert time.monotonic() < deadline and waiting.poll() is None
+            time.sleep(0.05)
+        time.sleep(0.5)  # the apply is now polling
+        assert waiting.poll() is None
+        cli.ok("refresh", "--lock-timeout", "5")  # the lock is free
+        emulator.advance(10_000)  # the job succeeds; the waiting apply writes the state and ends
+        assert waiting.wait(timeout=30) == 0, waiting.stderr.read().decode() if waiting.stderr else ""
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+    assert cli.state()["models"]["alpha"]["state"] == "JOB_STATE_SUCCEEDED"
