@@ -87,7 +87,9 @@ class Runtime:
     def _make_console(self, stderr: bool) -> Console:
         from rich.console import Console
 
-        return Console(stderr=stderr, no_color=self.no_color or bool(os.environ.get("NO_COLOR")),
+        plain = self.no_color or bool(os.environ.get("NO_COLOR"))
+        # NO_COLOR means no escape sequences at all (bold included), not only no colours.
+        return Console(stderr=stderr, no_color=plain, color_system=None if plain else "auto",
                        highlight=False, soft_wrap=True, emoji=False)
 
     @property
@@ -167,6 +169,18 @@ def _print_plan(rt: Runtime, plan: Plan, fmt: str, *, show_noop: bool = False) -
         rt.out.print(render.plan_text(plan, show_noop=show_noop))
 
 
+def _print_plan_error(rt: Runtime, exc: ReconcilerError, fmt: str) -> None:
+    """A plan that failed, on stdout in the format asked for (text prints nothing: stderr says it)."""
+    problems = exc.problems if isinstance(exc, ManifestError) else []
+    message = exc.summary if isinstance(exc, ManifestError) else str(exc)
+    if fmt == "json":
+        typer.echo(json.dumps({"error": message, "problems": problems, "stack": rt.settings.stack}, indent=2))
+    elif fmt == "markdown":
+        from reconciler.render import error_markdown
+
+        typer.echo(error_markdown(rt.settings.stack, message, problems))
+
+
 def _outcome_reporter(rt: Runtime) -> Any:
     from rich.markup import escape
 
@@ -233,10 +247,10 @@ def _check_format(fmt: str) -> str:
 
 # -- commands -------------------------------------------------------------------------------------
 @app.command()
-def validate(ctx: typer.Context, paths: PathsArg = None) -> int:
+def validate(ctx: typer.Context, paths: PathsArg = None, allow_empty: AllowEmptyOpt = False) -> int:
     """Check manifests offline (no API call): syntax, fields, names, models."""
     rt = _rt(ctx)
-    result = rt.session.load(paths or [])
+    result = rt.session.load(paths or [], allow_empty=allow_empty)
     rt.out.print(f"{len(result.models)} manifest(s) in {len(result.files)} file(s) are valid.", markup=False)
     return EXIT_OK
 
@@ -261,9 +275,13 @@ def plan(
 
     rt = _rt(ctx)
     _check_format(fmt)
-    the_plan = rt.session.plan(paths or [], PlanOptions(
-        targets=target or [], replace=replace or [], prune=prune, prune_unrecorded=prune_unrecorded,
-        estimate_cost=estimate_cost, allow_empty=allow_empty))
+    try:
+        the_plan = rt.session.plan(paths or [], PlanOptions(
+            targets=target or [], replace=replace or [], prune=prune, prune_unrecorded=prune_unrecorded,
+            estimate_cost=estimate_cost, allow_empty=allow_empty))
+    except ReconcilerError as exc:
+        _print_plan_error(rt, exc, fmt)  # a PR comment or a CI parser needs the error too
+        raise
     _print_plan(rt, the_plan, fmt, show_noop=show_unchanged)
     if out is not None:
         from reconciler.state.codec import atomic_write
@@ -344,8 +362,14 @@ def _wait(rt: Runtime, planned: Any, poll_interval: float | None, timeout: float
     def progress(names: set[str], state: State) -> JobProgress:
         return JobProgress(rt.err, planned.plan.stack, names, state)
 
-    new_state, failed = rt.session.wait(planned, poll_interval=poll_interval, timeout=timeout,
-                                        lock_timeout=lock_timeout, progress=progress, on_probe=_probe_reporter(rt))
+    try:
+        new_state, failed = rt.session.wait(planned, poll_interval=poll_interval, timeout=timeout,
+                                            lock_timeout=lock_timeout, progress=progress,
+                                            on_probe=_probe_reporter(rt))
+    except KeyboardInterrupt:
+        rt.info("Stopped waiting. The tuning jobs go on in Vertex AI: follow them with `reconciler status "
+                "--watch`; `reconciler refresh` records their endpoints.")
+        raise
     rt.info(f"All jobs reached a final state; state written (serial {new_state.serial}).")
     if failed:
         rt.err.print(f"[red]Tuning did not succeed for: {', '.join(failed)}[/] (see `reconciler status`)")
@@ -596,7 +620,11 @@ def emulator(
         lost_create_rate=lost_create_rate, fault_seed=fault_seed, submissions_per_minute=submissions_per_minute,
         requests_per_minute=requests_per_minute, data_path=str(data) if data else None,
     )
-    serve(host, port, Backend(config))
+    try:
+        serve(host, port, Backend(config))
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc} (choose another --port, "
+                          "or 0 for a free one)") from None
     return EXIT_OK
 
 
@@ -652,6 +680,35 @@ def _click_exceptions() -> tuple[tuple[type[BaseException], ...], ...]:
     return tuple(tuple(classes) for classes in found.values())
 
 
+GLOBAL_OPTIONS = ("--api-endpoint", "--state", "--project", "--region", "--stack", "--config",
+                  "--allow-insecure-http", "--no-color", "--debug")
+
+
+def _global_option_after_command(args: list[str], exc: BaseException) -> str | None:
+    """The global option a usage error is about, when it was given after the command."""
+    text = str(getattr(exc, "message", "")) + str(getattr(exc, "option_name", "") or "")
+    return next((opt for opt in GLOBAL_OPTIONS if opt in text and opt in args), None)
+
+
+def _usage_error(args: list[str], exc: Any) -> int:
+    """A usage error (unknown option, bad value): the message and where to read more. Exit 1, not
+    click's 2: with `plan --detailed-exitcode`, 2 means "changes", and a mistyped flag in CI must
+    not read as a plan with changes."""
+    if type(exc).__name__ == "NoArgsIsHelpError":  # no command given: the help, as click shows it
+        typer.echo(exc.format_message(), err=True)
+        return EXIT_ERROR
+    typer.echo(f"Error: {exc.format_message()}", err=True)
+    misplaced = _global_option_after_command(args, exc)
+    if misplaced:
+        typer.echo(f"{misplaced} is a global option: put it before the command, e.g. "
+                   f"`reconciler {misplaced} … plan`.", err=True)
+        return EXIT_ERROR
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None:
+        typer.echo(f"Try '{ctx.command_path} --help' for help.", err=True)
+    return EXIT_ERROR
+
+
 def _run(args: list[str], debug: bool) -> int:
     exit_types, abort_types, click_errors = _click_exceptions()
     try:
@@ -662,17 +719,7 @@ def _run(args: list[str], debug: bool) -> int:
         typer.echo("Aborted.", err=True)
         return EXIT_ERROR
     except click_errors as exc:
-        # A usage error (unknown option, bad value): the message and where to read more. Exit 1,
-        # not click's 2: with `plan --detailed-exitcode`, 2 means "changes", and a mistyped flag in
-        # CI must not read as a plan with changes.
-        if type(exc).__name__ == "NoArgsIsHelpError":  # no command given: the help, as click shows it
-            typer.echo(exc.format_message(), err=True)  # type: ignore[attr-defined]
-            return EXIT_ERROR
-        typer.echo(f"Error: {exc.format_message()}", err=True)  # type: ignore[attr-defined]
-        ctx = getattr(exc, "ctx", None)
-        if ctx is not None:
-            typer.echo(f"Try '{ctx.command_path} --help' for help.", err=True)
-        return EXIT_ERROR
+        return _usage_error(args, exc)
     except ReconcilerError as exc:
         if debug:
             import traceback

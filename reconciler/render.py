@@ -8,6 +8,7 @@ and anything cut is said plainly.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
@@ -51,7 +52,11 @@ ORDER: tuple[Action, ...] = tuple(sorted(ACTIONS, key=lambda a: style(a).rank))
 
 def summary_line(plan: Plan) -> str:
     s = plan.summary()
+    failed = sum(1 for c in plan.changes if c.action is Action.NOOP and c.error)
     if not plan.has_changes:
+        if failed:
+            return (f"No changes. {s['noop'] - failed} model(s) up to date or in progress, {failed} failed "
+                    f"(stack {plan.stack}).")
         return f"No changes. {s['noop']} model(s) up to date or in progress (stack {plan.stack})."
     parts = [f"{s[a.value]} to {a.value}" for a in ACTIONS if a is not Action.NOOP and s[a.value]]
     line = f"Plan: {', '.join(parts)}; {s['noop']} unchanged (stack {plan.stack})."
@@ -79,8 +84,13 @@ def _short(name: str | None) -> str:
     return name or ""
 
 
+def natural(name: str) -> tuple[Any, ...]:
+    """`model-2` before `model-10`: names sort by their numbers as numbers."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
+
+
 def _grouped(changes: Iterable[Change]) -> list[tuple[Action, list[Change]]]:
-    changes = list(changes)
+    changes = sorted(changes, key=lambda c: natural(c.name))
     return [(a, [c for c in changes if c.action is a]) for a in ORDER if any(c.action is a for c in changes)]
 
 
@@ -142,6 +152,16 @@ def plan_json(plan: Plan) -> str:
 
 def _diff(c: Change) -> list[FieldChange]:
     return c.diff if isinstance(c, CreateJob) else []
+
+
+FENCE = "`" * 3
+
+
+def error_markdown(stack: str, message: str, problems: list[str]) -> str:
+    """A PR comment for a plan that could not be made."""
+    body = "\n".join([*problems, f"Error: {message}"]).replace(FENCE, "'" * 3)
+    return (f"### Tuning plan for stack `{stack}`\n\n**The plan could not be made.** Nothing will be applied "
+            f"until this is fixed:\n\n{FENCE}\n{body}\n{FENCE}")
 
 
 def _md_escape(text: str) -> str:

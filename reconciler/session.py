@@ -299,6 +299,9 @@ class Session:
 
         saved_file = paths[0] if len(paths) == 1 else None
         saved = read_saved_plan(saved_file) if saved_file else None
+        if len(paths) > 1 and any(_looks_like_plan(p) for p in paths):
+            raise ConfigError("a saved plan is applied on its own: `reconciler apply PLANFILE` (it carries its "
+                              "manifests); give manifest paths without it")
         if saved is not None:
             if options.targets or options.replace or options.prune or options.prune_unrecorded:
                 raise ConfigError("--target, --replace and --prune… cannot be combined with a saved plan: "
@@ -604,6 +607,13 @@ def read_saved_plan(path: Path) -> Plan | None:
         raise PlanError(f"{path} was edited after it was made (its content no longer matches its "
                         "fingerprint); nothing was applied. Run plan again.")
     return saved
+
+
+def _looks_like_plan(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    with path.open("rb") as f:
+        return f.read(4096).lstrip().startswith(b"{")
 
 
 def saved_models(saved: Plan, where: str) -> list[DesiredModel]:

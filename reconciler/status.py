@@ -15,8 +15,10 @@ from reconciler.state.model import State
 
 def status_rows(plan: Plan, observation: Observation, state: State) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """One row per model name the plan covers; plus every job not owned by this stack."""
+    from reconciler.render import natural
+
     rows: list[dict[str, Any]] = []
-    for change in plan.changes:
+    for change in sorted(plan.changes, key=lambda c: natural(c.name)):
         entry = state.models.get(change.name)
         rows.append({
             "name": change.name,

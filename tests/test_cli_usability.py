@@ -1,0 +1,67 @@
+"""Day-two details of the command line (issue 14, item 12): messages that say what to do, errors
+in the format a pipeline reads, names in a human order, a saved plan applied on its own."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+from tests.clihelp import Cli
+
+
+def test_a_global_option_after_the_command_says_where_it_goes(cli: Cli):
+    r = cli("plan", "--stack", "prod")
+    assert r.code == 1
+    assert "--stack is a global option: put it before the command" in r.err
+
+
+def test_validate_takes_allow_empty_as_its_own_message_suggests(cli: Cli):
+    (cli.workdir / "manifests").mkdir()
+    r = cli("validate")
+    assert r.code == 1 and "--allow-empty" in r.err
+    assert cli.ok("validate", "--allow-empty").out.startswith("0 manifest(s)")
+
+
+def test_a_failed_plan_still_writes_its_json_and_markdown(cli: Cli):
+    bad = cli.manifest("alpha", spec={"baseModel": 5})
+    assert bad.exists()
+    r = cli("plan", "--format", "json")
+    assert r.code == 1
+    body = json.loads(r.out)
+    assert body["error"].endswith("nothing was changed.") and "alpha.yaml" in body["problems"][0]
+    md = cli("plan", "--format", "markdown")
+    assert md.code == 1 and "The plan could not be made" in md.out and "alpha.yaml" in md.out
+
+
+def test_a_saved_plan_is_applied_on_its_own(cli: Cli, emulator):
+    cli.manifest("alpha")
+    cli.ok("plan", "--out", "plan.json")
+    r = cli("apply", "plan.json", "manifests/")
+    assert r.code == 1 and "a saved plan is applied on its own" in r.err
+    assert not emulator.jobs()
+
+
+def test_models_are_listed_in_a_human_order(cli: Cli, emulator):
+    for n in (1, 10, 2):
+        cli.manifest(f"model-{n}")
+    text = cli.ok("plan").out
+    assert text.index("model-1 ") < text.index("model-2 ") < text.index("model-10 ")
+
+
+def test_a_failed_model_is_not_called_up_to_date(cli: Cli, emulator):
+    cli.manifest("alpha")
+    cli.manifest("beta")
+    cli.ok("apply", "--auto-approve")
+    emulator.fail(labels={"reconciler-name": "beta"})
+    emulator.advance(10_000)
+    headline = cli.ok("plan").out.splitlines()[0]
+    assert headline == "No changes. 1 model(s) up to date or in progress, 1 failed (stack test)."
+
+
+def test_the_emulator_on_a_port_in_use_says_so(cli: Cli):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = cli("emulator", "--port", str(port))
+    assert r.code == 1 and f"cannot listen on 127.0.0.1:{port}" in r.err and "unexpected" not in r.err
