@@ -229,6 +229,7 @@ INTERVAL = _number(0, inclusive=False, high=DAY)  # seconds between polls: at mo
 WAIT_LIMIT = _number(0, inclusive=False, high=30 * DAY)
 LOCK_WAIT = _number(0, high=DAY)
 LockTimeoutOpt = Annotated[float | None, typer.Option("--lock-timeout", help="Seconds to wait for the state lock (default 0, or lockTimeout).", show_default=False, callback=LOCK_WAIT)]
+DestroyOpt = Annotated[bool, typer.Option("--destroy", help="Remove every model the state records: cancel running jobs (not protected ones), forget the entries; manifests are not read.")]
 PruneOpt = Annotated[bool, typer.Option("--prune", help="Remove models whose manifest is gone even though only some manifests were given (paths other than the manifest root).")]
 PruneUnrecordedOpt = Annotated[bool, typer.Option("--prune-unrecorded", help="Also cancel running jobs of the stack that this state has no record of (another checkout's, or a lost state).")]
 FormatOpt = Annotated[str, typer.Option("--format", help="text, json or markdown.")]
@@ -269,6 +270,7 @@ def plan(
     estimate_cost: Annotated[bool, typer.Option("--estimate-cost", help="Read dataset sizes from Cloud Storage to estimate what new tuning jobs cost.")] = False,
     prune: PruneOpt = False,
     prune_unrecorded: PruneUnrecordedOpt = False,
+    destroy: DestroyOpt = False,
 ) -> int:
     """Show what apply would do: observe the API (one list per region) and diff."""
     from reconciler.session import PlanOptions
@@ -278,7 +280,7 @@ def plan(
     try:
         the_plan = rt.session.plan(paths or [], PlanOptions(
             targets=target or [], replace=replace or [], prune=prune, prune_unrecorded=prune_unrecorded,
-            estimate_cost=estimate_cost, allow_empty=allow_empty))
+            estimate_cost=estimate_cost, allow_empty=allow_empty, destroy=destroy))
     except ReconcilerError as exc:
         _print_plan_error(rt, exc, fmt)  # a PR comment or a CI parser needs the error too
         raise
@@ -289,6 +291,24 @@ def plan(
         atomic_write(out, the_plan.model_dump_json(indent=2).encode())
         rt.info(f"Saved the plan to {out}; run `reconciler apply {out}` to apply exactly this plan.")
     return EXIT_CHANGES if detailed_exitcode and the_plan.has_changes else EXIT_OK
+
+
+@app.command()
+def show(
+    ctx: typer.Context,
+    planfile: Annotated[Path, typer.Argument(help="A plan saved with `plan --out`.")],
+    fmt: FormatOpt = "text",
+) -> int:
+    """Print a saved plan (no API call): what `apply PLANFILE` would run, if it is not stale."""
+    from reconciler.session import read_saved_plan
+
+    rt = _rt(ctx)
+    _check_format(fmt)
+    saved = read_saved_plan(planfile)
+    if saved is None:
+        raise ConfigError(f"{planfile} is not a saved plan (make one with `reconciler plan --out FILE`)")
+    _print_plan(rt, saved, fmt)
+    return EXIT_OK
 
 
 @app.command()
@@ -308,6 +328,7 @@ def apply(
     max_cost: Annotated[float | None, typer.Option("--max-cost", help="Refuse a plan whose estimated tuning cost (USD) is above this.", show_default=False, callback=AT_LEAST_0)] = None,
     prune: PruneOpt = False,
     prune_unrecorded: PruneUnrecordedOpt = False,
+    destroy: DestroyOpt = False,
 ) -> int:
     """Create, replace, recreate, cancel and forget so that the API matches the manifests."""
     from reconciler import render
@@ -343,7 +364,7 @@ def apply(
     session.client()  # credentials and the endpoint are checked before the lock is taken
     outcome = session.apply(
         paths or [], PlanOptions(targets=target or [], replace=replace or [], prune=prune,
-                                 prune_unrecorded=prune_unrecorded, allow_empty=allow_empty),
+                                 prune_unrecorded=prune_unrecorded, allow_empty=allow_empty, destroy=destroy),
         Limits(max_cancel=max_cancel, max_cost=max_cost), lock_timeout=lock_timeout, concurrency=concurrency,
         show=lambda p: rt.out.print(render.plan_text(p)), approve=approve, on_outcome=_outcome_reporter(rt),
         on_probe=_probe_reporter(rt), after=after)
@@ -547,7 +568,8 @@ def import_(
     return EXIT_OK
 
 
-state_app = typer.Typer(help="Move the state between a local file and remote storage.", no_args_is_help=True)
+state_app = typer.Typer(help="Inspect and edit the state; move it between a local file and remote storage.",
+                        no_args_is_help=True)
 app.add_typer(state_app, name="state")
 
 
@@ -555,6 +577,56 @@ app.add_typer(state_app, name="state")
 def state_pull(ctx: typer.Context) -> int:
     """Print the current state (local or gs://) as JSON on stdout, e.g. `> local.json`."""
     typer.echo(_rt(ctx).session.state_pull().decode(), nl=False)
+    return EXIT_OK
+
+
+@state_app.command("list")
+def state_list(ctx: typer.Context, fmt: Annotated[str, typer.Option("--format", help="text or json.")] = "text") -> int:
+    """The models the state records, with their job, state and endpoint."""
+    rt = _rt(ctx)
+    models = rt.session.state_list()
+    if fmt == "json":
+        typer.echo(json.dumps(models, indent=2))
+        return EXIT_OK
+    from reconciler.render import natural
+
+    for name in sorted(models, key=natural):
+        m = models[name]
+        typer.echo(f"{name}\t{(m['state'] or '-').removeprefix('JOB_STATE_')}\t{m['job'] or '-'}\t{m['endpoint'] or '-'}")
+    return EXIT_OK
+
+
+@state_app.command("show")
+def state_show(ctx: typer.Context, name: Annotated[str, typer.Argument(help="A model of the state.")]) -> int:
+    """Everything the state records of one model, as JSON."""
+    typer.echo(json.dumps(_rt(ctx).session.state_show(name), indent=2))
+    return EXIT_OK
+
+
+@state_app.command("rm")
+def state_rm(
+    ctx: typer.Context,
+    names: Annotated[list[str], typer.Argument(help="Models the state forgets (their jobs are not touched).")],
+    lock_timeout: LockTimeoutOpt = None,
+) -> int:
+    """Forget models in the state without touching their jobs (as terraform's `state rm`)."""
+    rt = _rt(ctx)
+    serial = rt.session.state_rm(names, lock_timeout=lock_timeout)
+    rt.info(f"Removed {', '.join(names)} from the state (serial {serial}); their jobs were not touched.")
+    return EXIT_OK
+
+
+@state_app.command("mv")
+def state_mv(
+    ctx: typer.Context,
+    old: Annotated[str, typer.Argument(help="The model's name in the state.")],
+    new: Annotated[str, typer.Argument(help="Its new name (the manifest's metadata.name).")],
+    lock_timeout: LockTimeoutOpt = None,
+) -> int:
+    """Rename a model in the state; its jobs are adopted by the new name, nothing is re-tuned."""
+    rt = _rt(ctx)
+    serial = rt.session.state_mv(old, new, lock_timeout=lock_timeout)
+    rt.info(f"Moved {old} to {new} in the state (serial {serial}); plan a manifest named {new} to keep it.")
     return EXIT_OK
 
 

@@ -12,6 +12,7 @@ them, so `validate` and `--help` start fast.
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -53,6 +54,7 @@ class PlanOptions:
     prune_unrecorded: bool = False
     estimate_cost: bool = False
     allow_empty: bool = False
+    destroy: bool = False  # --destroy: every model of the state is removed, whatever the manifests say
 
 
 @dataclass(frozen=True)
@@ -265,14 +267,19 @@ class Session:
         if options.estimate_cost and unknown:
             models = self.with_datasets(models, sizes_for=unknown)
             plan = planned(models)
-        resumed = interrupted_creates(state, seen)
-        if resumed:
-            plan = plan.model_copy(update={"warnings": [*resumed, *plan.warnings]})
+        notes = interrupted_creates(state, seen)
+        if options.destroy:
+            notes.insert(0, "destroy: every model this state records is removed — running jobs cancelled (not "
+                            "protected ones), entries forgotten; endpoints of finished jobs stay in Vertex AI")
+        if notes:
+            plan = plan.model_copy(update={"warnings": [*notes, *plan.warnings]})
         return Planned(plan, seen, models)
 
     def plan(self, paths: Sequence[Path], options: PlanOptions) -> Plan:
         """`reconciler plan`: list while loading, then plan."""
         state = self.read_state()
+        if options.destroy:
+            return self.make_plan(state, [], options, prune=True).plan
         loaded, observation = self.load_and_observe(paths, state, allow_empty=options.allow_empty)
         return self.make_plan(state, loaded.models, options, prune=self.prunes(paths, options.prune),
                               observation=observation).plan
@@ -303,10 +310,12 @@ class Session:
             raise ConfigError("a saved plan is applied on its own: `reconciler apply PLANFILE` (it carries its "
                               "manifests); give manifest paths without it")
         if saved is not None:
-            if options.targets or options.replace or options.prune or options.prune_unrecorded:
+            if options.targets or options.replace or options.prune or options.prune_unrecorded or options.destroy:
                 raise ConfigError("--target, --replace and --prune… cannot be combined with a saved plan: "
                                   "they were decided when it was made")
             desired = saved_models(saved, str(saved_file))
+        elif options.destroy:
+            desired = []
         else:
             desired = list(self.load(paths, allow_empty=options.allow_empty).models)
         store = self.store()
@@ -314,10 +323,12 @@ class Session:
             state = store.read(stack=self.settings.stack)
             if saved is not None:
                 planned = self._check_saved(saved, str(saved_file), desired, state)
+                show(planned.plan)  # what runs, as terraform prints a saved plan it applies
             else:
                 planned = self.make_plan(state, desired, PlanOptions(
                     options.targets, options.replace, options.prune, options.prune_unrecorded,
-                    estimate_cost=limits.max_cost is not None), prune=self.prunes(paths, options.prune))
+                    estimate_cost=limits.max_cost is not None, destroy=options.destroy),
+                    prune=options.destroy or self.prunes(paths, options.prune))
                 show(planned.plan)
             self.check_limits(planned.plan, limits)
             if planned.plan.has_changes and saved is None and not approve(planned.plan):
@@ -496,6 +507,55 @@ class Session:
                 _refuse_push(current, pushed, store.describe(), path)
             written = store.write(pushed.model_copy(update={"serial": max(current.serial, pushed.serial)}))
         return store.describe(), written.serial
+
+    def state_list(self) -> dict[str, Any]:
+        """`reconciler state list`: each model of the state with its job, state and endpoint."""
+        state = self.read_state()
+        return {n: {"job": e.job, "state": e.state, "endpoint": e.tuned_model.endpoint if e.tuned_model else None,
+                    "protect": e.protect} for n, e in state.models.items()}
+
+    def state_show(self, name: str) -> dict[str, Any]:
+        entry = self.read_state().models.get(name)
+        if entry is None:
+            raise UnknownNameError(f"no model named {name!r} in the state {self.settings.state}")
+        shown: dict[str, Any] = entry.model_dump(mode="json", by_alias=True)
+        return shown
+
+    def state_rm(self, names: Sequence[str], *, lock_timeout: float | None) -> int:
+        """`reconciler state rm`: the state forgets models; their jobs are not touched (as
+        terraform's). Until a manifest of that name is applied again, a plan shows such a model's
+        running job as unrecorded (never cancelled without --prune-unrecorded)."""
+        store = self.store()
+        with self.locked(store, "state rm", lock_timeout):
+            state = store.read(stack=self.settings.stack)
+            missing = [n for n in names if n not in state.models]
+            if missing:
+                raise UnknownNameError(f"not in the state {self.settings.state}: {', '.join(missing)}")
+            draft = state.model_copy(deep=True)
+            for name in names:
+                del draft.models[name]
+            return store.write(draft).serial
+
+    def state_mv(self, old: str, new: str, *, lock_timeout: float | None) -> int:
+        """`reconciler state mv`: a model's entry under another name; its jobs are adopted by the
+        new name (their labels cannot change), so the next plan of a manifest `new` re-tunes nothing."""
+        from reconciler.models import NAME_PATTERN
+
+        if not re.fullmatch(NAME_PATTERN, new):
+            raise ConfigError(f"{new!r} is not a model name (lowercase letters, digits and '-', at most 63)")
+        store = self.store()
+        with self.locked(store, "state mv", lock_timeout):
+            state = store.read(stack=self.settings.stack)
+            if old not in state.models:
+                raise UnknownNameError(f"no model named {old!r} in the state {self.settings.state}")
+            if new in state.models:
+                raise StateConflictError(f"the state already has a model named {new!r}; `state rm {new}` first")
+            draft = state.model_copy(deep=True)
+            entry = draft.models.pop(old)
+            known = [entry.job, entry.serving_job, *entry.cancel_requested, *(getattr(entry, "jobs", None) or [])]
+            jobs = {j: entry.spec_hash or "" for j in known if j}
+            draft.models[new] = entry.model_copy(update={"adopted": {**jobs, **entry.adopted}})
+            return store.write(draft).serial
 
     def force_unlock(self, lock_id: str) -> str:
         store = self.store()

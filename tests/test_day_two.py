@@ -1,0 +1,78 @@
+"""Day-two workflows a terraform user reaches for (issue 14): show a saved plan, inspect and edit
+the state, destroy — through the CLI against the emulator."""
+
+from __future__ import annotations
+
+import json
+
+from tests.clihelp import Cli
+
+LIVE = ("JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_QUEUED")
+
+
+def live_names(emulator) -> list[str]:
+    return sorted(j["labels"]["reconciler-name"] for j in emulator.jobs()
+                  if j["state"] in LIVE and j.get("labels", {}).get("reconciler-stack") == "test")
+
+
+def test_show_prints_a_saved_plan_and_apply_prints_what_it_runs(cli: Cli, emulator):
+    cli.manifest("alpha")
+    cli.ok("plan", "--out", "plan.json")
+    shown = cli.ok("show", "plan.json")
+    assert "1 to create" in shown.out and "alpha" in shown.out
+    assert json.loads(cli.ok("show", "--format", "json", "plan.json").out)["summary"]["create"] == 1
+    assert "Tuning plan for stack `test`" in cli.ok("show", "--format", "markdown", "plan.json").out
+    assert not emulator.jobs()  # show calls nothing
+    applied = cli.ok("apply", "plan.json")
+    assert "1 to create" in applied.out
+    r = cli("show", "manifests/alpha.yaml")
+    assert r.code == 1 and "is not a saved plan" in r.err
+
+
+def test_state_list_show_rm_and_mv(cli: Cli, emulator):
+    for name in ("alpha", "beta"):
+        cli.manifest(name)
+    cli.ok("apply", "--auto-approve")
+    listed = cli.ok("state", "list").out.splitlines()
+    assert [line.split("\t")[0] for line in listed] == ["alpha", "beta"]
+    assert set(json.loads(cli.ok("state", "list", "--format", "json").out)) == {"alpha", "beta"}
+    assert json.loads(cli.ok("state", "show", "alpha").out)["state"] == "JOB_STATE_PENDING"
+    assert cli("state", "show", "nope").code == 1
+
+    # rm: the state forgets beta; its job runs on and is not cancelled by the next plan.
+    (cli.workdir / "manifests" / "beta.yaml").unlink()
+    cli.ok("state", "rm", "beta")
+    assert "beta" not in cli.state()["models"]
+    assert cli.ok("plan", "--format", "json").json()["summary"]["cancel"] == 0
+    assert live_names(emulator) == ["alpha", "beta"]
+
+    # mv: a manifest renamed alpha → gamma keeps its job; nothing is re-tuned.
+    text = (cli.workdir / "manifests" / "alpha.yaml").read_text().replace("name: alpha", "name: gamma")
+    (cli.workdir / "manifests" / "alpha.yaml").unlink()
+    (cli.workdir / "manifests" / "gamma.yaml").write_text(text)
+    cli.ok("state", "mv", "alpha", "gamma")
+    assert set(cli.state()["models"]) == {"gamma"}
+    plan = cli.ok("plan", "--format", "json").json()
+    assert plan["summary"]["changes"] == 0, plan["changes"]
+    assert cli("state", "mv", "gamma", "Not_A_Name").code == 1
+
+
+def test_destroy_cancels_running_jobs_forgets_entries_and_respects_protect(cli: Cli, emulator):
+    cli.manifest("alpha")
+    cli.manifest("beta")
+    cli.manifest("keep", spec={"protect": True})
+    cli.ok("apply", "--auto-approve")
+    r = cli("plan", "--destroy")
+    assert r.code == 1 and "keep: protected" in r.err  # a protected model refuses destroy
+    (cli.workdir / "manifests" / "keep.yaml").write_text(
+        (cli.workdir / "manifests" / "keep.yaml").read_text().replace("protect: true", "protect: false"))
+    cli.ok("apply", "--auto-approve")
+    plan = cli.ok("plan", "--destroy", "--format", "json").json()
+    assert plan["summary"]["cancel"] == 3 and any("destroy:" in w for w in plan["warnings"])
+    assert cli("apply", "--destroy", "--auto-approve", "--max-cancel", "2").code == 1
+    assert live_names(emulator) == ["alpha", "beta", "keep"]
+    cli.ok("apply", "--destroy", "--auto-approve")
+    assert live_names(emulator) == []
+    emulator.advance(10_000)
+    cli.ok("apply", "--destroy", "--auto-approve")  # the jobs have ended: the entries are forgotten
+    assert cli.state()["models"] == {}
