@@ -263,6 +263,9 @@ class Session:
                                 prune_unrecorded=options.prune_unrecorded)
 
         plan = planned(models)
+        hints = import_hints(plan, models, seen)
+        if hints:
+            plan = plan.model_copy(update={"warnings": [*plan.warnings, *hints]})
         unknown = {c.name for c in plan.creates if c.cost_usd is None}
         if options.estimate_cost and unknown:
             models = self.with_datasets(models, sizes_for=unknown)
@@ -468,18 +471,60 @@ class Session:
                     "job": e.serving_job, "state": e.state} for n, e in entries.items()}
 
     def import_job(self, job: str, name: str, paths: Sequence[Path], lock_timeout: float | None) -> str:
-        """`reconciler import`: adopt an existing job into a manifest, without re-creating it."""
+        """`reconciler import`: adopt an existing job into a manifest, without re-creating it. When
+        no manifest has that name, one is written from the job into the manifest root first (as
+        terraform generates configuration), so adoption is one command."""
         from reconciler.adopt import adopt_job
 
-        desired = {d.name: d for d in self.load_desired(paths)}
+        given = list(paths) or [p for p in [self.manifest_root()] if p.exists()]  # no root yet: one is written
+        desired = {d.name: d for d in self.load_desired(given, allow_empty=True)} if given else {}
+        written = None
         if name not in desired:
-            raise UnknownNameError(f"no manifest named {name!r}: write its manifest first, then import the job into it")
+            written = self.write_manifest_for(job, name)
+            desired = {d.name: d for d in self.load_desired([written])}
         client = self.client()
         store = self.store()
         with self.locked(store, "import", lock_timeout):
             state = store.read(stack=self.settings.stack)
-            return adopt_job(client, store, state, desired[name], job, stack=self.settings.stack,
-                             observe=self.observe)
+            try:
+                report = adopt_job(client, store, state, desired[name], job, stack=self.settings.stack,
+                                   observe=self.observe)
+            except BaseException:
+                if written is not None:
+                    written.unlink()  # the manifest was only for this import: nothing is left behind
+                raise
+        return report if written is None else f"Wrote {written} from the job.\n{report}"
+
+    def write_manifest_for(self, job_name: str, name: str) -> Path:
+        """A manifest of `name` with exactly the job's spec, in the manifest root. Refused when a
+        file of that name exists; validated before it is left there."""
+        from reconciler.models import NAME_PATTERN
+        from reconciler.observe import to_observed
+        from reconciler.scaffold import manifest_from_job
+        from reconciler.vertex.client import split_job_name
+
+        if not re.fullmatch(NAME_PATTERN, name):
+            raise ConfigError(f"--name {name!r}: lowercase letters, digits and '-', at most 63, starting with a letter")
+        project, region, _ = split_job_name(job_name)
+        wire = self.client().get_tuning_job(job_name)
+        observed = to_observed(wire, f"projects/{project}/locations/{region}")
+        s = self.settings
+        # The service names jobs by project number: a number stands for the default project, and
+        # adopt_job then checks that the job is indeed listed there.
+        text = manifest_from_job(observed, name, project=None if project in (s.project, None) or project.isdigit()
+                                 else project, region=None if region == s.region else region)
+        root = self.manifest_root()
+        path = root / f"{name}.yaml"
+        if path.exists():
+            raise StateConflictError(f"{path} exists but holds no manifest named {name!r}; choose another --name")
+        root.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        try:
+            self.load([path])
+        except Exception:
+            path.unlink()
+            raise
+        return path
 
     def state_pull(self) -> bytes:
         from reconciler.state.codec import serialize_state
@@ -635,6 +680,26 @@ def interrupted_creates(state: State, observation: Observation) -> list[str]:
             outcome = f"{entry.parent} was not listed, so whether its job exists is unknown."
         out.append(f"{entry.name}: an interrupted run started a create at {entry.started} "
                    f"(request {entry.request_id}); {outcome}")
+    return out
+
+
+def import_hints(plan: Plan, desired: Sequence[DesiredModel], observation: Observation) -> list[str]:
+    """A model about to be created while an unmanaged job in its parent has exactly its spec:
+    say that `import` adopts it instead of tuning again (hours, and money)."""
+    from reconciler.models import spec_hash
+
+    creating = {c.name for c in plan.creates if c.action.value == "create"}
+    out = []
+    for d in desired:
+        if d.name not in creating:
+            continue
+        for job in observation.jobs:
+            if job.managed or job.parent != d.parent:
+                continue
+            if spec_hash(d.seen_on(job)) == d.spec_hash:
+                out.append(f"{d.name}: the unmanaged job {job.name} has exactly this spec; `reconciler import "
+                           f"{job.name} --name {d.name}` adopts it instead of tuning again")
+                break
     return out
 
 

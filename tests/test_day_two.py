@@ -105,3 +105,35 @@ def test_readme_against_vertex_ai_steps_run_verbatim(cli: Cli, emulator, tmp_pat
     assert jobs and all(j["labels"]["reconciler-stack"] == "prod" for j in jobs)
     assert not emulator.jobs(project="demo-project")
     assert re.search(r"^SUPPORT_BOT_ENDPOINT=", r.stdout, re.M)
+
+
+def seed_unmanaged(emulator, **extra) -> str:
+    [name] = emulator.seed([{"project": "demo-project", "location": "us-central1", "baseModel": "gemini-2.0-flash-001",
+                             "supervisedTuningSpec": {"trainingDatasetUri": "gs://bucket/alpha/train.jsonl",
+                                                      "hyperParameters": {"epochCount": 3}},
+                             "tunedModelDisplayName": "Alpha bot", "labels": {"team": "a"},
+                             "state": "JOB_STATE_SUCCEEDED", **extra}])
+    return name
+
+
+def test_import_without_a_manifest_writes_one_and_adopts_the_job(cli: Cli, emulator):
+    job = seed_unmanaged(emulator)
+    r = cli.ok("import", job, "--name", "alpha")
+    written = cli.workdir / "manifests" / "alpha.yaml"
+    assert f"Wrote {written.relative_to(cli.workdir)}" in r.err or "Wrote" in r.err
+    assert "matches the manifest" in r.err
+    text = written.read_text()
+    assert "trainingDatasetUri: gs://bucket/alpha/train.jsonl" in text and "team: a" in text
+    cli.ok("validate")
+    plan = cli("plan", "--detailed-exitcode")
+    assert plan.code == 0, plan.out + plan.err  # adopted as it is: nothing to re-tune
+    again = cli("import", job, "--name", "beta")
+    assert again.code == 1 and not (cli.workdir / "manifests" / "beta.yaml").exists()  # already imported
+
+
+def test_plan_hints_import_when_an_unmanaged_job_has_the_manifests_spec(cli: Cli, emulator):
+    job = seed_unmanaged(emulator)
+    cli.manifest("alpha")
+    body = cli.ok("plan", "--format", "json").json()
+    assert [c["action"] for c in body["changes"]] == ["create"]
+    assert any(f"reconciler import {job} --name alpha" in w for w in body["warnings"])
