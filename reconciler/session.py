@@ -270,7 +270,7 @@ class Session:
         if options.estimate_cost and unknown:
             models = self.with_datasets(models, sizes_for=unknown)
             plan = planned(models)
-        notes = interrupted_creates(state, seen)
+        notes = interrupted_creates(state, seen) + behind(state, models, seen, self.settings.stack)
         if options.destroy:
             notes.insert(0, "destroy: every model this state records is removed — running jobs cancelled (not "
                             "protected ones), entries forgotten; endpoints of finished jobs stay in Vertex AI")
@@ -466,9 +466,12 @@ class Session:
             if name not in entries:
                 raise UnknownNameError(f"no model named {name!r} in the state {self.settings.state}")
             entries = {name: entries[name]}
+        # The endpoint in service is a succeeded job's; its state is not the newest job's (during a
+        # replace the newest job runs while the old one serves), so both are said apart.
         return {n: {"endpoint": e.tuned_model.endpoint if e.tuned_model else None,
                     "model": e.tuned_model.model if e.tuned_model else None,
-                    "job": e.serving_job, "state": e.state} for n, e in entries.items()}
+                    "job": e.serving_job, "state": "JOB_STATE_SUCCEEDED" if e.serving_job else None,
+                    "latest_job": e.job, "latest_state": e.state} for n, e in entries.items()}
 
     def import_job(self, job: str, name: str, paths: Sequence[Path], lock_timeout: float | None) -> str:
         """`reconciler import`: adopt an existing job into a manifest, without re-creating it. When
@@ -637,7 +640,7 @@ class StatusQuery:
 
     def snapshot(self) -> StatusSnapshot:
         from reconciler.models import StateClass
-        from reconciler.plan import compute_plan, jobs_by_name
+        from reconciler.plan import compute_plan, derive_models, jobs_by_name
         from reconciler.status import model_detail, status_rows
 
         stack = self.session.settings.stack
@@ -647,7 +650,10 @@ class StatusQuery:
         watched = [n for n in owned if not self.names or n in self.names]
         running = sum(1 for n in watched
                       if any(j.state_class in (StateClass.LIVE, StateClass.CANCELLING) for j in owned[n]))
-        rows, others = status_rows(plan, observation, self.state)
+        # Endpoints as the API shows them now, not as the state last recorded them.
+        current = self.state.model_copy(update={"models": derive_models(
+            self.desired, observation, self.state, stack=stack)})
+        rows, others = status_rows(plan, observation, current)
         details = None
         if self.names:
             details = [model_detail(n, owned.get(n, []), plan, self.state) for n in self.names]
@@ -681,6 +687,23 @@ def interrupted_creates(state: State, observation: Observation) -> list[str]:
         out.append(f"{entry.name}: an interrupted run started a create at {entry.started} "
                    f"(request {entry.request_id}); {outcome}")
     return out
+
+
+def behind(state: State, desired: Sequence[DesiredModel], observation: Observation, stack: str) -> list[str]:
+    """Models whose state entry is older than what the API shows (a job finished, an endpoint
+    appeared): a plan with no changes must still say that apply records them."""
+    from reconciler.plan import derive_models
+
+    fresh = derive_models(desired, observation, state, stack=stack, names=[d.name for d in desired])
+    stale = sorted(n for n, e in fresh.items() if n in state.models and _seen(state.models[n]) != _seen(e))
+    if not stale:
+        return []
+    return [f"the state is behind the API for {', '.join(stale[:10])}{', …' if len(stale) > 10 else ''} "
+            "(job states or endpoints changed); `apply` or `refresh` records them"]
+
+
+def _seen(entry: Any) -> tuple[Any, ...]:
+    return (entry.job, entry.state, entry.serving_job, entry.tuned_model.endpoint if entry.tuned_model else None)
 
 
 def import_hints(plan: Plan, desired: Sequence[DesiredModel], observation: Observation) -> list[str]:

@@ -372,7 +372,10 @@ def test_import_refuses_managed_jobs_and_unknown_names(cli: Cli, emulator):
     r = cli("import", managed_job["name"], "--name", "alpha")
     assert r.code == 1 and "already managed" in r.err
     r = cli("import", managed_job["name"], "--name", "nope")
-    assert r.code == 1 and "no manifest named 'nope'" in r.err
+    # No manifest named nope: one would be written from the job, but the job is managed, so the
+    # import is refused and the manifest it wrote is gone again.
+    assert r.code == 1 and "already managed" in r.err
+    assert not (cli.workdir / "manifests" / "nope.yaml").exists()
 
 
 def test_renamed_manifest_moves_the_state_entry_instead_of_retuning(cli: Cli, emulator):

@@ -163,7 +163,8 @@ def test_jobs_with_only_name_state_and_labels_are_handled(cli: Cli, emulator):
     assert models["alpha"]["job"] == done and models["alpha"]["state"] == "JOB_STATE_SUCCEEDED"
     assert models["beta"]["state"] == "JOB_STATE_RUNNING"
     out = clean(cli("output")).json()
-    assert out["alpha"] == {"endpoint": None, "model": None, "job": done, "state": "JOB_STATE_SUCCEEDED"}
+    assert out["alpha"] == {"endpoint": None, "model": None, "job": done, "state": "JOB_STATE_SUCCEEDED",
+                            "latest_job": done, "latest_state": "JOB_STATE_SUCCEEDED"}
     env = clean(cli("output", "--format", "env")).out
     assert "ALPHA_ENDPOINT=\n" in env and "DELTA_ENDPOINT" not in env
     probe = clean(cli("probe", "alpha", "--format", "json"), 1).json()

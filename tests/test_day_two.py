@@ -137,3 +137,30 @@ def test_plan_hints_import_when_an_unmanaged_job_has_the_manifests_spec(cli: Cli
     body = cli.ok("plan", "--format", "json").json()
     assert [c["action"] for c in body["changes"]] == ["create"]
     assert any(f"reconciler import {job} --name alpha" in w for w in body["warnings"])
+
+
+def test_status_and_plan_tell_the_truth_of_the_last_observation(cli: Cli, emulator):
+    """Jobs succeed after apply: status shows their endpoints at once (not `-` until a refresh),
+    and a plan with no changes says that the state is behind and apply records it."""
+    cli.manifest("alpha")
+    cli.ok("apply", "--auto-approve")
+    emulator.advance(10_000)
+    rows = json.loads(cli.ok("status", "--format", "json").out)["models"]
+    assert rows[0]["endpoint"] and rows[0]["endpoint"].startswith("projects/")
+    plan = cli.ok("plan", "--format", "json").json()
+    assert plan["summary"]["changes"] == 0
+    assert any("the state is behind the API for alpha" in w for w in plan["warnings"])
+    cli.ok("apply", "--auto-approve")
+    assert not any("behind" in w for w in cli.ok("plan", "--format", "json").json()["warnings"])
+
+
+def test_output_during_a_replace_pairs_the_serving_job_with_its_own_state(cli: Cli, emulator):
+    cli.manifest("alpha")
+    cli.ok("apply", "--auto-approve")
+    emulator.advance(10_000)
+    cli.ok("refresh")
+    cli.manifest("alpha", epochs=5)
+    cli.ok("apply", "--auto-approve")
+    out = cli.ok("output", "alpha").json()["alpha"]
+    assert out["state"] == "JOB_STATE_SUCCEEDED" and out["endpoint"]
+    assert out["latest_state"] == "JOB_STATE_PENDING" and out["latest_job"] != out["job"]
