@@ -336,43 +336,42 @@ def apply(
 
     rt = _rt(ctx)
     session = rt.session
-    waiting: list[Any] = []  # the plan to follow after the lock is released (--wait)
-
-    def approve(the_plan: Plan) -> bool:
-        if auto_approve:
-            return True
-        if not sys.stdin.isatty():
-            raise PlanError("apply needs --auto-approve when it is not run interactively (no TTY)")
-        answer = typer.prompt("Apply this plan? Only 'yes' will be accepted", default="", show_default=False)
-        return bool(answer.strip() == "yes")
-
-    def after(planned: Any, result: Any) -> None:
-        the_plan = planned.plan
-        done = len(result.outcomes) - len(result.failed)
-        serial = result.state.serial if result.state else "?"
-        counts = session.client().transport.counts
-        api = f"API: {counts['attempts']} request(s), {counts['retries']} retried"
-        where = session.store().describe()
-        if not the_plan.has_changes:
-            rt.info(f"Nothing to apply. State: {where} (serial {serial}). {api}.")
-        else:
-            rt.info(f"Apply finished: {done} action(s) done, {len(result.failed)} failed. "
-                    f"State: {where} (serial {serial}). {api}.")
-        if wait:
-            waiting.append(planned)
-
     session.client()  # credentials and the endpoint are checked before the lock is taken
     outcome = session.apply(
         paths or [], PlanOptions(targets=target or [], replace=replace or [], prune=prune,
                                  prune_unrecorded=prune_unrecorded, allow_empty=allow_empty, destroy=destroy),
         Limits(max_cancel=max_cancel, max_cost=max_cost), lock_timeout=lock_timeout, concurrency=concurrency,
-        show=lambda p: rt.out.print(render.plan_text(p)), approve=approve, on_outcome=_outcome_reporter(rt),
-        on_probe=_probe_reporter(rt), after=after)
+        show=lambda p: rt.out.print(render.plan_text(p)), approve=lambda p: _approve(auto_approve),
+        on_outcome=_outcome_reporter(rt), on_probe=_probe_reporter(rt))
     if outcome is None:
         rt.info("Apply cancelled; nothing was changed.")
         return EXIT_ERROR
-    tuning_failed = _wait(rt, waiting[0], poll_interval, wait_timeout, lock_timeout) if waiting else []
-    return EXIT_ERROR if outcome[1].failed or tuning_failed else EXIT_OK
+    planned, result = outcome
+    _report_apply(rt, planned.plan, result)
+    tuning_failed = _wait(rt, planned, poll_interval, wait_timeout, lock_timeout) if wait else []
+    return EXIT_ERROR if result.failed or tuning_failed else EXIT_OK
+
+
+def _approve(auto_approve: bool) -> bool:
+    if auto_approve:
+        return True
+    if not sys.stdin.isatty():
+        raise PlanError("apply needs --auto-approve when it is not run interactively (no TTY)")
+    answer = typer.prompt("Apply this plan? Only 'yes' will be accepted", default="", show_default=False)
+    return bool(answer.strip() == "yes")
+
+
+def _report_apply(rt: Runtime, the_plan: Plan, result: Any) -> None:
+    done = len(result.outcomes) - len(result.failed)
+    serial = result.state.serial if result.state else "?"
+    counts = rt.session.client().transport.counts
+    api = f"API: {counts['attempts']} request(s), {counts['retries']} retried"
+    where = rt.session.store().describe()
+    if not the_plan.has_changes:
+        rt.info(f"Nothing to apply. State: {where} (serial {serial}). {api}.")
+    else:
+        rt.info(f"Apply finished: {done} action(s) done, {len(result.failed)} failed. "
+                f"State: {where} (serial {serial}). {api}.")
 
 
 def _wait(rt: Runtime, planned: Any, poll_interval: float | None, timeout: float | None,

@@ -300,11 +300,9 @@ class Session:
         approve: Callable[[Plan], bool],
         on_outcome: Callable[[Outcome], None],
         on_probe: Callable[[ProbeResult], None],
-        after: Callable[[Planned, ApplyResult], None] = lambda _p, _r: None,
     ) -> tuple[Planned, ApplyResult] | None:
         """`reconciler apply`: plan (or check a saved plan), check the limits, ask `approve`, run.
-        Returns None when the plan was not approved (nothing changed). `after` runs while the
-        state lock is still held."""
+        Returns None when the plan was not approved (nothing changed)."""
         from reconciler.apply import apply_plan
 
         saved_file = paths[0] if len(paths) == 1 else None
@@ -339,7 +337,6 @@ class Session:
             result = apply_plan(planned.plan, planned.desired, self.client(), store, state, self.observe,
                                 concurrency=concurrency or self.settings.concurrency, on_outcome=on_outcome,
                                 on_probe=on_probe)
-            after(planned, result)
         return planned, result
 
     def _check_saved(self, saved: Plan, where: str, desired: list[DesiredModel], state: State) -> Planned:
