@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 from typing_extensions import assert_never
 
+from reconciler import interrupt
 from reconciler.errors import (
     AmbiguousCreateError,
     ApiError,
@@ -34,10 +36,12 @@ from reconciler.plan import (
     MoveEntry,
     NoChange,
     Observation,
+    OwnedJob,
     Plan,
     derive_models,
     jobs_by_name,
     request_duplicates,
+    tracked,
 )
 from reconciler.probe import ContentApi, ProbeResult, gate_candidates, run_gates
 from reconciler.state.codec import utc_now
@@ -91,16 +95,25 @@ def apply_plan(
     concurrency: int = 8,
     on_outcome: Callable[[Outcome], None] = lambda _o: None,
     on_probe: Callable[[ProbeResult], None] = lambda _r: None,
+    in_flight_window: float = 60.0,
+    in_flight_poll: float = 1.0,
 ) -> ApplyResult:
-    """Run every actionable change (bounded concurrency), then refresh the state from the API."""
+    """Run every actionable change (bounded concurrency), then refresh the state from the API.
+
+    `in_flight_window`: how long a create an interrupted run sent may still be in flight at the
+    server (the client's request timeout). A rerun that finds no job for such an intent keeps
+    looking for it (every `in_flight_poll` seconds) until the window since the intent started
+    has passed, and only then creates: a create the server finishes after its client was killed
+    is found, not duplicated."""
     recorder = _Recorder(store, state)
     desired_by_name = {d.name: d for d in desired}
     result = ApplyResult()
     results_lock = threading.Lock()
+    in_flight = _InFlight(in_flight_window, in_flight_poll)
 
     def run(change: Change) -> None:
         try:
-            outcome = _execute(change, api, recorder, desired_by_name.get(change.name))
+            outcome = _execute(change, api, recorder, desired_by_name.get(change.name), in_flight)
         except ReconcilerError as exc:
             outcome = Outcome(change, False, str(exc))
         with results_lock:
@@ -173,30 +186,40 @@ def _cancel_duplicates(plan: Plan, observation: Observation, api: TuningApi, rec
     """Right after creating: a job of one of this run's create requests that another run (a
     second checkout, or the server finishing a create this client gave up on) made too is
     cancelled now — the younger of the two, minutes into its run rather than hours."""
-    ours = {c.request_id for c in plan.creates}
-    owned = jobs_by_name(observation, plan.stack, recorder.state)
     outcomes = []
-    for name, jobs in sorted(owned.items()):
-        duplicates = request_duplicates(jobs)
-        for job in jobs:
-            if job.name in duplicates and job.state_class is StateClass.LIVE and job.request_id in ours:
-                change = CancelJobs(action=Action.CANCEL, name=name, parent=job.parent, job=job.name,
-                                    job_state=job.state, cancel_jobs=[job.name],
-                                    reason=f"duplicate of {duplicates[job.name]} (same create request; two runs raced)")
-                try:
-                    outcomes.append(Outcome(change, True, _cancel(api, recorder, name, job.name), job.name))
-                except ReconcilerError as exc:
-                    outcomes.append(Outcome(change, False, str(exc), job.name))
+    for name, job, kept in younger_duplicates(observation, plan.stack, recorder.state, plan.request_ids):
+        change = _duplicate_cancel(name, job, kept)
+        try:
+            outcomes.append(Outcome(change, True, _cancel(api, recorder, name, job.address), job.name))
+        except ReconcilerError as exc:
+            outcomes.append(Outcome(change, False, str(exc), job.name))
     return outcomes
 
 
+def younger_duplicates(observation: Observation, stack: str, state: State,
+                       requests: Collection[str]) -> list[tuple[str, OwnedJob, str]]:
+    """Running jobs of one of `requests` that another job of the same request makes a duplicate:
+    (model, the job to cancel, the job kept)."""
+    out = []
+    for name, jobs in sorted(jobs_by_name(observation, stack, state).items()):
+        duplicates = request_duplicates(jobs)
+        out += [(name, job, duplicates[job.name]) for job in jobs
+                if job.name in duplicates and job.state_class is StateClass.LIVE and job.request_id in requests]
+    return out
+
+
+def _duplicate_cancel(name: str, job: OwnedJob, kept: str) -> CancelJobs:
+    return CancelJobs(action=Action.CANCEL, name=name, parent=job.parent, job=job.name, job_state=job.state,
+                      cancel_jobs=[job.address], reason=f"duplicate of {kept} (same create request; two runs raced)")
+
+
 def _execute(
-    change: Change, api: TuningApi, recorder: _Recorder, desired: DesiredModel | None
+    change: Change, api: TuningApi, recorder: _Recorder, desired: DesiredModel | None, in_flight: _InFlight
 ) -> Outcome:
     """One change, dispatched on its type: the type checker sees every action handled."""
     match change:
         case CreateJob():
-            return _create(change, api, recorder, desired)
+            return _create(change, api, recorder, desired, in_flight)
         case CancelJobs():
             messages = [_cancel(api, recorder, change.name, job) for job in change.cancel_jobs]
             return Outcome(change, True, "; ".join(messages), change.job)
@@ -216,12 +239,40 @@ def _execute(
             assert_never(change)
 
 
-def _create(change: CreateJob, api: TuningApi, recorder: _Recorder, desired: DesiredModel | None) -> Outcome:
+@dataclass(frozen=True)
+class _InFlight:
+    """How long an interrupted run's create may still be on its way, and how often to look."""
+
+    window: float
+    poll: float
+
+    def find(self, api: TuningApi, parent: str, intent: JournalEntry) -> TuningJob | None:
+        """The job of an interrupted run's create intent. While the create may still be in flight
+        (it started less than `window` ago), keep looking for it rather than create a second
+        job that the server's late answer would duplicate; Ctrl-C ends the wait."""
+        found = api.find_by_request(parent, intent.request_id)
+        deadline = _epoch(intent.started) + self.window
+        while found is None and time.time() < deadline:
+            interrupt.sleep(max(0.0, min(self.poll, deadline - time.time())))
+            found = api.find_by_request(parent, intent.request_id)
+        return found
+
+
+def _epoch(timestamp: str) -> float:
+    """Seconds since the epoch of a state timestamp; 0 when unreadable (the window has passed)."""
+    try:
+        return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
+
+
+def _create(change: CreateJob, api: TuningApi, recorder: _Recorder, desired: DesiredModel | None,
+            in_flight: _InFlight) -> Outcome:
     parent, rid = change.parent or "", change.request_id
-    journalled = any(j.request_id == rid for j in recorder.state.journal)
-    if journalled:
+    intent = next((j for j in recorder.state.journal if j.request_id == rid), None)
+    if intent is not None:
         # An earlier run wrote this intent and did not record its outcome: look before creating.
-        found = api.find_by_request(parent, rid)
+        found = in_flight.find(api, parent, intent)
     else:
         found = None
         entry = JournalEntry(name=change.name, requestId=rid, parent=parent, specHash=change.spec_hash,
@@ -258,20 +309,28 @@ def _entry_after_create(
         "error": None,
         "protect": desired.protect if desired else False,
         "parents": sorted({parent, *(previous.parents if previous else [])}),
+        # This state made (or found by its request id) the job: it is recorded as its own.
+        "jobs": None if previous is not None and previous.jobs is None
+        else sorted({job.name, *(previous.jobs or [] if previous else [])}),
     }
     if previous is None:
         return ModelEntry.model_validate({"parent": parent}).model_copy(update=update)
     return previous.model_copy(update=update)
 
 
-def _cancel(api: TuningApi, recorder: _Recorder, name: str, job: str) -> str:
+def _request_cancel(api: TuningApi, job: str) -> str:
+    """Cancel the job at `job` (an address: the listed parent + the job's id)."""
     try:
         api.cancel_tuning_job(job)
-        message = f"cancel requested for {job}"
+        return f"cancel requested for {job}"
     except FailedPreconditionError:
-        message = f"{job} had already finished"
+        return f"{job} had already finished"
     except NotFoundError:
-        message = f"{job} no longer exists"
+        return f"{job} no longer exists"
+
+
+def _cancel(api: TuningApi, recorder: _Recorder, name: str, job: str) -> str:
+    message = _request_cancel(api, job)
 
     def requested(entry: ModelEntry | None) -> ModelEntry | None:
         if entry is None or job in entry.cancel_requested:
@@ -293,13 +352,26 @@ def wait_for_jobs(
     timeout: float | None,
     on_poll: Callable[[Observation], None] = lambda _o: None,
     sleep: Callable[[float], None] = time.sleep,
+    api: TuningApi | None = None,
+    requests: Collection[str] = (),
+    on_outcome: Callable[[Outcome], None] = lambda _o: None,
 ) -> Observation:
-    """Poll (one list per parent) until no job of `names` is live or cancelling."""
+    """Poll (one list per parent) until no job this state tracks (`plan.tracked`: its recorded
+    jobs, not another checkout's, not the younger job of a duplicated create) of `names` is live
+    or cancelling.
+
+    With `api` and `requests` (the plan's create request ids), a second job of one of those
+    requests that appears meanwhile — a create the server finished after its client gave up —
+    is cancelled at the poll that first shows it."""
     start = time.monotonic()
+    cancelled: set[str] = set()
     while True:
         observation = observe(parents)
         on_poll(observation)
-        owned = jobs_by_name(observation, stack, state)
+        if api is not None and requests:
+            for outcome in _cancel_late_duplicates(observation, stack, state, requests, api, cancelled):
+                on_outcome(outcome)
+        owned = tracked(observation, stack, state)
         busy = [
             j for name in names for j in owned.get(name, [])
             if j.state_class in (StateClass.LIVE, StateClass.CANCELLING)
@@ -312,3 +384,20 @@ def wait_for_jobs(
                 "the jobs go on: run `reconciler refresh` or `apply --wait` later"
             )
         sleep(poll_interval)
+
+
+def _cancel_late_duplicates(observation: Observation, stack: str, state: State, requests: Collection[str],
+                            api: TuningApi, cancelled: set[str]) -> list[Outcome]:
+    """Cancel, once each, the younger jobs of this run's create requests (the state records the
+    cancel at the refresh that ends the wait)."""
+    outcomes = []
+    for name, job, kept in younger_duplicates(observation, stack, state, requests):
+        if job.name in cancelled:
+            continue
+        cancelled.add(job.name)
+        change = _duplicate_cancel(name, job, kept)
+        try:
+            outcomes.append(Outcome(change, True, _request_cancel(api, job.address), job.name))
+        except ReconcilerError as exc:
+            outcomes.append(Outcome(change, False, str(exc), job.name))
+    return outcomes

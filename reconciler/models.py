@@ -397,6 +397,13 @@ class ObservedJob:
         return self.managed and self.labels.get(LABEL_PROTECT) == "true"
 
     @property
+    def address(self) -> str:
+        """The path every call about this job is made at: the parent that was LISTED plus the
+        job's id — never the project segment the server put in the name (a list answer may name
+        another project's job; addressed this way, the service resolves it in ours, or 404s)."""
+        return f"{self.parent}/tuningJobs/{self.name.rsplit('/', 1)[-1]}"
+
+    @property
     def sort_key(self) -> tuple[str, str]:
         """Creation order: createTime, then the name (ids grow)."""
         return (time_key(self.create_time), self.name.rsplit("/", 1)[-1].rjust(32, "0"))

@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from reconciler.models import StateClass, short_state
-from reconciler.plan import Observation, jobs_by_name
+from reconciler.plan import Observation, tracked
 from reconciler.state.model import State
 
 STYLE = {
@@ -33,7 +33,9 @@ def elapsed_text(seconds: float) -> str:
 
 
 class JobProgress:
-    """Context manager fed with observations; renders newest job per model."""
+    """Context manager fed with observations; renders the newest job this state tracks per model
+    (`plan.tracked`: never another checkout's job, nor a duplicate being cancelled). Give it
+    `Plan.watched_names`."""
 
     def __init__(self, console: Console, stack: str, names: set[str], state: State) -> None:
         self.console = console
@@ -55,7 +57,7 @@ class JobProgress:
             self.live.__exit__(et, e, tb)
 
     def _rows(self, observation: Observation) -> list[tuple[str, Any]]:
-        owned = jobs_by_name(observation, self.stack, self.state)
+        owned = tracked(observation, self.stack, self.state)
         newest = {name: max(owned[name], key=lambda j: j.sort_key) for name in self.names if owned.get(name)}
         return sorted(newest.items())
 

@@ -108,7 +108,7 @@ def test_spec_change_of_running_job_cancels_old():
     old_job = job(desired(), "RUNNING")
     p = plan_for([desired(hyper_parameters=(("epochCount", 5),))], [old_job])
     (c,) = p.changes
-    assert c.action == "replace" and c.cancel_jobs == [old_job.name]
+    assert c.action == "replace" and c.cancel_jobs == [old_job.address]
     assert p.cancel_count == 1
 
 
@@ -174,7 +174,7 @@ def test_orphan_running_is_cancelled_and_finished_orphan_forgotten():
     running, finished = job(gone, "RUNNING"), job(old, "SUCCEEDED")
     p = plan_for([], [running, finished], state)
     assert actions(p) == [("cancel", "gone"), ("forget", "old")]
-    assert p.changes[0].cancel_jobs == [running.name]
+    assert p.changes[0].cancel_jobs == [running.address]
 
 
 def test_finished_orphan_without_state_entry_needs_nothing():
@@ -240,7 +240,7 @@ def test_duplicate_live_jobs_are_cut_to_one():
     b = job(d, "RUNNING", created="2026-01-02T00:00:00Z")
     p = plan_for([d], [a, b])
     assert actions(p) == [("noop", "bot"), ("cancel", "bot")]
-    assert p.changes[0].job == b.name and p.changes[1].cancel_jobs == [a.name]
+    assert p.changes[0].job == b.name and p.changes[1].cancel_jobs == [a.address]
 
 
 def test_superseded_running_job_is_cancelled_once_new_exists():
@@ -248,7 +248,7 @@ def test_superseded_running_job_is_cancelled_once_new_exists():
     old_job, new_job = job(old, "RUNNING"), job(new, "PENDING")
     p = plan_for([new], [old_job, new_job])
     assert actions(p) == [("noop", "bot"), ("cancel", "bot")]
-    assert p.changes[1].cancel_jobs == [old_job.name]
+    assert p.changes[1].cancel_jobs == [old_job.address]
 
 
 def test_target_limits_scope_and_unknown_target_errors():
@@ -342,7 +342,7 @@ def test_creation_order_compares_times_not_strings():
     earlier = job(d, "RUNNING", created="2026-01-01T00:00:01Z")
     later = job(d, "RUNNING", created="2026-01-01T00:00:01.500Z")
     p = plan_for([d], [later, earlier])
-    assert p.changes[0].job == later.name and p.changes[1].cancel_jobs == [earlier.name]
+    assert p.changes[0].job == later.name and p.changes[1].cancel_jobs == [earlier.address]
 
 
 def test_state_tracks_every_parent_that_still_matters():
@@ -407,11 +407,11 @@ def test_two_jobs_of_one_create_request_keep_the_older():
     older = job(d, "RUNNING", labels=labels, created="2026-01-01T00:00:00Z")
     younger = job(d, "PENDING", labels=labels, created="2026-01-01T00:00:05Z")
     p = plan_for([d], [younger, older])
-    assert [c.cancel_jobs for c in p.changes if c.action == "cancel"] == [[younger.name]]
+    assert [c.cancel_jobs for c in p.changes if c.action == "cancel"] == [[younger.address]]
     assert [c.job for c in p.changes if c.action == "noop"] == [older.name]
     protected = desired(protect=True)
     p = plan_for([protected], [younger, older])
-    assert [c.cancel_jobs for c in p.changes if c.action == "cancel"] == [[younger.name]]
+    assert [c.cancel_jobs for c in p.changes if c.action == "cancel"] == [[younger.address]]
     entry = derive_models([d], Observation(parents=(PARENT,), jobs=(older, younger)), State(stack=STACK), stack=STACK)
     assert entry["bot"].job == older.name
 
@@ -428,3 +428,129 @@ def test_fingerprint_covers_the_request_and_the_models():
     body = p.model_dump()
     body["desired"][0]["service_account"] = "evil@x.iam.gserviceaccount.com"
     assert fingerprint(body) != p.fingerprint
+
+
+# -- issue 11 again: records per job, addresses, sealed parents ---------------------------------
+def entry_with_jobs(*jobs: ObservedJob, **kw: Any) -> ModelEntry:
+    return ModelEntry.model_validate({"parent": PARENT, "jobs": [j.name for j in jobs], **kw})
+
+
+def test_another_checkouts_job_of_a_recorded_model_is_not_cancelled_as_superseded():
+    """r2 applied `delta` (job A); r3, with its own state, applied `delta` with another training
+    URI (job B). r2's plan must not cancel B: the model is recorded, B is not."""
+    mine, theirs = desired("delta"), desired("delta", training_dataset_uri="gs://b/other.jsonl")
+    a = job(mine, "RUNNING", created="2026-01-01T00:00:00Z")
+    b = job(theirs, "RUNNING", created="2026-01-02T00:00:00Z")
+    state = State(stack=STACK, serial=2, lineage="L", models={"delta": entry_with_jobs(a)})
+    p = plan_for([mine], [a, b], state)
+    assert [(c.action, c.job) for c in p.changes] == [("noop", a.name)] and p.cancel_count == 0
+    assert any(b.name in w and "not recorded" in w and "--prune-unrecorded" in w for w in p.warnings)
+    # And r3's plan does not cancel A either.
+    theirs_state = State(stack=STACK, serial=2, lineage="M", models={"delta": entry_with_jobs(b)})
+    p3 = plan_for([theirs], [a, b], theirs_state)
+    assert [(c.action, c.job) for c in p3.changes] == [("noop", b.name)] and p3.cancel_count == 0
+    # Explicitly pruned, it is.
+    pruned = plan_for([mine], [a, b], state, prune_unrecorded=True)
+    assert [c.cancel_jobs for c in pruned.changes if c.action == "cancel"] == [[b.address]]
+
+
+def test_a_recorded_job_is_kept_before_a_newer_unrecorded_one_of_the_same_spec():
+    d = desired()
+    mine = job(d, "RUNNING", created="2026-01-01T00:00:00Z")
+    theirs = job(d, "RUNNING", created="2026-01-02T00:00:00Z")
+    state = State(stack=STACK, serial=2, lineage="L", models={"bot": entry_with_jobs(mine)})
+    p = plan_for([d], [mine, theirs], state)
+    assert [(c.action, c.job) for c in p.changes] == [("noop", mine.name)] and p.cancel_count == 0
+    entry = derive_models([d], Observation((PARENT,), (mine, theirs)), state, stack=STACK)["bot"]
+    assert entry.job == mine.name and entry.jobs == [mine.name]
+
+
+def test_a_replace_cancels_only_the_recorded_old_job():
+    old, new = desired(), desired(hyper_parameters=(("epochCount", 5),))
+    mine = job(old, "RUNNING", created="2026-01-01T00:00:00Z")
+    theirs = job(desired(training_dataset_uri="gs://b/x.jsonl"), "RUNNING", created="2026-01-02T00:00:00Z")
+    state = State(stack=STACK, serial=2, lineage="L", models={"bot": entry_with_jobs(mine)})
+    (c,) = plan_for([new], [mine, theirs], state).changes
+    assert c.action == "replace" and c.cancel_jobs == [mine.address]
+
+
+def test_an_orphan_cancels_its_recorded_job_only():
+    d = desired("gone")
+    mine = job(d, "RUNNING", created="2026-01-01T00:00:00Z")
+    theirs = job(d, "RUNNING", created="2026-01-02T00:00:00Z", hash_="f" * 20)
+    state = State(stack=STACK, serial=2, lineage="L", models={"gone": entry_with_jobs(mine)})
+    p = plan_for([], [mine, theirs], state)
+    assert [(c.action, c.cancel_jobs) for c in p.changes] == [("cancel", [mine.address])]
+    finished = dataclasses.replace(mine, state="JOB_STATE_CANCELLED")
+    (c,) = plan_for([], [finished, theirs], state).changes
+    assert c.action == "forget" and "not recorded" in c.reason
+
+
+def test_a_job_of_an_open_intent_and_its_request_twins_are_recorded():
+    d = desired()
+    labels = {**ownership_labels(STACK, "bot", d.spec_hash), "reconciler-request": "r1"}
+    made = job(d, "RUNNING", labels=labels, created="2026-01-01T00:00:00Z")
+    from reconciler.state.model import JournalEntry
+
+    intent = JournalEntry(name="bot", requestId="r1", parent=PARENT, specHash=d.spec_hash, started="2026-01-01T00:00:00Z")
+    state = State(stack=STACK, serial=2, lineage="L", journal=[intent])
+    new = desired(hyper_parameters=(("epochCount", 5),))
+    (c,) = plan_for([new], [made], state).changes
+    assert c.cancel_jobs == [made.address]  # no entry, but this state's own create
+    # A twin of a recorded job (one request, made twice) is recorded with it.
+    twin = job(d, "PENDING", labels=labels, created="2026-01-01T00:00:05Z")
+    entry = derive_models([d], Observation((PARENT,), (made, twin)),
+                          State(stack=STACK, serial=2, models={"bot": entry_with_jobs(made)}), stack=STACK)["bot"]
+    assert entry.jobs == sorted([made.name, twin.name]) and entry.job == made.name
+
+
+def test_an_entry_records_every_job_when_first_recorded_and_legacy_entries_are_filled():
+    d = desired()
+    a = job(d, "SUCCEEDED", created="2026-01-01T00:00:00Z")
+    b = job(d, "RUNNING", created="2026-01-02T00:00:00Z")
+    obs = Observation((PARENT,), (a, b))
+    lost = derive_models([d], obs, State(stack=STACK), stack=STACK)["bot"]
+    assert lost.jobs == sorted([a.name, b.name])  # a lost state recovers its jobs
+    legacy = State(stack=STACK, serial=1, models={"bot": ModelEntry(parent=PARENT)})
+    assert legacy.models["bot"].jobs is None
+    assert derive_models([d], obs, legacy, stack=STACK)["bot"].jobs == sorted([a.name, b.name])
+    known = State(stack=STACK, serial=1, models={"bot": entry_with_jobs(a)})
+    assert derive_models([d], obs, known, stack=STACK)["bot"].jobs == [a.name]
+
+
+def test_every_cancel_is_addressed_through_the_listed_parent():
+    """A list of a fresh project naming a job by another project's NUMBER: the cancel goes to
+    the listed project's path with the job's id, never to the number the server put in the name."""
+    d = desired("gone", project="fresh-proj1")
+    fresh = "projects/fresh-proj1/locations/us-central1"
+    victim = dataclasses.replace(job(d, "RUNNING"), name="projects/374143254140/locations/us-central1/tuningJobs/11",
+                                 parent=fresh)
+    state = State(stack=STACK, serial=1, models={"gone": ModelEntry(parent=fresh)})
+    p = compute_plan([], Observation((fresh,), (victim,)), state, stack=STACK)
+    (c,) = p.changes
+    assert c.cancel_jobs == [f"{fresh}/tuningJobs/11"] and c.job == victim.name
+
+
+def test_fingerprint_covers_the_parents():
+    p = plan_for([desired()], [])
+    from reconciler.plan import fingerprint
+
+    body = p.model_dump()
+    body["parents"].append("projects/victim/locations/us-central1")
+    assert fingerprint(body) != p.fingerprint
+
+
+def test_watched_names_and_tracked_jobs_leave_out_other_checkouts_and_duplicates():
+    from reconciler.plan import tracked
+
+    d = desired()
+    labels = {**ownership_labels(STACK, "bot", d.spec_hash), "reconciler-request": "r1"}
+    older = job(d, "RUNNING", labels=labels, created="2026-01-01T00:00:00Z")
+    younger = job(d, "RUNNING", labels=labels, created="2026-01-01T00:00:05Z")
+    theirs = job(desired("team-a-bot"), "RUNNING")
+    stranger = job(d, "RUNNING", hash_="e" * 20)
+    state = State(stack=STACK, serial=2, lineage="L", models={"bot": entry_with_jobs(older)})
+    obs = Observation((PARENT,), (older, younger, theirs, stranger))
+    p = compute_plan([d], obs, state, stack=STACK)
+    assert ("noop", "team-a-bot") in actions(p) and p.watched_names == {"bot"}
+    assert {n: [j.name for j in js] for n, js in tracked(obs, STACK, state).items()} == {"bot": [older.name]}

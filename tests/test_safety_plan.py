@@ -27,6 +27,11 @@ def owned(emulator, stack: str = "test") -> list[dict]:
     return [j for j in emulator.jobs() if j.get("labels", {}).get("reconciler-stack") == stack]
 
 
+def address(name: str, parent: str = "projects/demo-project/locations/us-central1") -> str:
+    """Where the reconciler calls about a job: the listed parent and the job's id."""
+    return f"{parent}/tuningJobs/{name.rsplit('/', 1)[1]}"
+
+
 def live_names(emulator) -> Counter[str]:
     return Counter(j["labels"]["reconciler-name"] for j in owned(emulator) if j["state"] in LIVE)
 
@@ -112,6 +117,82 @@ def test_a_second_repository_on_the_same_stack_does_not_cancel_the_first(cli: Cl
     assert [(c["action"], c["name"]) for c in body["changes"] if c["action"] != "noop"] == [("cancel", "team-a-bot")]
 
 
+def _other_checkout(cli: Cli, tmp_path: Path, name: str) -> Cli:
+    repo = tmp_path / name
+    repo.mkdir()
+    write_config(repo)
+    return Cli(repo, cli.capsys)
+
+
+def test_two_checkouts_of_one_model_never_cancel_each_others_jobs(cli: Cli, emulator, tmp_path, monkeypatch):
+    """r2 applies `delta`; r3 (its own new state, same project and stack) applies `delta` with
+    another training URI. Neither state recorded the other's job: neither plan cancels it, as
+    superseded or otherwise, however often they apply."""
+    r2, r3 = cli, _other_checkout(cli, tmp_path, "r3")
+    r2.manifest("delta")
+    r2.ok("apply", "--auto-approve")
+    [a] = owned(emulator)
+    monkeypatch.chdir(r3.workdir)
+    r3.manifest("delta", spec={"supervisedTuningSpec": {"trainingDatasetUri": "gs://bucket/delta/other.jsonl"}})
+    r3.ok("apply", "--auto-approve")
+    [b] = [j for j in owned(emulator) if j["name"] != a["name"]]
+    for _ in range(2):
+        for repo, theirs in ((r2, b), (r3, a)):
+            monkeypatch.chdir(repo.workdir)
+            body = repo.ok("plan", "--format", "json").json()
+            assert body["summary"]["jobs_to_cancel"] == 0, body["changes"]
+            assert any(theirs["name"] in w and "not recorded" in w for w in body["warnings"]), body["warnings"]
+            repo.ok("apply", "--auto-approve")
+    assert emulator.stats()["requests"].get("cancel", 0) == 0
+    assert live_names(emulator) == {"delta": 2}
+    assert r2.state()["models"]["delta"]["job"] == a["name"] and r2.state()["models"]["delta"]["jobs"] == [a["name"]]
+    assert r3.state()["models"]["delta"]["job"] == b["name"] and r3.state()["models"]["delta"]["jobs"] == [b["name"]]
+
+
+def test_apply_wait_follows_only_this_states_jobs(cli: Cli, emulator):
+    """Another checkout's running job of one of our models (same name, another spec): this
+    plan neither cancels it nor waits for it, and `apply --wait` shows our job, not theirs."""
+    cli.manifest("team-b-bot")
+    cli.ok("apply", "--auto-approve")
+    [ours] = owned(emulator)
+    emulator.advance(3600)  # our job finishes
+    [theirs] = emulator.seed([{"project": "demo-project", "location": "us-central1", "state": "JOB_STATE_RUNNING",
+                               "baseModel": "gemini-2.0-flash-001",
+                               "supervisedTuningSpec": {"trainingDatasetUri": "gs://bucket/b/other.jsonl"},
+                               "labels": {"managed-by": "vertex-tuning-reconciler", "reconciler-stack": "test",
+                                          "reconciler-name": "team-b-bot", "reconciler-spec": "0" * 20}}])
+    r = cli("apply", "--auto-approve", "--wait", "--wait-timeout", "3", "--poll-interval", "0.2")
+    assert r.code == 0, r.err
+    shown = [line for line in r.err.splitlines() if "] team-b-bot:" in line]
+    assert shown and all(ours["name"] in line for line in shown), r.err
+    assert {j["name"]: j["state"] for j in emulator.jobs()}[theirs] == "JOB_STATE_RUNNING"
+
+
+def test_a_job_named_by_another_projects_number_is_never_cancelled_at_its_path(cli: Cli, emulator):
+    """A fresh project's list names a job by a victim project's NUMBER, with our labels: the
+    service names jobs by number, so observe cannot tell. Every call about it goes to the listed
+    parent plus the id, which the service resolves in our project: the victim's job is untouched."""
+    fresh = "projects/fresh-proj1/locations/us-central1"
+    write_config(cli.workdir, project="fresh-proj1")
+    path = cli.manifest("delta")
+    spec_hash = cli.ok("plan", "--format", "json").json()["changes"][0]["spec_hash"]
+    [victim] = emulator.seed([{"project": "374143254140", "location": "us-central1", "listedIn": [fresh],
+                               "baseModel": "gemini-2.0-flash-001",
+                               "supervisedTuningSpec": {"trainingDatasetUri": "gs://bucket/delta/train.jsonl",
+                                                        "hyperParameters": {"epochCount": "3"}},
+                               "labels": {"managed-by": "vertex-tuning-reconciler", "reconciler-stack": "test",
+                                          "reconciler-name": "delta", "reconciler-spec": spec_hash}}])
+    cli.ok("apply", "--auto-approve")  # up to date: the state records the job it sees
+    assert cli.state()["models"]["delta"]["job"] == victim
+    path.unlink()
+    body = cli.ok("plan", "--format", "json", "--allow-empty").json()
+    assert [c["cancel_jobs"] for c in body["changes"]] == [[address(victim, fresh)]]
+    r = cli.ok("apply", "--auto-approve", "--allow-empty")
+    assert "no longer exists" in r.err, r.err
+    [job] = emulator.jobs("374143254140", "us-central1")
+    assert job["state"] in LIVE and emulator.stats()["requests"]["cancel"] == 1
+
+
 def test_a_lost_state_still_never_creates_a_duplicate(cli: Cli, emulator):
     for name in ("alpha", "beta"):
         cli.manifest(name)
@@ -175,7 +256,7 @@ def test_a_duplicate_seen_later_is_cancelled_by_a_plain_plan_and_apply(cli: Cli,
     [second] = emulator.seed([{"project": "demo-project", "location": "us-central1", **seed}])
     body = cli.ok("plan", "--format", "json").json()
     cancels = [c for c in body["changes"] if c["action"] == "cancel"]
-    assert [c["cancel_jobs"] for c in cancels] == [[second]] and "duplicate of" in cancels[0]["reason"]
+    assert [c["cancel_jobs"] for c in cancels] == [[address(second)]] and "duplicate of" in cancels[0]["reason"]
     cli.ok("apply", "--auto-approve")
     states = {j["name"]: j["state"] for j in owned(emulator)}
     assert states[first["name"]] in LIVE and states[second] == "JOB_STATE_CANCELLING"
@@ -189,7 +270,7 @@ def _edit(path: Path, edit) -> None:
     path.write_text(json.dumps(body))
 
 
-@pytest.mark.parametrize("what", ["request-uri", "service-account", "desired", "cancel", "prune", "format"])
+@pytest.mark.parametrize("what", ["request-uri", "service-account", "desired", "cancel", "prune", "format", "parents"])
 def test_an_edited_plan_file_is_refused_and_nothing_runs(cli: Cli, emulator, what):
     cli.manifest("alpha")
     cli.ok("plan", "--out", "plan.json")
@@ -208,6 +289,8 @@ def test_an_edited_plan_file_is_refused_and_nothing_runs(cli: Cli, emulator, wha
             change["cancel_jobs"] = ["projects/demo-project/locations/us-central1/tuningJobs/1"]
         elif what == "prune":
             body["prune_unrecorded"] = True
+        elif what == "parents":  # apply would list the victim's project with the user's credentials
+            body["parents"].append("projects/victim/locations/us-central1")
         else:
             body["format_version"] = 99
 
@@ -220,7 +303,7 @@ def test_an_edited_plan_file_is_refused_and_nothing_runs(cli: Cli, emulator, wha
 
 # Fields that explain a plan and are not acted on: outside the fingerprint by design.
 EXPLAINING = {"reason", "notes", "warnings", "diff", "cost_usd", "cost_note", "errors", "tool_version",
-              "job_state", "error", "parents", "source"}
+              "job_state", "error", "source"}
 
 
 def _leaves(value, path=()):
@@ -302,15 +385,12 @@ def test_bad_numbers_are_usage_errors(cli: Cli, emulator, args):
     assert not owned(emulator)
 
 
-@pytest.mark.parametrize("trial", range(max(2, TRIALS - 1)))
-def test_kill_during_a_create_the_server_finishes_later_then_an_immediate_rerun(cli: Cli, emulator, trial):
-    """The client dies (SIGKILL) while its create is in flight; the server makes the job anyway,
-    after the rerun has listed and created again. The rerun keeps the older job and cancels its
-    own, younger one at once."""
+def _kill_during_a_held_create(cli: Cli, emulator, trial: int, delay: float) -> None:
+    """Start `apply`, SIGKILL it while its create is held by the server (which finishes it
+    `delay` s after it arrived, though the client is gone)."""
     import time
 
-    cli.manifest("alpha")
-    emulator.configure(create_delay_seconds=2.0)
+    emulator.configure(create_delay_seconds=delay)
     env = {**os.environ, "RECONCILER_API_ENDPOINT": emulator.url}
     first = _spawn(cli.workdir, env, "apply", "--auto-approve")
     deadline = time.monotonic() + 30
@@ -322,13 +402,52 @@ def test_kill_during_a_create_the_server_finishes_later_then_an_immediate_rerun(
     first.kill()
     first.wait()
     assert not owned(emulator)  # not made yet
+
+
+@pytest.mark.parametrize("trial", range(max(2, TRIALS - 1)))
+def test_kill_during_a_create_the_server_finishes_later_then_an_immediate_rerun(cli: Cli, emulator, trial):
+    """The client dies (SIGKILL) while its create is in flight; the server makes the job anyway,
+    after the rerun has started. The rerun finds the intent in the journal and, since the create
+    may still be in flight (less than the client's request timeout ago), keeps looking for its
+    job instead of creating: exactly one job is ever made."""
+    cli.manifest("alpha")
+    _kill_during_a_held_create(cli, emulator, trial, delay=2.0)
     rerun = cli("apply", "--auto-approve")
     assert rerun.code == 0, rerun.err
+    assert "found job created by an interrupted run" in rerun.err, rerun.err
     emulator.configure(create_delay_seconds=0)
     jobs = owned(emulator)
-    assert len(jobs) == 2, "the server did not finish the killed run's create: the trial proves nothing"
+    assert len(jobs) == 1, jobs
     assert live_names(emulator) == {"alpha": 1}
-    [kept] = [j for j in jobs if j["state"] in LIVE]
-    assert kept["name"] == min(j["name"] for j in jobs)  # the older (first) job
-    assert cli.state()["models"]["alpha"]["job"] == kept["name"]
+    assert cli.state()["models"]["alpha"]["job"] == jobs[0]["name"]
+    assert cli.state()["models"]["alpha"]["jobs"] == [jobs[0]["name"]]
+    assert emulator.stats()["requests"].get("cancel", 0) == 0
     assert "No changes" in cli.ok("plan").out
+
+
+def _request_timeout_wired() -> bool:
+    import dataclasses
+
+    from reconciler.config import Settings
+
+    return any(f.name == "request_timeout" for f in dataclasses.fields(Settings))
+
+
+@pytest.mark.skipif(not _request_timeout_wired(), reason="requestTimeout is not a setting yet (cli/session wiring)")
+def test_a_create_finishing_after_the_window_is_cancelled_by_apply_wait(cli: Cli, emulator):
+    """The server finishes the killed run's create after the rerun's window (requestTimeout) has
+    passed and the rerun created again: `apply --wait` cancels the younger job at the poll that
+    first shows it, not at some later plan."""
+    cli.manifest("alpha")
+    write_config(cli.workdir, requestTimeout=1)
+    _kill_during_a_held_create(cli, emulator, 0, delay=3.0)
+    emulator.configure(create_delay_seconds=0)  # the rerun's own create is made at once
+    rerun = cli("apply", "--auto-approve", "--wait", "--wait-timeout", "5", "--poll-interval", "0.2")
+    assert "created " in rerun.err, rerun.err
+    jobs = sorted(owned(emulator), key=lambda j: int(j["name"].rsplit("/", 1)[1]))
+    assert len(jobs) == 2, "the server did not finish the killed run's create: the trial proves nothing"
+    states = {j["name"]: j["state"] for j in jobs}
+    younger, older = jobs[1]["name"], jobs[0]["name"]
+    assert states[older] in LIVE and states[younger] == "JOB_STATE_CANCELLING", states
+    assert f"cancel requested for {address(younger)}" in rerun.err, rerun.err
+    assert cli.state()["models"]["alpha"]["job"] == older

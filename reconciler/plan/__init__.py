@@ -23,7 +23,13 @@ Actions (each with a reason):
 from reconciler.plan.cases import compute_plan
 from reconciler.plan.derive import derive_entry, derive_models
 from reconciler.plan.explain import explain_diff
-from reconciler.plan.ownership import OwnedJob, jobs_by_name, request_duplicates
+from reconciler.plan.ownership import (
+    OwnedJob,
+    jobs_by_name,
+    recorded_jobs,
+    request_duplicates,
+    tracked,
+)
 from reconciler.plan.types import (
     ACTIONS,
     CREATING,
@@ -46,6 +52,6 @@ from reconciler.plan.types import (
 __all__ = [
     "ACTIONS", "CREATING", "PLAN_FORMAT_VERSION", "Action", "CancelJobs", "Change", "CreateJob", "FieldChange",
     "ForgetEntry", "MoveEntry", "NoChange", "Observation", "OwnedJob", "Plan", "compute_plan", "derive_entry",
-    "derive_models", "explain_diff", "fingerprint", "jobs_by_name", "parse_change", "request_duplicates",
-    "request_id",
+    "derive_models", "explain_diff", "fingerprint", "jobs_by_name", "parse_change", "recorded_jobs",
+    "request_duplicates", "request_id", "tracked",
 ]

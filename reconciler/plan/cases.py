@@ -22,11 +22,11 @@ from reconciler.plan.cost import with_cost
 from reconciler.plan.explain import cosmetic_notes, explain_diff, failure, old_spec
 from reconciler.plan.ownership import (
     OwnedJob,
+    all_recorded,
     jobs_by_name,
     newest,
     renamed,
     request_duplicates,
-    unrecorded,
 )
 from reconciler.plan.types import (
     Action,
@@ -154,7 +154,7 @@ class Model:
             job=old.name if old else None, job_state=old.state if old else None, spec_hash=d.spec_hash,
             request=d.request_body(self.stack),
             request_id=request_id(self.stack, d.name, d.spec_hash, [j.name for j in self.jobs]),
-            cancel_jobs=[j.name for j, _ in allowed], diff=diff or [],
+            cancel_jobs=[j.address for j, _ in allowed], diff=diff or [],
         )
 
     def cancels(self, ctx: Context, jobs: list[tuple[OwnedJob, str]]) -> list[Change]:
@@ -164,7 +164,7 @@ class Model:
             ctx.warnings.extend(f"{self.d.name}: protected; not cancelling {j.name} ({why})" for j, why in allowed)
             return []
         return [CancelJobs(action=Action.CANCEL, name=self.d.name, reason=why, parent=self.d.parent, job=j.name,
-                           job_state=j.state, cancel_jobs=[j.name]) for j, why in allowed]
+                           job_state=j.state, cancel_jobs=[j.address]) for j, why in allowed]
 
     def superseded(self, ctx: Context) -> list[Change]:
         return self.cancels(ctx, [(j, f"superseded by spec {self.d.spec_hash}") for j in self.live_other])
@@ -198,7 +198,9 @@ def _alive(m: Model, ctx: Context, entry: ModelEntry | None) -> list[Change]:
     # The newest live-or-succeeded job of the spec is current: a live one newer than a succeeded
     # one is a re-tune in progress (--replace), the succeeded one serves meanwhile.
     running = [j for j in m.alive if j.state_class is StateClass.LIVE]
-    keep = newest(m.alive)
+    # A job this state recorded is kept before another checkout's of the same spec: never give
+    # up our own job for one this state may not cancel or follow.
+    keep = newest([j for j in m.alive if j.recorded]) or newest(m.alive)
     assert keep is not None
     succeeded = newest([j for j in m.alive if j.state_class is StateClass.SUCCEEDED and j is not keep])
     if keep.state_class is StateClass.SUCCEEDED:
@@ -304,12 +306,14 @@ def plan_orphan(name: str, jobs: list[OwnedJob], entry: ModelEntry | None, ctx: 
                                 "manifest, set protect: false and apply before removing it")
             return []
         return [CancelJobs(action=Action.CANCEL, name=name, reason="manifest removed; job still running",
-                           parent=parent, job=j.name, job_state=j.state, cancel_jobs=[j.name]) for j in live]
+                           parent=parent, job=j.name, job_state=j.state, cancel_jobs=[j.address]) for j in live]
     if any(j.state_class is StateClass.CANCELLING for j in jobs):
         return [NoChange(action=Action.NOOP, name=name, reason="manifest removed; cancel in progress", parent=parent)]
     if entry is not None:
         last = jobs[-1] if jobs else None
-        reason = "manifest removed; adopted job left running" if running else "manifest removed; its jobs have finished"
+        reason = ("manifest removed; its jobs have finished" if not running else
+                  "manifest removed; adopted job left running" if any(j.foreign for j in running) else
+                  "manifest removed; running job(s) not recorded in this state left alone (see the warning)")
         return [ForgetEntry(action=Action.FORGET, name=name, reason=reason, parent=parent,
                             job=last.name if last else entry.job, job_state=last.state if last else entry.state)]
     if running:
@@ -405,12 +409,12 @@ def _plan_name(name: str, inputs: Inputs, forced: bool, prune_unrecorded: bool, 
     duplicates = request_duplicates(jobs)
     cancels: list[Change] = [
         CancelJobs(action=Action.CANCEL, name=name, parent=j.parent, job=j.name, job_state=j.state,
-                   cancel_jobs=[j.name], reason=f"duplicate of {duplicates[j.name]} (same create request "
+                   cancel_jobs=[j.address], reason=f"duplicate of {duplicates[j.name]} (same create request "
                                                 f"{j.request_id}; two runs raced): the younger is cancelled")
         for j in jobs if j.name in duplicates and j.state_class is StateClass.LIVE and not j.foreign]
     jobs = [j for j in jobs if j.name not in duplicates]
-    if name not in inputs.recorded and not prune_unrecorded:
-        jobs = unrecorded(jobs)
+    if prune_unrecorded:
+        jobs = all_recorded(jobs)
     entry = inputs.state.models.get(name)
     d = inputs.desired.get(name)
     if d is not None:

@@ -30,11 +30,14 @@ def derive_entry(
     duplicates = request_duplicates(jobs)  # other jobs of one create request: cancelled, never current
     ordered = sorted((j for j in jobs if j.name not in duplicates), key=lambda j: j.sort_key)
     want = desired.spec_hash if desired else (previous.spec_hash if previous else None)
-    current = newest([j for j in ordered if j.spec_hash == want]) or newest(ordered)
+    known = _known_jobs(jobs, previous)
+    of_spec = [j for j in ordered if j.spec_hash == want]
+    # The state's own job before another checkout's job of the same spec (the planner keeps it too).
+    current = newest([j for j in of_spec if j.name in known]) or newest(of_spec) or newest(ordered)
     parent = desired.parent if desired else (previous.parent if previous else "")
     if current is None:
         return previous.model_copy(update={"parent": parent}) if previous is not None else None
-    serving = _serving(ordered, current, desired, previous)
+    serving = _serving([j for j in ordered if j.name in known], current, desired, previous)
     spec, cosmetic = _made_from(current, parent, desired, previous)
     data_hashes, pins = _data(ordered, current, desired, previous)
     busy = (StateClass.LIVE, StateClass.CANCELLING, StateClass.UNKNOWN)
@@ -56,6 +59,7 @@ def derive_entry(
         cancelRequested=[j.name for j in ordered if j.state_class is StateClass.CANCELLING],
         parents=sorted(watched | ({parent} if parent else set())),
         adopted=previous.adopted if previous else {},
+        jobs=sorted(known),
         dataHashes={k: v for k, v in data_hashes.items() if v},
         datasetPins=pins,
         smokeTests={k: v for k, v in (previous.smoke_tests if previous else {}).items()
@@ -63,9 +67,20 @@ def derive_entry(
     )
 
 
+def _known_jobs(jobs: Sequence[OwnedJob], previous: ModelEntry | None) -> set[str]:
+    """The jobs the entry records (`ModelEntry.jobs`). An entry recorded for the first time (a new
+    or lost state) or written by an older version knows every job of its model — a lost state
+    must recover its jobs, never duplicate them; otherwise the entry keeps what it knew and adds
+    the jobs recorded since (found by one of its create requests, adopted)."""
+    if previous is None or previous.jobs is None:
+        return {j.name for j in jobs}
+    return set(previous.jobs) | {j.name for j in jobs if j.recorded}
+
+
 def _serving(ordered: list[OwnedJob], current: OwnedJob, desired: DesiredModel | None,
              previous: ModelEntry | None) -> OwnedJob | None:
-    """The succeeded job whose endpoint serves: the current one, else the newest succeeded."""
+    """The succeeded job whose endpoint serves: the current one, else the newest succeeded (of
+    the jobs the entry records: another checkout's endpoint never serves this state's model)."""
     succeeded = sorted((j for j in ordered if j.state_class is StateClass.SUCCEEDED),
                        key=lambda j: (j is current, j.sort_key), reverse=True)  # current first, then newest
     if desired is not None and desired.smoke_gate:

@@ -16,7 +16,7 @@ from typing import Any
 
 from reconciler.models import LABEL_DATA, LABEL_PROTECT, LABEL_REQUEST, ObservedJob, StateClass
 from reconciler.plan.types import Observation
-from reconciler.state.model import State
+from reconciler.state.model import ModelEntry, State
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class OwnedJob:
     spec_hash: str | None  # what it was made from (its label, or the adoption record)
     adopted: bool = False  # through the state (import or a rename), not by its own labels
     foreign: bool = False  # adopted without the reconciler's labels: never cancelled
-    recorded: bool = True  # False: this state has no record of its model — not cancelled by default
+    recorded: bool = True  # False: this state has no record of the job — not cancelled by default
 
     @property
     def cancellable(self) -> bool:
@@ -42,6 +42,11 @@ class OwnedJob:
     @property
     def parent(self) -> str:
         return self.job.parent
+
+    @property
+    def address(self) -> str:
+        """Where calls about the job go: the listed parent + its id (`ObservedJob.address`)."""
+        return self.job.address
 
     @property
     def state(self) -> str:
@@ -105,7 +110,8 @@ class OwnedJob:
 def jobs_by_name(observation: Observation, stack: str, state: State) -> dict[str, list[OwnedJob]]:
     """The jobs of each model of the stack: by their labels, plus the jobs the state says were
     adopted. A job of another stack is never taken, whatever the state says; an adopted job
-    without the reconciler's own labels is foreign and never cancelled."""
+    without the reconciler's own labels is foreign and never cancelled. Each job says whether
+    this state has a record of it (`recorded_jobs`)."""
     adopted: dict[str, tuple[str, str]] = {}
     for owner, entry in sorted(state.models.items()):
         for job_name, h in entry.adopted.items():
@@ -117,7 +123,39 @@ def jobs_by_name(observation: Observation, stack: str, state: State) -> dict[str
             by_name[name].append(OwnedJob(job, name, h, adopted=True, foreign=not job.managed))
         elif job.managed and job.stack == stack and job.model_name:
             by_name[job.model_name].append(OwnedJob(job, job.model_name, job.spec_hash))
-    return by_name
+    intents = frozenset(j.request_id for j in state.journal)
+    return {name: recorded_jobs(jobs, state.models.get(name), intents) for name, jobs in by_name.items()}
+
+
+def recorded_jobs(jobs: Sequence[OwnedJob], entry: ModelEntry | None,
+                  intents: frozenset[str] = frozenset()) -> list[OwnedJob]:
+    """The jobs of one model, each marked with whether this state has a record of it.
+
+    Recorded: a job the entry lists (`ModelEntry.jobs`: made by this state's applies, or seen
+    when the entry was first recorded), adopted through the state, or carrying the request id of
+    one of this state's open create intents — and any job that shares a request id with one of
+    those (the same create intent, made twice by a race or a retry: ours either way). An entry of
+    an older version (no `jobs`) records every job of its model; no entry records none of them."""
+    if entry is not None and entry.jobs is None:
+        return [dataclasses.replace(j, recorded=True) for j in jobs]
+    listed = set(entry.jobs or ()) if entry is not None else set()
+    base = [j for j in jobs if j.adopted or j.name in listed or (j.request_id is not None and j.request_id in intents)]
+    names = {j.name for j in base}
+    requests = {j.request_id for j in base if j.request_id}
+    return [dataclasses.replace(j, recorded=j.name in names or j.request_id in requests) for j in jobs]
+
+
+def tracked(observation: Observation, stack: str, state: State) -> dict[str, list[OwnedJob]]:
+    """The jobs this state follows, per model: its recorded jobs, without the younger jobs of a
+    create request that has another (cancelled, never current). What `apply --wait` waits for
+    and shows — never another checkout's job of the same stack."""
+    out: dict[str, list[OwnedJob]] = {}
+    for name, jobs in jobs_by_name(observation, stack, state).items():
+        duplicates = request_duplicates(jobs)
+        mine = [j for j in jobs if j.recorded and j.name not in duplicates]
+        if mine:
+            out[name] = mine
+    return out
 
 
 def newest(jobs: Sequence[OwnedJob]) -> OwnedJob | None:
@@ -147,9 +185,9 @@ def request_duplicates(jobs: Iterable[OwnedJob]) -> dict[str, str]:
     return out
 
 
-def unrecorded(jobs: Sequence[OwnedJob]) -> list[OwnedJob]:
-    """The same jobs, marked as of a model this state has no record of."""
-    return [dataclasses.replace(j, recorded=False) for j in jobs]
+def all_recorded(jobs: Sequence[OwnedJob]) -> list[OwnedJob]:
+    """The same jobs, every one counted as recorded (`--prune-unrecorded`)."""
+    return [dataclasses.replace(j, recorded=True) for j in jobs]
 
 
 def renamed(jobs: Sequence[OwnedJob], name: str) -> list[OwnedJob]:

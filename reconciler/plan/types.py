@@ -195,6 +195,19 @@ class Plan(_Frozen):
         return [c for c in self.changes if isinstance(c, CreateJob)]
 
     @property
+    def watched_names(self) -> set[str]:
+        """The models `apply --wait` follows: those with a manifest in the plan, and those with an
+        action. Not a model only named by a `noop` without a manifest (another checkout's jobs,
+        left alone): this run neither waits for nor shows them."""
+        return {str(d.get("name")) for d in self.desired} | {c.name for c in self.actionable}
+
+    @property
+    def request_ids(self) -> set[str]:
+        """The create requests of this plan: a second job carrying one of them is a duplicate the
+        run that made it cancels (`apply --wait` too, while it polls)."""
+        return {c.request_id for c in self.creates}
+
+    @property
     def estimated_cost(self) -> float:
         return round(sum(c.cost_usd or 0.0 for c in self.creates), 2)
 
@@ -216,7 +229,8 @@ class Plan(_Frozen):
 
 def fingerprint(plan: Plan | dict[str, Any]) -> str:
     """What a saved plan is checked against: every action with the request it sends, the models
-    it was made from, its options and the state it read. Apply recomputes it over the saved file
+    it was made from, its options, the parents it lists (apply lists them again, with the user's
+    credentials) and the state it read. Apply recomputes it over the saved file
     (an edited file is refused) and over a fresh plan (a stale one is refused)."""
     p = plan if isinstance(plan, dict) else plan.model_dump()
     changes = [parse_change(c) if isinstance(c, dict) else c for c in p["changes"]]
@@ -226,6 +240,7 @@ def fingerprint(plan: Plan | dict[str, Any]) -> str:
         "stack": p["stack"], "targets": sorted(p.get("targets") or []), "replace": sorted(p.get("replace") or []),
         "prune": p.get("prune", True), "prune_unrecorded": p.get("prune_unrecorded", False),
         "lineage": p.get("state_lineage"), "serial": p.get("state_serial", 0),
+        "parents": sorted(p.get("parents") or [], key=canonical_json),
     })
     return hashlib.sha256(payload.encode()).hexdigest()
 

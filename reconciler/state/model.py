@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 STATE_VERSION = 1
 
@@ -60,12 +60,26 @@ class ModelEntry(_Model):
     # Jobs owned through the state rather than their labels (jobs cannot be relabelled): those
     # adopted by `reconciler import` and those of a renamed manifest. job name → spec hash.
     adopted: dict[str, str] = Field(default_factory=dict)
+    # The jobs this state knows as its own (made by its applies, found by their request id, or
+    # seen when the entry was first recorded). Another checkout's job of the same name is not in
+    # it, so it is never cancelled without --prune-unrecorded. None: an entry written before this
+    # field existed — every job of the model counts as recorded (until the next refresh fills it).
+    # Left out of what is written while None, so an entry without it reads back and is journalled
+    # byte for byte as the first release wrote it.
+    jobs: list[str] | None = Field(None, alias="jobs")
     # smokeTest outcomes by job: with a gating smokeTest, a new endpoint serves only once passed.
     smoke_tests: dict[str, SmokeRecord] = Field(default_factory=dict, alias="smokeTests")
     # pinDatasets: the data each job was tuned on (job → data hash), for jobs whose labels do not
     # say it (made before pinning was turned on, or imported), and the pins of the current job.
     data_hashes: dict[str, str] = Field(default_factory=dict, alias="dataHashes")
     dataset_pins: dict[str, dict[str, str]] = Field(default_factory=dict, alias="datasetPins")
+
+    @model_serializer(mode="wrap")
+    def _without_unset_jobs(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if self.jobs is None:
+            data.pop("jobs", None)
+        return data
 
 
 class JournalEntry(_Model):
