@@ -10,8 +10,9 @@
     apiEndpoint: https://...     # one override for every region (e.g. the emulator)
     maxCancel: 5                 # apply refuses plans that cancel more jobs than this
     concurrency: 8               # actions run at once by apply
-    pollInterval: 30             # seconds between polls of --wait
-    lockTimeout: 0               # seconds to wait for the state lock
+    pollInterval: 30             # seconds between polls of --wait (at most 86400)
+    lockTimeout: 0               # seconds to wait for the state lock (at most 86400)
+    requestTimeout: 60           # seconds one HTTP request may take (> 0, at most 600)
     retry: {initial: 1, multiplier: 2, maximum: 60, deadline: 120, maxAttempts: 10}
 
 Environment: RECONCILER_PROJECT, RECONCILER_REGION, RECONCILER_STACK, RECONCILER_STATE,
@@ -25,11 +26,19 @@ relative to the file's folder, like `state`; from the environment or a flag, or 
 (`manifests`), relative to the working directory. `Settings.manifests` is that path as a string.
 
 Identifiers (project, region, stack) are checked with full matches: a trailing newline, as in
-`--stack $'prod\n'`, is refused, never written into a label, a URL or a state file.
+`--stack $'prod\n'`, is refused, never written into a label, a URL or a state file. Every other
+value, from any source, is checked after the merge too: paths (`state`, `manifests`) hold no
+control character and no surrounding whitespace, `apiEndpoint` is a well-formed http(s) URL
+with a valid port (or `embedded[:FILE]`), and every number lies within its documented bounds. A
+bad value is a one-line ConfigError that shows it with repr.
+
+`requestTimeout` (`Settings.request_timeout`) bounds one HTTP request: the clients' timeout,
+and the window in which an interrupted create may still land on the server.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -38,6 +47,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from reconciler.errors import ConfigError
+from reconciler.http.endpoint import endpoint_problem
 from reconciler.http.retry import RetryPolicy
 from reconciler.models import PATTERN_HELP, PROJECT_PATTERN, REGION_PATTERN, STACK_PATTERN
 from reconciler.yamlio import YamlProblem, dotted, read_documents, unreadable
@@ -47,6 +57,18 @@ DEFAULT_STATE = "reconciler.state.json"
 DEFAULT_MANIFESTS = "manifests"
 DEFAULT_MAX_CANCEL = 5
 EMBEDDED = "embedded"
+DAY = 86_400.0
+MAX_REQUEST_TIMEOUT = 600.0
+# (lowest, whether the lowest is allowed, highest) of every number a flag may also set.
+_BOUNDS: dict[str, tuple[float, bool, float]] = {
+    "poll_interval": (0, False, DAY),
+    "lock_timeout": (0, True, DAY),
+    "request_timeout": (0, False, MAX_REQUEST_TIMEOUT),
+    "max_cancel": (0, True, 1_000_000),
+    "concurrency": (1, True, 256),
+    "requests_per_minute": (0, True, 1_000_000),
+    "creates_per_minute": (0, True, 1_000_000),
+}
 
 
 class _Strict(BaseModel):
@@ -65,8 +87,8 @@ class RetryFile(_Strict):
 
 
 class RateLimitFile(_Strict):
-    requests_per_minute: int | None = Field(None, alias="requestsPerMinute", ge=0)
-    creates_per_minute: int | None = Field(None, alias="createsPerMinute", ge=0)
+    requests_per_minute: int | None = Field(None, alias="requestsPerMinute", ge=0, le=1_000_000)
+    creates_per_minute: int | None = Field(None, alias="createsPerMinute", ge=0, le=1_000_000)
 
 
 class ConfigFile(_Strict):
@@ -76,13 +98,15 @@ class ConfigFile(_Strict):
     state: str | None = Field(None, min_length=1)
     manifests: str | None = Field(None, min_length=1)
     api_endpoint: str | None = Field(None, alias="apiEndpoint", min_length=1)
-    max_cancel: int | None = Field(None, alias="maxCancel", ge=0)
+    max_cancel: int | None = Field(None, alias="maxCancel", ge=0, le=1_000_000)
     concurrency: int | None = Field(None, ge=1, le=256)
-    poll_interval: float | None = Field(None, alias="pollInterval", gt=0)
-    lock_timeout: float | None = Field(None, alias="lockTimeout", ge=0)
+    poll_interval: float | None = Field(None, alias="pollInterval", gt=0, le=DAY)
+    lock_timeout: float | None = Field(None, alias="lockTimeout", ge=0, le=DAY)
+    request_timeout: float | None = Field(None, alias="requestTimeout", gt=0, le=MAX_REQUEST_TIMEOUT)
     retry: RetryFile | None = None
     rate_limit: RateLimitFile | None = Field(None, alias="rateLimit")
-    prices: dict[str, Annotated[float, Field(ge=0)]] | None = None  # USD per 1M training tokens, by base model
+    # USD per 1M training tokens, by base model
+    prices: dict[str, Annotated[float, Field(ge=0, le=1_000_000)]] | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +123,9 @@ class Settings:
     concurrency: int = 8
     poll_interval: float = 30.0
     lock_timeout: float = 0.0
+    # Seconds one HTTP request may take (the clients' timeout); also how long an interrupted
+    # create may still land on the server (its in-flight window).
+    request_timeout: float = 60.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)  # the transport's own type
     # Vertex AI's documented per-region quotas: resource-management requests and job submissions.
     requests_per_minute: int = 600
@@ -151,48 +178,93 @@ def load_settings(
     env: Mapping[str, str],
     flags: Mapping[str, Any],
 ) -> Settings:
-    """Merge reconciler.yaml, then environment, then flags (None means 'not given')."""
+    """Merge reconciler.yaml, then environment, then flags (None means 'not given'); check the
+    result (a one-line ConfigError naming the first bad value)."""
     settings = Settings()
     path = config_file or (cwd / CONFIG_FILE)
     if config_file is not None and not _exists(config_file):
-        raise ConfigError(f"{config_file}: config file not found")
+        raise ConfigError(f"{_shown(config_file)}: config file not found")
     # Anything at the path (a dangling symlink, a FIFO) is read, and so refused with its reason:
     # silently running without the file would mean another stack and another state.
     if _exists(path):
-        cf = _read_file(path)
-        retry = settings.retry
-        if cf.retry is not None:
-            retry = replace(retry, **{k: v for k, v in cf.retry.model_dump().items() if v is not None})
-        values = {k: v for k, v in cf.model_dump(exclude={"retry", "rate_limit"}).items() if v is not None}
-        if cf.rate_limit is not None:
-            values.update({k: v for k, v in cf.rate_limit.model_dump().items() if v is not None})
-        if "state" in values and not Path(values["state"]).is_absolute() and "://" not in values["state"]:
-            values["state"] = str(path.parent / values["state"])
-        if "manifests" in values and not Path(values["manifests"]).is_absolute() and "://" not in values["manifests"]:
-            values["manifests"] = str(path.parent / values["manifests"])
-        settings = replace(settings, **values, retry=retry, config_file=str(path))
-    env_map = {
-        "project": "RECONCILER_PROJECT",
-        "region": "RECONCILER_REGION",
-        "stack": "RECONCILER_STACK",
-        "state": "RECONCILER_STATE",
-        "manifests": "RECONCILER_MANIFESTS",
-        "api_endpoint": "RECONCILER_API_ENDPOINT",
-    }
-    from_env: dict[str, Any] = {k: env[v] for k, v in env_map.items() if env.get(v)}
+        settings = _from_file(settings, path)
+    from_env: dict[str, Any] = {k: env[v] for k, v in _ENV.items() if env.get(v)}
     settings = replace(settings, **from_env)
     given = {k: v for k, v in flags.items() if v is not None}
     settings = replace(settings, **given)
+    _check_settings(settings)
+    return settings
+
+
+_ENV = {
+    "project": "RECONCILER_PROJECT",
+    "region": "RECONCILER_REGION",
+    "stack": "RECONCILER_STACK",
+    "state": "RECONCILER_STATE",
+    "manifests": "RECONCILER_MANIFESTS",
+    "api_endpoint": "RECONCILER_API_ENDPOINT",
+}
+
+
+def _from_file(settings: Settings, path: Path) -> Settings:
+    cf = _read_file(path)
+    retry = settings.retry
+    if cf.retry is not None:
+        retry = replace(retry, **{k: v for k, v in cf.retry.model_dump().items() if v is not None})
+    values = {k: v for k, v in cf.model_dump(exclude={"retry", "rate_limit"}).items() if v is not None}
+    if cf.rate_limit is not None:
+        values.update({k: v for k, v in cf.rate_limit.model_dump().items() if v is not None})
+    for name in ("state", "manifests"):  # relative to the file's folder
+        if name in values and not Path(values[name]).is_absolute() and "://" not in values[name]:
+            values[name] = str(path.parent / values[name])
+    return replace(settings, **values, retry=retry, config_file=str(path))
+
+
+def _check_settings(settings: Settings) -> None:
+    """Every merged value valid, or a one-line ConfigError showing it with repr."""
     _check("project", settings.project, PROJECT_PATTERN, "settings")
     _check("region", settings.region, REGION_PATTERN, "settings")
     _check("stack", settings.stack, STACK_PATTERN, "settings (stack: lowercase letters, digits, '-', '_')")
     for name in ("state", "manifests"):
         value = getattr(settings, name)
-        if not value or "\0" in value:
-            raise ConfigError(f"settings: invalid {name} path {value!r}")
+        if not isinstance(value, str) or not value or not _plain(value) or value != value.strip():
+            raise ConfigError(f"settings: invalid {name} path {value!r} (no control characters, "
+                              "no surrounding whitespace)")
     if "://" in settings.manifests:
         raise ConfigError(f"settings: manifests must be a local folder, not {settings.manifests!r}")
-    return settings
+    _check_endpoint(settings.api_endpoint)
+    for name, (low, low_ok, high) in _BOUNDS.items():
+        _check_number(name, getattr(settings, name), low, low_ok, high)
+
+
+def _plain(text: str) -> bool:
+    """No control character (C0, DEL, C1) and no line or paragraph separator."""
+    return not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F or c in "\u2028\u2029" for c in text)
+
+
+def _check_endpoint(value: str | None) -> None:
+    if value is None:
+        return
+    if value == EMBEDDED or value.startswith(EMBEDDED + ":"):
+        if not _plain(value) or value != value.strip():
+            raise ConfigError(f"settings: invalid api endpoint {value!r} (no control characters)")
+        return
+    problem = endpoint_problem(value)
+    if problem is not None:
+        raise ConfigError(f"settings: {problem}")
+
+
+def _check_number(name: str, value: Any, low: float, low_ok: bool, high: float) -> None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) \
+        and (value >= low if low_ok else value > low) and value <= high
+    if not ok:
+        bound = f"{'at least' if low_ok else 'more than'} {low:g} and at most {high:g}"
+        raise ConfigError(f"settings: invalid {name} {value!r} (must be a number {bound})")
+
+
+def _shown(path: Path) -> str:
+    text = str(path)
+    return text if _plain(text) else repr(text)
 
 
 def _exists(path: Path) -> bool:

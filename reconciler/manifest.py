@@ -30,7 +30,15 @@ from reconciler.models import (
     DesiredModel,
 )
 from reconciler.spec import HyperParameters, SupervisedSpec
-from reconciler.yamlio import LineMap, YamlProblem, dotted, file_kind, read_documents, unreadable
+from reconciler.yamlio import (
+    LineMap,
+    YamlProblem,
+    dotted,
+    file_kind,
+    read_documents,
+    shown_path,
+    unreadable,
+)
 
 API_VERSION = "reconciler/v1"
 KIND = "TunedModel"
@@ -121,42 +129,81 @@ def looks_like_yaml(name: str) -> bool:
     return name.lower().endswith(YAML_SUFFIXES)
 
 
+def _odd(char: str) -> bool:
+    return char.isspace() or not char.isprintable()
+
+
+def disguised_yaml(name: str) -> bool:
+    """A name that is a YAML name but for trailing whitespace or control characters
+    (`"b.yaml "`, `"b.yaml\\n"`), or a YAML name with a control character anywhere: such a file
+    is neither silently skipped nor read under a name no message could show."""
+    trimmed = name
+    while trimmed and _odd(trimmed[-1]):
+        trimmed = trimmed[:-1]
+    if not looks_like_yaml(trimmed):
+        return False
+    return trimmed != name or not name.isprintable()
+
+
 def _walk(folder: Path, found: list[Path], problems: list[str]) -> None:
     """Every YAML-named entry under `folder` into `found` (regular files) or `problems`.
 
-    Hidden entries (`.git`, `.x.yaml`) are skipped, and symlinked folders are not followed, as
-    before; but an entry with a YAML name is never skipped silently."""
+    Hidden entries (`.git`, `.x.yaml`) are skipped. Never skipped silently: an entry with a YAML
+    name, one that would have a YAML name but for trailing whitespace or control characters, and
+    a symlink to a folder (not followed: a problem naming it, since its manifests would otherwise
+    look deleted)."""
     try:
         with os.scandir(folder) as it:
             entries = sorted(it, key=lambda e: e.name)
     except OSError as exc:
-        problems.append(f"{folder}: cannot list folder: {exc.strerror or exc}")
+        problems.append(f"{shown_path(folder)}: cannot list folder: {exc.strerror or exc}")
         return
     for entry in entries:
         if entry.name.startswith("."):
             continue
         path = Path(entry.path)
-        if looks_like_yaml(entry.name):
-            if entry.name in IGNORED_FILES:
-                continue
-            try:
-                mode = os.stat(path).st_mode  # follows a symlink: what would be read
-            except OSError as exc:
-                problems.append(unreadable(path, exc))
-                continue
-            if stat.S_ISREG(mode):
-                found.append(path)
-            elif stat.S_ISDIR(mode):
-                problems.append(f"{path}: a folder with a YAML file name; rename it (its files are not read)")
-            else:
-                problems.append(f"{path}: {file_kind(mode)}, not a regular file; not read")
-            continue
-        try:
-            is_dir = entry.is_dir(follow_symlinks=False)
-        except OSError:
-            is_dir = False
-        if is_dir:
+        if disguised_yaml(entry.name):
+            problems.append(f"{shown_path(folder)}/{entry.name!r}: a YAML file name with whitespace or control "
+                            "characters in it; rename it (not read)")
+        elif looks_like_yaml(entry.name):
+            if entry.name not in IGNORED_FILES:
+                _yaml_entry(path, found, problems)
+        elif _is_linked_folder(entry):
+            problems.append(f"{shown_path(path)}: a symlink to a folder ({shown_path(os.readlink(path))}); "
+                            "symlinked folders are not followed: move its manifests in, or replace the link "
+                            "with the folder")
+        elif _is_folder(entry):
             _walk(path, found, problems)
+
+
+def _yaml_entry(path: Path, found: list[Path], problems: list[str]) -> None:
+    try:
+        mode = os.stat(path).st_mode  # follows a symlink: what would be read
+    except OSError as exc:
+        problems.append(unreadable(path, exc))
+        return
+    if stat.S_ISREG(mode):
+        found.append(path)
+    elif stat.S_ISDIR(mode):
+        problems.append(f"{shown_path(path)}: a folder with a YAML file name; rename it (its files are not read)")
+    else:
+        problems.append(f"{shown_path(path)}: {file_kind(mode)}, not a regular file; not read")
+
+
+def _is_folder(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir(follow_symlinks=False)
+    except OSError:
+        return False
+
+
+def _is_linked_folder(entry: os.DirEntry[str]) -> bool:
+    """A symlink whose target is a folder (a dangling or looping link is no folder: skipped, as
+    a non-YAML name)."""
+    try:
+        return entry.is_symlink() and entry.is_dir(follow_symlinks=True)
+    except OSError:
+        return False
 
 
 def find_files(paths: Iterable[Path]) -> tuple[list[Path], list[str]]:
@@ -182,7 +229,7 @@ def find_files(paths: Iterable[Path]) -> tuple[list[Path], list[str]]:
         elif stat.S_ISREG(mode):
             files.append(path)
         else:
-            problems.append(f"{path}: {file_kind(mode)}, not a regular file; not read")
+            problems.append(f"{shown_path(path)}: {file_kind(mode)}, not a regular file; not read")
     unique = list(dict.fromkeys(files))
     return unique, problems
 
@@ -221,10 +268,10 @@ def load_manifests(
             problems.append(exc.located(path))
             continue
         except OSError as exc:
-            problems.append(f"{path}: cannot read: {exc.strerror or exc}")
+            problems.append(f"{shown_path(path)}: cannot read: {exc.strerror or exc}")
             continue
         if not docs:
-            problems.append(f"{path}:1: empty manifest file (no YAML documents)")
+            problems.append(f"{shown_path(path)}:1: empty manifest file (no YAML documents)")
         for line, data, conv in docs:
             model = _validate(path, line, data, conv, defaults, problems, result.warnings)
             if model is None:
@@ -253,15 +300,16 @@ def _validate(
     problems: list[str],
     warnings: list[str],
 ) -> DesiredModel | None:
+    at = shown_path(path)  # one line whatever the file's name
     if not isinstance(data, dict):
-        problems.append(f"{path}:{line}: a manifest must be a mapping with apiVersion, kind, metadata, spec")
+        problems.append(f"{at}:{line}: a manifest must be a mapping with apiVersion, kind, metadata, spec")
         return None
     try:
         manifest = Manifest.model_validate(data)
     except ValidationError as exc:
         for err in exc.errors():
             loc = tuple(err["loc"])
-            problems.append(f"{path}:{conv.line_of(loc)}: {dotted(loc)}: {_message(err)}")
+            problems.append(f"{at}:{conv.line_of(loc)}: {dotted(loc)}: {_message(err)}")
         return None
     spec = manifest.spec
     found: list[str] = []
@@ -270,16 +318,16 @@ def _validate(
     for field_name, value, flag in (("project", project, "--project"), ("region", region, "--region")):
         if not value:
             found.append(
-                f"{path}:{conv.line_of(('spec',))}: spec.{field_name}: not set here, nor in "
+                f"{at}:{conv.line_of(('spec',))}: spec.{field_name}: not set here, nor in "
                 f"reconciler.yaml, RECONCILER_{field_name.upper()} or {flag}"
             )
-    found += _check_catalog(f"{path}", spec, conv, warnings)
+    found += _check_catalog(f"{at}", spec, conv, warnings)
     if spec.protect is not None and manifest.metadata.protect is not None and spec.protect != manifest.metadata.protect:
-        found.append(f"{path}:{conv.line_of(('spec', 'protect'))}: spec.protect: contradicts metadata.protect")
+        found.append(f"{at}:{conv.line_of(('spec', 'protect'))}: spec.protect: contradicts metadata.protect")
     problems += found
     if found or not project or not region:
         return None
-    return _desired(manifest, project, region, f"{path}:{line}")
+    return _desired(manifest, project, region, f"{at}:{line}")
 
 
 def _check_catalog(where: str, spec: Spec, conv: LineMap, warnings: list[str]) -> list[str]:

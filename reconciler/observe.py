@@ -3,22 +3,31 @@
 One list per parent and no per-job request: a plan of an unchanged repo costs exactly the list
 pages of the parents it touches. A listed job whose name is not directly under the parent that
 was listed (another project, another region, a malformed name) is left out with a warning: nothing
-is ever done at a path outside the parents this run reads.
+is ever done at a path outside the parents this run reads. So is a job whose identity labels
+(`reconciler-name`, `-stack`, `-spec`, `-request`) are not label values this program could have
+written (lowercase letters, digits, `_`, `-`, at most 63): it is not ours, whatever it claims.
+
+Every string of an observed job comes from the server: the transport cleans each answer
+(`reconciler.http.redact.clean`: control characters escaped, credentials masked), and
+`to_observed` cleans again whatever it is given (a `TuningJob` built elsewhere), so no text of a
+job reaches the terminal, a plan or the state with a control character or a token in it.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from reconciler import interrupt
 from reconciler.errors import MalformedResponseError, ReconcilerError
+from reconciler.http.redact import clean, clean_tree
 from reconciler.kinds import kind_of_job
-from reconciler.models import DesiredModel, ObservedJob
+from reconciler.models import LABEL_NAME, LABEL_SPEC, LABEL_STACK, DesiredModel, ObservedJob
 from reconciler.plan import Observation
 from reconciler.state.model import State
-from reconciler.vertex.client import VertexClient, job_in_parent, split_job_name
+from reconciler.vertex.client import REQUEST_LABEL, VertexClient, job_in_parent, split_job_name
 from reconciler.vertex.wire import TuningJob
 
 
@@ -32,35 +41,58 @@ def parents_to_observe(desired: Iterable[DesiredModel], state: State, extra: Ite
     return sorted(parents)
 
 
-def _spec_fields(job: TuningJob) -> tuple[str, dict[str, Any]]:
+# The labels that say whose a job is and what it was made from: the reconciler writes only plain
+# label values there (shared/reference: lowercase letters, digits, `_`, `-`; at most 63).
+IDENTITY_LABELS = (LABEL_NAME, LABEL_STACK, LABEL_SPEC, REQUEST_LABEL)
+_LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}")
+
+
+def _spec_fields(raw: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """The job's kind and its spec as that kind reads it (REST names, manifest types): every field
     of the spec model, found by the model itself (reconciler.spec), none listed here."""
-    raw = job.model_dump(by_alias=True, exclude_none=True)  # known fields and the ones kept as extra
     kind = kind_of_job(raw)
     return kind.name, kind.read_observed(raw)
 
 
+def _text(value: str | None) -> str | None:
+    return clean(value) if value else value
+
+
 def to_observed(job: TuningJob, parent: str) -> ObservedJob:
-    """Reduce a wire TuningJob to what planning needs; tolerant of absent fields."""
-    kind, spec = _spec_fields(job)
+    """Reduce a wire TuningJob to what planning needs; tolerant of absent fields. Every string
+    is cleaned (`redact.clean`): one line, no control characters, no credentials."""
+    # known fields and the ones kept as extra, every string cleaned
+    raw: dict[str, Any] = clean_tree(job.model_dump(by_alias=True, exclude_none=True))
+    kind, spec = _spec_fields(raw)
+    error: dict[str, Any] = raw["error"] if isinstance(raw.get("error"), dict) else {}
+    tuned: dict[str, Any] = raw["tunedModel"] if isinstance(raw.get("tunedModel"), dict) else {}
     return ObservedJob(
-        name=job.name or "",
+        name=raw.get("name") or "",
         parent=parent,
-        state=job.state or "",
-        labels=dict(job.labels or {}),
-        create_time=job.create_time or "",
-        end_time=job.end_time or "",
+        state=raw.get("state") or "",
+        labels=dict(raw.get("labels") or {}),
+        create_time=raw.get("createTime") or "",
+        end_time=raw.get("endTime") or "",
         spec=spec,
         kind_name=kind,
         error_code=job.error.code if job.error else None,
-        error_message=job.error.message if job.error else None,
-        tuned_model=job.tuned_model.model if job.tuned_model else None,
-        endpoint=job.tuned_model.endpoint if job.tuned_model else None,
-        start_time=job.start_time or "",
-        tuning_data_stats=dict(job.tuning_data_stats or {}),
-        experiment=job.experiment,
-        gcs_metrics_uri=job.gcs_metrics_uri,
+        error_message=error.get("message") if job.error else None,
+        tuned_model=tuned.get("model"),
+        endpoint=tuned.get("endpoint"),
+        start_time=raw.get("startTime") or "",
+        tuning_data_stats=dict(raw.get("tuningDataStats") or {}),
+        experiment=_text(job.experiment),
+        gcs_metrics_uri=_text(job.gcs_metrics_uri),
     )
+
+
+def bad_identity(job: TuningJob) -> str | None:
+    """The first identity label of `job` whose value the reconciler could not have written, or
+    None: such a job is not ours (a forged or broken label), and is left out."""
+    labels = job.labels or {}
+    return next((key for key in IDENTITY_LABELS
+                 if key in labels and not (isinstance(labels[key], str) and _LABEL_VALUE.fullmatch(labels[key]))),
+                None)
 
 
 def observe(client: VertexClient, parents: Iterable[str], *, workers: int = 8) -> Observation:
@@ -100,17 +132,31 @@ def observe_parent(client: VertexClient, parent: str) -> Observation:
     number = numbers[0] if numbers else None
     jobs: list[ObservedJob] = []
     skipped: list[str] = []
+    forged: list[str] = []
     for job in listed:
-        if job_in_parent(job.name, parent, number):
-            jobs.append(to_observed(job, parent))
-        else:
+        if not job_in_parent(job.name, parent, number):
             skipped.append(_shown(job.name))
-    warnings: tuple[str, ...] = ()
+        elif (key := bad_identity(job)) is not None:
+            forged.append(f"{job.name} ({key}={_cut(repr(clean((job.labels or {})[key])))})")
+        else:
+            jobs.append(to_observed(job, parent))
+    warnings: list[str] = []
     if skipped:
-        shown = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
-        warnings = (f"the list of {parent} returned {len(skipped)} job(s) not under {parent}; ignored, "
-                    f"never changed by this run: {shown}",)
-    return Observation(parents=(parent,), jobs=tuple(jobs), warnings=warnings)
+        warnings.append(f"the list of {parent} returned {len(skipped)} job(s) not under {parent}; ignored, "
+                        f"never changed by this run: {_some(skipped)}")
+    if forged:
+        warnings.append(f"{len(forged)} job(s) of {parent} carry a reconciler label whose value this program "
+                        f"never writes (not lowercase letters, digits, '_', '-'); ignored, never changed by "
+                        f"this run: {_some(forged)}")
+    return Observation(parents=(parent,), jobs=tuple(jobs), warnings=tuple(warnings))
+
+
+def _some(items: list[str]) -> str:
+    return ", ".join(items[:5]) + (f" and {len(items) - 5} more" if len(items) > 5 else "")
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= 80 else text[:80] + "…"
 
 
 def _shown(name: str | None) -> str:
@@ -121,7 +167,7 @@ def _shown(name: str | None) -> str:
     try:
         split_job_name(name)
     except ReconcilerError:
-        text = repr(name)
+        text = repr(clean(name))
         return text if len(text) <= 120 else text[:120] + "…"
     return name
 

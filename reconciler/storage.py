@@ -27,15 +27,16 @@ from reconciler.errors import (
     MalformedResponseError,
     NotFoundError,
     ReconcilerError,
-    TransportError,
 )
 from reconciler.http.clients import USER_AGENT, http_client
+from reconciler.http.paging import Pager
 from reconciler.http.retry import RetryPolicy
 from reconciler.http.transport import Transport
 
 DEFAULT_ENDPOINT = "https://storage.googleapis.com"
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]")  # fullmatch only
 MAX_LIST_PAGES = 10_000  # a listing of more pages is a server that never stops
+MAX_LISTED_OBJECTS = 1_000_000  # state, journal and lock objects: far fewer in earnest
 
 
 def parse_gs_uri(uri: str) -> tuple[str, str]:
@@ -153,14 +154,13 @@ class StorageClient:
         """Every object whose name starts with `prefix` (all pages)."""
         url = f"{self.endpoint}/storage/v1/b/{quote(bucket, safe='')}/o"
         items: list[dict[str, Any]] = []
-        token = ""
-        seen: set[str] = set()
         where = f"the listing of gs://{bucket}/{prefix}*"
-        for pages in range(1, MAX_LIST_PAGES + 1):
+        pager = Pager(where, "objects", max_pages=MAX_LIST_PAGES, max_items=MAX_LISTED_OBJECTS)
+        for pages in pager:
             interrupt.check()
             params = {"prefix": prefix}
-            if token:
-                params["pageToken"] = token
+            if pager.token:
+                params["pageToken"] = pager.token
             page = _object(self.transport.send("GET", url, params=params), f"{where} (page {pages})")
             found = page.get("items") or []
             if not isinstance(found, list) or not all(isinstance(item, dict) for item in found):
@@ -171,12 +171,8 @@ class StorageClient:
             if not isinstance(token, str):
                 raise MalformedResponseError(f"Cloud Storage answered {where} (page {pages}) with a malformed "
                                              "body: nextPageToken is not a string")
-            if not token:
-                return items
-            if token in seen:
-                raise TransportError(f"{where} returned a page token twice (page {pages + 1}); stopping")
-            seen.add(token)
-        raise TransportError(f"{where} did not end after {MAX_LIST_PAGES} pages; stopping")
+            pager.took(len(found), token)
+        return items
 
 
 def _object(result: Any, what: str) -> dict[str, Any]:

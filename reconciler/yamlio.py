@@ -59,7 +59,16 @@ class YamlProblem(Exception):
 
     def located(self, path: Path | str) -> str:
         """`file:line: message`, or `file: message` for a problem of the whole file."""
-        return f"{path}:{self.line}: {self}" if self.line > 0 else f"{path}: {self}"
+        where = shown_path(path)
+        return f"{where}:{self.line}: {self}" if self.line > 0 else f"{where}: {self}"
+
+
+def shown_path(path: Path | str) -> str:
+    """A path for a message: as it is, or with repr when it holds a character that is not
+    printable (a newline, an ESC, a trailing NBSP), so that a message is always one line and
+    shows the name exactly."""
+    text = str(path)
+    return text if text.isprintable() else repr(text)
 
 
 def short_tag(tag: str) -> str:
@@ -222,19 +231,20 @@ def file_kind(mode: int) -> str:
 
 def unreadable(path: Path, exc: OSError | ValueError) -> str:
     """Why `path` cannot be read, in words (a dangling symlink is not 'no such file')."""
+    where = shown_path(path)
     if isinstance(exc, ValueError):  # e.g. an embedded NUL byte
-        return f"{path}: invalid path ({exc})"
+        return f"{where}: invalid path ({exc})"
     if exc.errno == errno.ELOOP:
-        return f"{path}: symlink loop (the link resolves to itself)"
+        return f"{where}: symlink loop (the link resolves to itself)"
     if exc.errno in (errno.ENOENT, errno.ENOTDIR):
         if path.is_symlink():
             try:
-                target = os.readlink(path)
+                target = shown_path(os.readlink(path))
             except OSError:
                 target = "?"
-            return f"{path}: dangling symlink (points to {target}, which does not exist)"
-        return f"{path}: no such file or directory"
-    return f"{path}: cannot read: {exc.strerror or exc}"
+            return f"{where}: dangling symlink (points to {target}, which does not exist)"
+        return f"{where}: no such file or directory"
+    return f"{where}: cannot read: {exc.strerror or exc}"
 
 
 def read_bytes(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:

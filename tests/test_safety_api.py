@@ -27,7 +27,7 @@ import pytest
 from reconciler import interrupt
 from reconciler.errors import ConfigError, ReconcilerError, RequestNotSentError, TransportError
 from reconciler.http.clients import http_client, proxy_for_https
-from reconciler.http.redact import redact
+from reconciler.http.redact import clean, clean_tree, redact
 from reconciler.http.retry import RetryPolicy
 from reconciler.http.transport import Transport
 from reconciler.storage import StorageClient, parse_gs_uri
@@ -181,6 +181,97 @@ def test_bearer_tokens_echoed_by_the_server_never_reach_the_user(
     everything = result.out + result.err
     assert secret not in everything and google not in everything and "ya29" not in everything
     assert "<redacted>" in everything and "503" in everything
+
+
+# -- server text: the token it may echo, the control characters it may carry (review 2) ---------
+ECHOING_TOKEN = "Secrettoken-XYZ123456"
+ECHO = ("denied for BEARER Secrettoken-XYZ123456 (raw Secrettoken-XYZ123456) … Bearer\u00a0Secr3tAAAAAAAA, "
+        "bearer\tQwertyuiop-1234, Bearer\u200bZxcvbnm-98765 and ya29.a0-echoed-access-token")
+LEAKED = ("Secrettoken-XYZ123456", "Secr3tAAAAAAAA", "Qwertyuiop-1234", "Zxcvbnm-98765", "ya29")
+
+
+def _outputs(cli: Cli) -> dict[str, str]:
+    """Everything the program shows or stores about the jobs: plan in every format, status, a
+    saved plan, the state after refresh."""
+    shown = {}
+    for args in (("plan",), ("plan", "--format", "json"), ("plan", "--format", "markdown"), ("status",),
+                 ("status", "--format", "json"), ("plan", "--out", "saved.json"), ("refresh",)):
+        result = cli(*args)
+        assert result.code == 0, (args, result.out, result.err)
+        shown[" ".join(args)] = result.out + result.err
+    shown["saved plan"] = (cli.workdir / "saved.json").read_text()
+    shown["state"] = (cli.workdir / "reconciler.state.json").read_text()
+    return shown
+
+
+def test_a_server_message_that_echoes_the_token_is_masked_in_every_output_and_file(
+        cli: Cli, emulator: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECONCILER_ACCESS_TOKEN", ECHOING_TOKEN)
+    cli.manifest("bot")
+    cli.ok("apply", "--auto-approve")
+    emulator.fail(name=cli.state()["models"]["bot"]["job"], message=ECHO)
+    emulator.advance(10_000)
+    for where, text in _outputs(cli).items():
+        assert not [leak for leak in LEAKED if leak in text], (where, text)
+    assert "denied for BEARER <redacted> (raw <redacted>)" in cli.state()["models"]["bot"]["error"]["message"]
+
+
+def test_server_text_never_puts_control_characters_on_the_terminal_or_in_files(
+        cli: Cli, emulator: Any) -> None:
+    """A failed job's message, a label and a description with newlines, ESC sequences and line
+    separators: every output shows them escaped, on one line; no forged `Error:` line."""
+    cli.manifest("bot")
+    cli.ok("apply", "--auto-approve")
+    name = cli.state()["models"]["bot"]["job"]
+    forged = "boom\nError: fake line \u001b[31mRED\u2028Error: again\r\u009b2J"
+    emulator.fail(name=name, message=forged)
+    labels = {**emulator.jobs()[0]["labels"], "team": "a\nError: label"}
+    emulator.patch(name, {"description": "d\nError: description \u001b[2J", "labels": labels})
+    emulator.advance(10_000)
+    for where, text in _outputs(cli).items():
+        assert not any(c in text for c in "\x1b\x9b\u2028\r"), where
+        assert not [line for line in text.splitlines() if line.lstrip().startswith("Error:")], (where, text)
+    message = cli.state()["models"]["bot"]["error"]["message"]
+    assert message == "boom\\nError: fake line \\x1b[31mRED\\u2028Error: again\\r\\x9b2J"
+
+
+def test_a_job_whose_identity_labels_are_no_label_values_is_ignored_with_a_warning(cli: Cli, emulator: Any) -> None:
+    """`reconciler-name: "mine\\nError: fake line \\x1b[31mRED"` forged lines into the plan; such a job
+    is not one this program made (it writes plain label values), so it is left alone."""
+    cli.manifest("bot")
+    forged = {**OURS, "reconciler-name": "mine\nError: fake line \u001b[31mRED", "reconciler-spec": "x"}
+    emulator.seed([{"project": "demo-project", "location": "us-central1", "baseModel": "gemini-2.0-flash-001",
+                    "supervisedTuningSpec": {"trainingDatasetUri": "gs://bucket/x/train.jsonl"}, "labels": forged}])
+    for args in (("plan",), ("plan", "--format", "json"), ("apply", "--auto-approve", "--prune-unrecorded")):
+        result = cli.ok(*args)
+        text = result.out + result.err
+        assert "\x1b" not in text
+        assert not [line for line in text.splitlines() if line.lstrip().startswith("Error:")], text
+        # not a model of the plan: named in the warning only
+        assert not [line for line in text.splitlines() if "mine" in line and "never writes" not in line], text
+    assert "reconciler-name='mine\\\\nError: fake line \\\\x1b[31mRED'" in cli.ok("plan").out
+    assert emulator.stats()["requests"].get("cancel", 0) == 0  # never cancelled, even with --prune-unrecorded
+
+
+def test_redaction_catches_any_case_any_gap_and_the_token_in_use() -> None:
+    StaticTokenAuth(ECHOING_TOKEN)
+    cleaned = clean(ECHO + " bearer\nAbcdefgh-12345 and a Bearer token is required")
+    assert not [leak for leak in (*LEAKED, "Abcdefgh") if leak in cleaned], cleaned
+    assert cleaned.endswith("and a Bearer token is required")
+    assert clean_tree({"k\n": ["x\u2029y", 1, None, {"z": "\x00"}]}) == {"k\\n": ["x\\u2029y", 1, None, {"z": "\\x00"}]}
+
+
+@pytest.mark.parametrize("token", ["abc1234", "short-token", "  abcdefghijk\n"])
+def test_a_short_token_is_a_settings_error_that_does_not_show_it(
+        cli: Cli, monkeypatch: pytest.MonkeyPatch, token: str) -> None:
+    monkeypatch.setenv("RECONCILER_ACCESS_TOKEN", token)
+    cli.manifest("bot")
+    result = cli("plan")
+    line = _error_line(result)
+    assert "RECONCILER_ACCESS_TOKEN is too short" in line
+    assert token.strip() not in result.out + result.err
+    with pytest.raises(ConfigError, match="too short"):
+        resolve_auth(None, token)
 
 
 def test_transport_redacts_exception_text_server_messages_and_retry_warnings() -> None:
@@ -356,12 +447,42 @@ def test_page_tokens_that_repeat_end_the_list_with_an_error_naming_the_region(cl
 
 
 def test_page_tokens_that_never_end_are_bounded(cli: Cli, emulator: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(vertex_client, "MAX_LIST_PAGES", 25)  # 10,000 in earnest: the same loop, shorter
+    monkeypatch.setattr(vertex_client, "MAX_LIST_PAGES", 10)  # 10,000 in earnest: the same loop, shorter
     cli.manifest("bot")
     emulator.configure(page_tokens="endless")
     line = _error_line(cli("plan"))
-    assert PARENT in line and "25 pages" in line
-    assert emulator.stats()["requests"]["list"] == 25
+    assert PARENT in line and "10 pages" in line
+    assert emulator.stats()["requests"]["list"] == 10
+
+
+def test_endless_empty_pages_stop_within_seconds(cli: Cli, emulator: Any) -> None:
+    """The 10,000-page bound, paced by the 600 requests/min quota, took ~17 minutes; 20 empty
+    pages in a row that still carry a new token are a server that never ends its list."""
+    cli.manifest("bot")
+    emulator.seed([{"project": "demo-project", "location": "us-central1", "baseModel": "gemini-2.0-flash-001",
+                    "supervisedTuningSpec": {"trainingDatasetUri": "gs://bucket/x/train.jsonl"}}])
+    emulator.configure(page_tokens="endless")  # the first page holds the job, then empty pages for ever
+    started = time.monotonic()
+    line = _error_line(cli("plan"))
+    assert time.monotonic() - started < 10
+    assert PARENT in line and "keeps returning empty pages with new page tokens" in line, line
+    assert "20 in a row" in line and "1 jobs" in line, line
+    assert emulator.stats()["requests"]["list"] == 21
+
+
+def test_a_listing_of_too_many_jobs_is_an_error_naming_the_parent(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(vertex_client, "MAX_LISTED_JOBS", 25)
+    served = {"n": 0}
+
+    def repeating(request: httpx.Request) -> httpx.Response:  # never empty, new tokens, the same jobs
+        served["n"] += 1
+        jobs = [{"name": f"{PARENT}/tuningJobs/{i}"} for i in range(10)]
+        return httpx.Response(200, json={"tuningJobs": jobs, "nextPageToken": f"t{served['n']}"})
+
+    client = VertexClient(endpoint="http://vertex.test", http=httpx.Client(transport=httpx.MockTransport(repeating)))
+    with pytest.raises(TransportError, match=f"^the list of tuning jobs of {PARENT} returned more than 25 jobs"):
+        client.list_tuning_jobs(PARENT)
+    assert served["n"] == 3
 
 
 def test_storage_listings_are_bounded_too(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -433,6 +554,22 @@ def _run_cli_and_signal(workdir: Path, url: str, sig: int, seen: Any) -> tuple[f
             proc.communicate()
 
 
+def _endless_pages_app(served: dict[str, int]) -> Any:
+    """A list route whose every page holds one new job and a new next-page token."""
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        served["n"] += 1
+        number = served["n"]
+        body = json.dumps({"tuningJobs": [{"name": f"{PARENT}/tuningJobs/{number}", "state": "JOB_STATE_SUCCEEDED"}],
+                           "nextPageToken": f"page-{number}"})
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": body.encode()})
+
+    return app
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 @pytest.mark.parametrize("fault", ["all-503", "endless-pages"])
 def test_a_signal_ends_a_run_within_seconds_while_retrying_or_paging(
@@ -444,13 +581,15 @@ def test_a_signal_ends_a_run_within_seconds_while_retrying_or_paging(
            "spec": {"baseModel": "gemini-2.0-flash-001", "supervisedTuningSpec": {"trainingDatasetUri": "gs://bucket/bot/train.jsonl"}}}
     (workdir / "manifests").mkdir()
     (workdir / "manifests" / "bot.yaml").write_text(json.dumps(doc))
-    if fault == "all-503":
-        emulator.configure(rate_503=1.0)
-    else:
-        emulator.configure(page_tokens="endless")
-    threshold = 1 if fault == "all-503" else 50
-    took, done = _run_cli_and_signal(workdir, emulator.url, sig,
-                                     lambda: emulator.stats()["requests"]["list"] >= threshold)
+    with contextlib.ExitStack() as stack:
+        if fault == "all-503":
+            emulator.configure(rate_503=1.0)
+            url, seen = emulator.url, lambda: emulator.stats()["requests"]["list"] >= 1
+        else:  # pages of jobs with new tokens for ever: only the signal (or 10,000 pages) ends it
+            served = {"n": 0}
+            url = stack.enter_context(LocalServer(_endless_pages_app(served)))
+            seen = lambda: served["n"] >= 50  # noqa: E731
+        took, done = _run_cli_and_signal(workdir, url, sig, seen)
     print(f"{fault} {signal.Signals(sig).name}: ended {took:.2f} s after the signal")
     assert took < 15, f"{took:.1f} s after the signal"
     assert done.returncode > 0, (done.returncode, done.stderr)  # ended by the CLI, not killed by the signal

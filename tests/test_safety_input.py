@@ -1,5 +1,6 @@
-"""Safety under misuse (issue 11, items 1 settings part, 2, 9, 10): input that cannot be read,
-YAML that resolves to unexpected types, identifiers with a trailing newline.
+"""Safety under misuse (issue 11, items 1 settings part, 2, 4, 9, 10): input that cannot be read,
+names that hide a YAML file, YAML that resolves to unexpected types, identifiers with a trailing
+newline, settings out of bounds.
 
 Every case goes through the CLI (`validate` needs no API) and must end in exit 1 with a
 `file:line: message` or `file: message` naming the culprit — never a skip, never a traceback, and
@@ -15,6 +16,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import tracemalloc
 from pathlib import Path
 
@@ -228,6 +230,46 @@ def test_an_unreadable_manifest_never_makes_its_model_look_deleted(cli: Cli, emu
         "alpha": "JOB_STATE_PENDING", "beta": "JOB_STATE_PENDING"}
 
 
+# -- names that hide a YAML file, and symlinked folders (issue 11 item 2, review 2) --------------
+@pytest.mark.parametrize("disguise", ["trailing space", "trailing newline", "trailing NBSP", "ESC inside",
+                                      "symlinked folder"])
+def test_a_disguised_manifest_or_a_linked_folder_is_an_error_not_a_removal(
+        cli: Cli, emulator, tmp_path_factory: pytest.TempPathFactory, disguise: str):
+    cli.manifest("alpha")
+    beta = cli.manifest("beta")
+    cli.ok("apply", "--auto-approve")
+    if disguise == "symlinked folder":  # its manifest moved into a folder outside, linked back in
+        outside = tmp_path_factory.mktemp("outside")
+        beta.rename(outside / "beta.yaml")
+        (beta.parent / "linked").symlink_to(outside, target_is_directory=True)
+        named = "manifests/linked: a symlink to a folder"
+    else:
+        name = {"trailing space": "beta.yaml ", "trailing newline": "beta.yaml\n", "trailing NBSP": "beta.yaml\u00a0",
+                "ESC inside": "be\x1bta.yaml"}[disguise]
+        beta.rename(beta.with_name(name))
+        named = f"manifests/{name!r}: a YAML file name with whitespace or control characters"
+    before = emulator.stats()["requests"]
+    for args in (("plan",), ("apply", "--auto-approve"), ("validate",)):
+        result = cli(*args)
+        _no_crash(result.out + result.err)
+        assert result.code == 1, (args, result.out, result.err)
+        assert named in result.err, result.err
+        assert "\x1b" not in result.err and all(line.isprintable() for line in result.err.splitlines())
+    after = emulator.stats()["requests"]
+    assert after.get("cancel", 0) == before.get("cancel", 0) == 0 and after.get("create", 0) == 2
+    assert {j["labels"]["reconciler-name"]: j["state"] for j in emulator.jobs()} == {
+        "alpha": "JOB_STATE_PENDING", "beta": "JOB_STATE_PENDING"}
+
+
+@pytest.mark.parametrize("name", ["t-d.yaml.", "t-e.ya ml", "notes.txt", "t-f.yaml.bak"])
+def test_names_that_are_not_yaml_names_are_still_skipped(workdir: Path, capsys, name: str):
+    (workdir / "manifests").mkdir()
+    (workdir / "manifests" / "a.yaml").write_text(GOOD.format(name="alpha"))
+    (workdir / "manifests" / name).write_text("not: [a manifest")
+    code, out, err = _validate("validate", capsys=capsys)
+    assert code == 0, err
+
+
 def test_size_is_checked_before_the_file_is_read(workdir: Path, capsys):
     """A sparse 400 MB file is refused from its size: far less than that is ever in memory."""
     (workdir / "manifests").mkdir()
@@ -302,6 +344,58 @@ def test_infinite_and_negative_settings_are_refused(workdir: Path, capsys):
         code = main(["validate"])
         err = capsys.readouterr().err
         assert code == 1 and f"reconciler.yaml:1: {where}" in err, err
+
+
+@pytest.mark.parametrize(("text", "where"), [
+    ("pollInterval: 1.0e+10\n", "pollInterval"), ("lockTimeout: 1.0e+10\n", "lockTimeout"),
+    ("requestTimeout: 0\n", "requestTimeout"), ("requestTimeout: 601\n", "requestTimeout"),
+    ("requestTimeout: .inf\n", "requestTimeout"), ("maxCancel: 10000000000\n", "maxCancel"),
+    ("rateLimit: {requestsPerMinute: 100000000000}\n", "rateLimit.requestsPerMinute"),
+    ("retry: {deadline: 1.0e+10}\n", "retry.deadline"),
+])
+def test_intervals_and_counts_have_upper_bounds(workdir: Path, capsys, text: str, where: str):
+    """`pollInterval: 1.0e+10` was taken, and crashed with OverflowError when the wait began."""
+    (workdir / "reconciler.yaml").write_text(text)
+    code, _, err = _validate("validate", capsys=capsys)
+    _no_crash(err)
+    assert code == 1 and f"reconciler.yaml:1: {where}: " in err, err
+
+
+def test_request_timeout_setting(tmp_path: Path):
+    assert load_settings(config_file=None, cwd=tmp_path, env={}, flags={}).request_timeout == 60.0
+    (tmp_path / "reconciler.yaml").write_text("requestTimeout: 12.5\n")
+    assert load_settings(config_file=None, cwd=tmp_path, env={}, flags={}).request_timeout == 12.5
+    for flags in ({"request_timeout": 0}, {"request_timeout": 601.0}, {"poll_interval": 1e10},
+                  {"lock_timeout": float("nan")}, {"max_cancel": -1}, {"concurrency": 0}):
+        with pytest.raises(ConfigError, match=f"settings: invalid {next(iter(flags))} "):
+            load_settings(config_file=None, cwd=tmp_path, env={}, flags=flags)
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("RECONCILER_API_ENDPOINT", "http://127.0.0.1:18080\n"),
+    ("RECONCILER_API_ENDPOINT", "http://127.0.0.1:18080 "),
+    ("RECONCILER_API_ENDPOINT", "http://127.0.0.1:99999"),
+    ("RECONCILER_API_ENDPOINT", "http://127.0.0.1:0"),
+    ("RECONCILER_API_ENDPOINT", "http://127.0.0.1:port"),
+    ("RECONCILER_API_ENDPOINT", "embedded\n"),
+    ("RECONCILER_MANIFESTS", "manifests\n"),
+    ("RECONCILER_MANIFESTS", "manifests\x1b[31m"),
+    ("RECONCILER_STATE", "state.json\n"),
+    ("RECONCILER_STATE", " state.json"),
+])
+def test_every_setting_is_valid_or_a_one_line_error_showing_it(cli: Cli, monkeypatch: pytest.MonkeyPatch,
+                                                              variable: str, value: str):
+    """No two-line error split by a pasted newline, no 120 s of retries against port 99999."""
+    monkeypatch.setenv(variable, value)
+    cli.manifest("alpha")
+    started = time.monotonic()
+    result = cli("plan")
+    assert time.monotonic() - started < 5
+    _no_crash(result.err)
+    assert result.code == 1 and result.out == "", result.out
+    lines = result.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: settings: "), result.err
+    assert repr(value) in lines[0] and lines[0].isprintable(), lines[0]
 
 
 def _nodes(count: int) -> str:

@@ -274,6 +274,32 @@ def test_storage_listing_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
         storage.list("bkt", "p/")
 
 
+def test_storage_listing_stops_after_twenty_empty_pages_in_a_row() -> None:
+    served = {"n": 0}
+
+    def endless(request: httpx.Request) -> httpx.Response:  # five pages of objects, then empty ones for ever
+        served["n"] += 1
+        items = [{"name": f"o{served['n']}"}] if served["n"] <= 5 else []
+        return httpx.Response(200, json={"items": items, "nextPageToken": f"t{served['n']}"})
+
+    storage = StorageClient(endpoint="http://gcs.test", http=httpx.Client(transport=httpx.MockTransport(endless)))
+    with pytest.raises(TransportError, match=r"^the listing of gs://bkt/p/\*: the server keeps returning empty "
+                                             r"pages with new page tokens \(20 in a row, 25 pages, 5 objects\)"):
+        storage.list("bkt", "p/")
+    assert served["n"] == 25
+
+
+def test_empty_pages_between_full_ones_are_fine() -> None:
+    """AIP-158 allows short and empty pages: only a long run of them, all with new tokens, stops a list."""
+    answers_ = [*[{"nextPageToken": f"e{n}"} for n in range(19)],
+                {"tuningJobs": [{"name": f"{PARENT}/tuningJobs/1"}], "nextPageToken": "full"},
+                *[{"nextPageToken": f"f{n}"} for n in range(19)], {}]
+    handler, seen = answers(*[httpx.Response(200, json=a) for a in answers_])
+    client = VertexClient(endpoint="http://vertex.test", http=httpx.Client(transport=httpx.MockTransport(handler)))
+    assert [job.name for job in client.list_tuning_jobs(PARENT)] == [f"{PARENT}/tuningJobs/1"]
+    assert len(seen) == 40
+
+
 def test_vertex_listing_is_bounded_and_stops_on_a_repeated_token(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("reconciler.vertex.client.MAX_LIST_PAGES", 3)
     handler, seen = answers(*[httpx.Response(200, json={"tuningJobs": [], "nextPageToken": f"t{n}"}) for n in range(3)],

@@ -1,27 +1,53 @@
-"""Credentials out of every message: the one function that cleans foreign text before it is shown.
+"""Credentials and control characters out of every message: the functions that clean foreign text.
 
 Text that comes from outside the reconciler — an httpx exception (`Illegal header value
-b'Bearer ya29…'`), an API error message that echoes a request header, a proxy's error page — may
-carry the access token. Every error, warning and log line that the transport, the Vertex client
-and the Cloud Storage client build from such text goes through `redact` first: it masks `Bearer …`
-credentials, Google OAuth access tokens (`ya29.…`) and the exact token values this process is
-using (registered by the auth classes).
+b'Bearer ya29…'`), an API error message that echoes a request header, a proxy's error page, a job's
+labels or error message — may carry the access token, and may carry control characters that
+forge terminal output (a newline then `Error: …`, an ESC colour sequence). Two functions:
+
+- `redact` masks `Bearer …` credentials (any case; any whitespace, an NBSP, a zero-width character
+  or an escape such as `\\n` between the word and the credential), Google OAuth access tokens
+  (`ya29.…`) and the exact token values this process is using (registered by the auth classes);
+- `clean` = `redact` after `escape_controls`: C0 and C1 controls, DEL, the line and paragraph
+  separators U+2028/U+2029 and invisible format characters (bidi overrides, zero-width
+  characters) are replaced by a visible escape — `\\n`, `\\r`, `\\t`, `\\x1b`, `\\u2028` — so
+  one string is one line and shows what it holds.
+
+`clean_tree` applies `clean` to every string (keys too) of a decoded JSON body: the transport runs
+it on every answer, so nothing the API says reaches an error, the terminal, a plan or the state
+unclean.
 """
 
 from __future__ import annotations
 
 import re
 import threading
+from typing import Any
 
 MASK = "<redacted>"
+# What may stand between "Bearer" and the credential: whitespace (\s covers NBSP and the other
+# Unicode spaces), zero-width characters, percent/plus-encoded spaces, and the escapes that
+# `escape_controls` or a repr leaves in place of a control character.
+_GAP = r"(?:\s|[\u180e\u200b-\u200f\u2060-\u2064\ufeff]|%20|\+|\\[ntrvf]|\\x[0-9a-fA-F]{2}|\\u[0-9a-fA-F]{4})+"
 # "Bearer <credential>" as a header value, in a repr (b'Bearer …'), or quoted in a message; and
 # HTTP Basic credentials (base64). English words after "bearer" ("a Bearer token") stay.
-_BEARER = re.compile(r"(?i)\b(bearer)(\s+|%20|\+)([^\s'\",;)\]}]+)|\b(Basic)(\s+)([A-Za-z0-9+/]{12,}={0,2})")
+_BEARER = re.compile(rf"(?i)\b(bearer)({_GAP})([^\s'\",;)\]}}]+)|\b(Basic)(\s+)([A-Za-z0-9+/]{{12,}}={{0,2}})")
 _WORDS = frozenset({"token", "tokens", "auth", "authentication", "authorization", "credential", "credentials",
                     "header", "scheme", "is", "was", "the", "a", "an", "or", "and", "required", "missing"})
 # Google OAuth 2.0 access tokens ("ya29." then base64url-ish), and refresh tokens ("1//…").
 _GOOGLE_TOKENS = re.compile(r"\bya29\.[A-Za-z0-9_.~+/=-]+|\b1//[A-Za-z0-9_.~+/=-]{20,}")
-_MIN_SECRET = 8  # shorter values would mask ordinary words; such tokens are refused anyway
+# Shorter values would mask ordinary words. Static tokens shorter than
+# reconciler.vertex.auth.MIN_TOKEN_LENGTH (12) are refused as a settings error; a shorter value
+# reaching here (an odd credential library) is still masked from this length up.
+_MIN_SECRET = 8
+# C0 controls, DEL, C1 controls, soft hyphen, Arabic letter mark, Mongolian vowel separator,
+# zero-width and directional marks, line/paragraph separators, bidi embeddings and overrides,
+# invisible operators, bidi isolates, deprecated format characters, BOM, interlinear annotation.
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e"
+                       "\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# A quick test of whether a string needs `clean` at all (most of an API answer does not).
+_SUSPECT = re.compile(rf"{_CONTROLS.pattern}|(?i:bearer|basic|ya29\.|1//)")
 
 _lock = threading.Lock()
 _secrets: set[str] = set()
@@ -38,12 +64,19 @@ def register_secret(value: str | None) -> None:
             _secrets.add(stripped)
 
 
+def _secrets_now() -> list[str]:
+    with _lock:
+        return sorted((s for s in _secrets if len(s) >= _MIN_SECRET), key=len, reverse=True)
+
+
 def redact(text: str) -> str:
     """`text` with bearer credentials, Google access tokens and registered secrets masked."""
     if not text:
         return text
-    with _lock:
-        secrets = sorted((s for s in _secrets if len(s) >= _MIN_SECRET), key=len, reverse=True)
+    return _redact(text, _secrets_now())
+
+
+def _redact(text: str, secrets: list[str]) -> str:
     for secret in secrets:
         if secret in text:
             text = text.replace(secret, MASK)
@@ -59,3 +92,40 @@ def _mask_credential(match: re.Match[str]) -> str:
     if credential == MASK or credential.lower() in _WORDS:
         return match[0]
     return f"{scheme}{space}{MASK}"
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match[0]
+    code = ord(char)
+    return _NAMED.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def escape_controls(text: str) -> str:
+    """`text` with every control, separator and invisible format character shown as an escape."""
+    return _CONTROLS.sub(_escape, text) if text else text
+
+
+def clean(text: str) -> str:
+    """Foreign text made safe to show and store: one line, no controls, no credentials."""
+    if not text:
+        return text
+    return _redact(escape_controls(text), _secrets_now())
+
+
+def clean_tree(data: Any) -> Any:
+    """A decoded JSON value with `clean` applied to every string in it, keys included."""
+    secrets = _secrets_now()
+
+    def walk(value: Any) -> Any:
+        kind = type(value)
+        if kind is str:
+            if _SUSPECT.search(value) or any(s in value for s in secrets):
+                return _redact(escape_controls(value), secrets)
+            return value
+        if kind is dict:
+            return {walk(k): walk(v) for k, v in value.items()}
+        if kind is list:
+            return [walk(v) for v in value]
+        return value
+
+    return walk(data)

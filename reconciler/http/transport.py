@@ -1,5 +1,5 @@
 """The retrying transport shared by Vertex AI and Cloud Storage: retries with backoff and jitter,
-error mapping, counters.
+error mapping, counters, and the cleaning of every answer.
 
 Retried: 429, 500, 502, 503, 504, connection errors and timeouts; exponential backoff with
 jitter (`RetryPolicy`), `Retry-After` honoured, bounded in attempts and in total time. A failure
@@ -10,8 +10,10 @@ value) is not retried. Error responses become typed `ApiError`s named after the 
 (`service=`, "Vertex AI" or "Cloud Storage").
 
 Every wait (back-off, `Retry-After`, quota pacing) ends at once when the process is asked to stop
-(`reconciler.interrupt`), and every message built from foreign text (httpx exceptions, the API's
-error messages) is passed through `redact` first, so a token never reaches the terminal.
+(`reconciler.interrupt`). Every message built from foreign text (httpx exceptions, the API's
+error messages) and every string of a decoded JSON answer is passed through `redact.clean`
+first: a token never reaches the terminal, a plan or the state, and no control character from a
+server (a newline forging an `Error:` line, an ESC sequence) reaches the output.
 
 Injectable for tests: the `httpx.Client` (e.g. over `httpx.MockTransport`), `sleep` and `clock`.
 """
@@ -41,7 +43,7 @@ from reconciler.errors import (
     api_error,
 )
 from reconciler.http.ratelimit import SlidingWindowLimiter
-from reconciler.http.redact import redact
+from reconciler.http.redact import clean, clean_tree, redact
 from reconciler.http.retry import RetryPolicy
 
 RETRYABLE_HTTP = frozenset({429, 500, 502, 503, 504})
@@ -84,13 +86,13 @@ def error_from_response(response: httpx.Response, service: str = "Vertex AI") ->
     if not message:
         text = response.text.strip().replace("\n", " ")
         message = (text[:200] + "…") if len(text) > 200 else (text or response.reason_phrase)
-    message = redact(message.replace("\r", " ").replace("\n", " "))
+    message = clean(message.replace("\r", " ").replace("\n", " "))
     request = response.request
     return api_error(
         code,
-        status,
+        clean(status) if status else status,
         message,
-        details=details,
+        details=clean_tree(details),
         method=request.method,
         url=str(request.url.copy_with(query=None)),
         retry_after=parse_retry_after(response.headers.get("retry-after")),
@@ -300,10 +302,12 @@ def _loads(content: bytes) -> Any:
 
 
 def _json_body(response: httpx.Response) -> Any:
+    """The decoded body, every string in it cleaned (`redact.clean`: no control characters, no
+    credentials): whatever the API says may be shown or stored."""
     if not response.content.strip():
         return {}
     try:
-        return _loads(response.content)
+        return clean_tree(_loads(response.content))
     except RecursionError:
         reason = "nested too deeply"
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -318,7 +322,7 @@ def _json_body(response: httpx.Response) -> Any:
 
 def _describe(exc: BaseException) -> str:
     """A short, redacted, one-line reason for a failure (e.g. a failed certificate check)."""
-    text = " ".join(redact(str(exc)).split()) or type(exc).__name__
+    text = " ".join(clean(" ".join(str(exc).split())).split()) or type(exc).__name__
     return text if len(text) <= 200 else text[:200] + "…"
 
 

@@ -17,9 +17,14 @@ import httpx
 
 from reconciler.errors import ConfigError, CredentialsError, EndpointError
 from reconciler.http.clients import http_client
+from reconciler.http.endpoint import endpoint_problem
 from reconciler.http.redact import register_secret
 
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+# Google access tokens are hundreds of characters; a static token shorter than this is a
+# mistake (a truncated paste, a placeholder) and could not be masked reliably in messages
+# (reconciler.http.redact masks registered values, and short ones would mask ordinary words).
+MIN_TOKEN_LENGTH = 12
 
 _NO_CREDENTIALS_HELP = (
     "No Google credentials found for {endpoint}. Run `gcloud auth application-default login`, "
@@ -45,15 +50,14 @@ def check_endpoint(url: str, *, allow_insecure_http: bool = False) -> str:
     """Validate an API endpoint override and return it without a trailing slash or `/v1`.
 
     https is always accepted; http only on a loopback address, unless explicitly allowed, so a
-    token can never travel in clear text to another host by mistake.
+    token can never travel in clear text to another host by mistake. A malformed URL (whitespace
+    or a control character anywhere, no host, a port outside 1–65535, a query) is refused at
+    once, shown with repr (`reconciler.http.endpoint`), never retried as "connection refused".
     """
+    problem = endpoint_problem(url)
+    if problem is not None:
+        raise EndpointError(problem)
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise EndpointError(
-            f"API endpoint {url!r} is not an http(s) URL; give e.g. https://us-central1-aiplatform.googleapis.com"
-        )
-    if parts.query or parts.fragment or parts.username or parts.password:
-        raise EndpointError(f"API endpoint {url!r} must not carry a query, fragment or user info")
     if parts.scheme == "http" and not is_loopback_http(url) and not allow_insecure_http:
         raise EndpointError(
             f"Refusing plain http to a non-loopback host ({parts.hostname}): use https, "
@@ -68,8 +72,9 @@ def check_endpoint(url: str, *, allow_insecure_http: bool = False) -> str:
 def clean_token(token: str, source: str = "RECONCILER_ACCESS_TOKEN") -> str:
     """The token without surrounding whitespace (a pasted token often ends in a newline).
 
-    A token that is blank or holds anything but printable ASCII inside (a space, a newline, a
-    control character) is a settings error; the message never shows the token."""
+    A token that is blank, shorter than MIN_TOKEN_LENGTH, or holds anything but printable ASCII
+    inside (a space, a newline, a control character) is a settings error; the message never
+    shows the token."""
     stripped = token.strip()
     register_secret(token)
     register_secret(stripped)
@@ -82,6 +87,12 @@ def clean_token(token: str, source: str = "RECONCILER_ACCESS_TOKEN") -> str:
         raise ConfigError(
             f"{source} holds {kind} inside it (at character {stripped.index(bad) + 1} of "
             f"{len(stripped)}): an access token is one word of printable ASCII; set it again "
+            "(e.g. `export RECONCILER_ACCESS_TOKEN=$(gcloud auth print-access-token)`)"
+        )
+    if len(stripped) < MIN_TOKEN_LENGTH:
+        raise ConfigError(
+            f"{source} is too short to be an access token ({len(stripped)} characters; at least "
+            f"{MIN_TOKEN_LENGTH}): set the whole token "
             "(e.g. `export RECONCILER_ACCESS_TOKEN=$(gcloud auth print-access-token)`)"
         )
     return stripped

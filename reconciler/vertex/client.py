@@ -24,6 +24,7 @@ from reconciler.errors import (
     TransportError,
 )
 from reconciler.http.clients import USER_AGENT, http_client
+from reconciler.http.paging import Pager
 from reconciler.http.retry import RetryPolicy
 from reconciler.http.transport import Transport
 from reconciler.vertex.wire import ListTuningJobsResponse, TuningJob
@@ -34,6 +35,8 @@ LIST_PAGE_SIZE = 1000
 REQUEST_LABEL = "reconciler-request"
 # A list of more pages than this is a server that never stops (a fresh token on every page).
 MAX_LIST_PAGES = 10_000
+# More jobs than this in one project and region is a server repeating itself, not a listing.
+MAX_LISTED_JOBS = 100_000
 
 # Used with fullmatch only (`$` would accept a trailing newline).
 _PROJECT = re.compile(r"(?:[a-z][a-z0-9.-]{0,62}:)?[a-z][a-z0-9-]{4,28}[a-z0-9]|[0-9]{1,20}")
@@ -132,31 +135,28 @@ class VertexClient:
 
     # -- tuningJobs -------------------------------------------------------------------------
     def list_tuning_jobs(self, parent: str, filter: str | None = None) -> list[TuningJob]:
-        """Every job of `parent` (all pages, largest page size), without a per-job GET."""
+        """Every job of `parent` (all pages, largest page size), without a per-job GET.
+
+        Bounded (reconciler.http.paging), each bound an error naming the parent: a page token
+        seen before, 20 empty pages in a row that still carry a next token, more than
+        MAX_LIST_PAGES pages or MAX_LISTED_JOBS jobs."""
         _, location = _parent_parts(parent)
         url = self._url(location, parent + "/tuningJobs")
         jobs: list[TuningJob] = []
-        token = ""
-        seen_tokens: set[str] = set()
-        for pages in range(1, MAX_LIST_PAGES + 1):
+        pager = Pager(f"the list of tuning jobs of {parent}", "jobs",
+                      max_pages=MAX_LIST_PAGES, max_items=MAX_LISTED_JOBS)
+        for pages in pager:
             interrupt.check()
             params = {"pageSize": str(LIST_PAGE_SIZE)}
             if filter:
                 params["filter"] = filter
-            if token:
-                params["pageToken"] = token
+            if pager.token:
+                params["pageToken"] = pager.token
             page = _parse(ListTuningJobsResponse, self.transport.send("GET", url, params=params, region=location),
                           f"the list of tuning jobs of {parent} (page {pages})")
             jobs.extend(page.tuning_jobs)
-            token = page.next_page_token or ""
-            if not token:
-                return jobs
-            if token in seen_tokens:  # a server bug would otherwise loop for ever
-                raise TransportError(f"the list of tuning jobs of {parent} returned a page token twice "
-                                     f"(page {pages + 1}); stopping")
-            seen_tokens.add(token)
-        raise TransportError(f"the list of tuning jobs of {parent} did not end after {MAX_LIST_PAGES} pages "
-                             f"({len(jobs)} jobs); stopping")
+            pager.took(len(page.tuning_jobs), page.next_page_token or "")
+        return jobs
 
     def get_tuning_job(self, name: str) -> TuningJob:
         _, location, _ = split_job_name(name)

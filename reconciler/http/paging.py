@@ -1,0 +1,64 @@
+"""The bounds of a paged listing (Vertex AI jobs, Cloud Storage objects): a server that never
+ends its list is stopped with an error naming the listing, quickly.
+
+Three bounds: a page token seen before (a loop); `max_empty` empty pages in a row that still
+carry a new next token (the quick stop: the page bound alone, paced by the request quota, takes
+minutes); more than `max_pages` pages or `max_items` items in all.
+"""
+
+from __future__ import annotations
+
+from reconciler.errors import TransportError
+
+# Empty pages with a next token, in a row: a server may send a few (AIP-158 allows a page shorter
+# than asked, even an empty one), never this many.
+MAX_EMPTY_PAGES = 20
+
+
+class Pager:
+    """The state of one listing's page loop: the token to send, and the bounds."""
+
+    def __init__(self, what: str, items: str, *, max_pages: int, max_items: int,
+                 max_empty: int = MAX_EMPTY_PAGES) -> None:
+        self.what = what  # e.g. "the list of tuning jobs of projects/p/locations/r"
+        self.items = items
+        self.max_pages = max_pages
+        self.max_items = max_items
+        self.max_empty = max_empty
+        self.token = ""
+        self.pages = 0
+        self.total = 0
+        self._seen: set[str] = set()
+        self._empty = 0
+
+    def __iter__(self) -> Pager:
+        return self
+
+    def __next__(self) -> int:
+        """The number of the next page to ask for; TransportError past `max_pages`."""
+        if self.pages and not self.token:
+            raise StopIteration
+        if self.pages >= self.max_pages:
+            raise TransportError(f"{self.what} did not end after {self.max_pages} pages "
+                                 f"({self.total} {self.items}); stopping")
+        self.pages += 1
+        return self.pages
+
+    def took(self, count: int, token: str) -> None:
+        """Record a page of `count` items and its next-page token ('' at the end); raises
+        TransportError when the server is not ending its list."""
+        self.total += count
+        self.token = token
+        if not token:
+            return
+        if token in self._seen:  # a server bug would otherwise loop for ever
+            raise TransportError(f"{self.what} returned a page token twice (page {self.pages + 1}); stopping")
+        self._seen.add(token)
+        self._empty = 0 if count else self._empty + 1
+        if self._empty >= self.max_empty:
+            raise TransportError(
+                f"{self.what}: the server keeps returning empty pages with new page tokens "
+                f"({self._empty} in a row, {self.pages} pages, {self.total} {self.items}); stopping")
+        if self.total > self.max_items:
+            raise TransportError(f"{self.what} returned more than {self.max_items:,} {self.items} "
+                                 f"({self.pages} pages); stopping: is the server repeating itself?")
