@@ -385,7 +385,7 @@ def _wait(rt: Runtime, planned: Any, poll_interval: float | None, timeout: float
     try:
         new_state, failed = rt.session.wait(planned, poll_interval=poll_interval, timeout=timeout,
                                             lock_timeout=lock_timeout, progress=progress,
-                                            on_probe=_probe_reporter(rt))
+                                            on_probe=_probe_reporter(rt), on_outcome=_outcome_reporter(rt))
     except KeyboardInterrupt:
         rt.info("Stopped waiting. The tuning jobs go on in Vertex AI: follow them with `reconciler status "
                 "--watch`; `reconciler refresh` records their endpoints.")

@@ -96,6 +96,12 @@ class Session:
     def close(self) -> None:
         self.exit_stack.close()
 
+    @property
+    def request_timeout(self) -> float:
+        """Seconds a request may take (the clients' timeout): also how long an interrupted run's
+        create may still be in flight, and so waited for before it is made again."""
+        return float(getattr(self.settings, "request_timeout", 60.0))
+
     # -- resources ------------------------------------------------------------------------------
     def client(self) -> VertexClient:
         """The Vertex AI client of this run (made once; thread-safe)."""
@@ -113,7 +119,7 @@ class Session:
         root = check_endpoint(endpoint, allow_insecure_http=self.allow_insecure_http) if endpoint else None
         client = VertexClient(
             endpoint=root, auth=resolve_auth(root, self.token), retry=s.retry,
-            timeout=getattr(s, "request_timeout", 60.0), max_connections=max(8, s.concurrency * 2),
+            timeout=self.request_timeout, max_connections=max(8, s.concurrency * 2),
             requests_per_minute=s.requests_per_minute, creates_per_minute=s.creates_per_minute,
         )
         client.transport.notify = self.warn
@@ -148,7 +154,7 @@ class Session:
                 # As Google's own storage clients do, an emulator gets no credentials.
                 auth = None if emulator else resolve_auth(None, self.token, service="Cloud Storage")
                 self._storage = StorageClient(endpoint=emulator_endpoint(emulator) if emulator else None,
-                                              auth=auth, retry=self.settings.retry)
+                                              auth=auth, retry=self.settings.retry, timeout=self.request_timeout)
                 self._storage.transport.notify = self.warn
                 self.exit_stack.callback(self._storage.close)
             return self._storage
@@ -336,7 +342,7 @@ class Session:
                 return None
             result = apply_plan(planned.plan, planned.desired, self.client(), store, state, self.observe,
                                 concurrency=concurrency or self.settings.concurrency, on_outcome=on_outcome,
-                                on_probe=on_probe)
+                                on_probe=on_probe, in_flight_window=self.request_timeout)
         return planned, result
 
     def _check_saved(self, saved: Plan, where: str, desired: list[DesiredModel], state: State) -> Planned:
@@ -379,8 +385,8 @@ class Session:
                             f"{limit}; check the plan, then raise --max-cancel if it is intended")
 
     def wait(self, planned: Planned, *, poll_interval: float | None, timeout: float | None,
-             lock_timeout: float | None, progress: Any,
-             on_probe: Callable[[ProbeResult], None]) -> tuple[State, list[str]]:
+             lock_timeout: float | None, progress: Any, on_probe: Callable[[ProbeResult], None],
+             on_outcome: Callable[[Outcome], None] = lambda _o: None) -> tuple[State, list[str]]:
         """Follow the plan's jobs to a final state, then write the state. Returns the state and
         the models whose tuning failed or was cancelled. `progress(names, state)` gives the
         reporter. Jobs take hours: the state lock is not held while waiting, only to write."""
@@ -389,12 +395,14 @@ class Session:
 
         plan, store = planned.plan, self.store()
         wanted = {d.name for d in planned.desired}
-        names = {c.name for c in plan.changes if c.name in wanted or c.action.value != "noop"}
+        names = plan.watched_names
         state = store.read(stack=plan.stack)
         with progress(names, state) as reporter:
             observation = wait_for_jobs(
                 self.observe, plan.parents, plan.stack, names, state,
-                poll_interval=poll_interval or self.settings.poll_interval, timeout=timeout, on_poll=reporter.update)
+                poll_interval=poll_interval or self.settings.poll_interval, timeout=timeout, on_poll=reporter.update,
+                api=self.client(), requests=plan.request_ids,  # a late duplicate is cancelled at once
+                on_outcome=on_outcome)
         with self.locked(store, "apply --wait", lock_timeout):
             state = store.read(stack=plan.stack)  # another run may have written meanwhile
             new_state = refresh_state(store, planned.desired, observation, stack=plan.stack, names=names,

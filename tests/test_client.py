@@ -185,8 +185,8 @@ def test_regional_urls_by_default():
 
 def test_credentials_resolution(monkeypatch):
     assert resolve_auth("http://127.0.0.1:9", None) is None
-    token_auth = resolve_auth(None, "tok-123")
-    assert isinstance(token_auth, StaticTokenAuth) and "tok-123" not in repr(token_auth)
+    token_auth = resolve_auth(None, "tok-1234567890")
+    assert isinstance(token_auth, StaticTokenAuth) and "tok-1234567890" not in repr(token_auth)
     with pytest.raises(CredentialsError, match="gcloud auth application-default login"):
         resolve_auth(None, None)
 

@@ -425,16 +425,6 @@ def test_kill_during_a_create_the_server_finishes_later_then_an_immediate_rerun(
     assert "No changes" in cli.ok("plan").out
 
 
-def _in_flight_window_wired() -> bool:
-    """Until the session passes requestTimeout as apply's `in_flight_window` and the API and the
-    plan's request ids to `wait_for_jobs`, this variant cannot run (remove the guard then)."""
-    import reconciler.session
-
-    source = Path(reconciler.session.__file__).read_text()
-    return "in_flight_window" in source and "requests=" in source
-
-
-@pytest.mark.skipif(not _in_flight_window_wired(), reason="session does not pass in_flight_window/requests yet")
 def test_a_create_finishing_after_the_window_is_cancelled_by_apply_wait(cli: Cli, emulator):
     """The server finishes the killed run's create after the rerun's window (requestTimeout) has
     passed and the rerun created again: `apply --wait` cancels the younger job at the poll that
