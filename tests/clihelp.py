@@ -64,12 +64,15 @@ class Cli:
 
 
 def write_config(workdir: Path, **extra: Any) -> None:
-    """reconciler.yaml for tests: fast retries unless `retry` is given."""
+    """reconciler.yaml for tests: fast retries and a 5 s request timeout unless given."""
     settings: dict[str, Any] = {
         "project": "demo-project",
         "region": "us-central1",
         "stack": "test",
         "retry": {"initial": 0.01, "maximum": 0.05, "deadline": 20, "maxAttempts": 12},
+        # The emulator answers in milliseconds: a short request timeout keeps the wait for an
+        # interrupted run's create (the in-flight window) short in the kill trials.
+        "requestTimeout": 5,
     }
     settings.update(extra)
     (workdir / "reconciler.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
