@@ -10,19 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from reconciler.apply import StateRecorder, refresh_state
+from reconciler.apply import refresh_state
 from reconciler.errors import ImportRefusedError
 from reconciler.models import DesiredModel, spec_hash
 from reconciler.observe import to_observed
 from reconciler.plan import Observation, explain_diff, jobs_by_name
 from reconciler.render import diff_line
 from reconciler.state.model import ModelEntry, State
+from reconciler.state.store import StateStore
 from reconciler.vertex.client import VertexClient, split_job_name
 
 
 def adopt_job(
     client: VertexClient,
-    store: StateRecorder,
+    store: StateStore,
     state: State,
     desired: DesiredModel,
     job_name: str,

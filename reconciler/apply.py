@@ -25,7 +25,7 @@ from reconciler.errors import (
     NotFoundError,
     ReconcilerError,
 )
-from reconciler.models import DesiredModel, ObservedJob, StateClass
+from reconciler.models import LABEL_REQUEST, DesiredModel, ObservedJob, StateClass
 from reconciler.observe import to_observed
 from reconciler.plan import (
     Action,
@@ -46,7 +46,7 @@ from reconciler.plan import (
 from reconciler.probe import ContentApi, ProbeResult, gate_candidates, run_gates
 from reconciler.state.codec import utc_now
 from reconciler.state.model import JournalEntry, ModelEntry, State
-from reconciler.state.recorder import Recorder as _Recorder
+from reconciler.state.recorder import Recorder
 from reconciler.state.store import StateStore
 from reconciler.vertex.wire import TuningJob
 
@@ -55,10 +55,6 @@ class TuningApi(ContentApi, Protocol):
     def create_tuning_job(self, parent: str, job: TuningJob, request_id: str) -> TuningJob: ...
     def cancel_tuning_job(self, name: str) -> None: ...
     def find_by_request(self, parent: str, request_id: str) -> TuningJob | None: ...
-
-
-# The one store protocol; this name is kept for callers that import it from here.
-StateRecorder = StateStore
 
 
 Observer = Callable[[Sequence[str]], Observation]
@@ -88,7 +84,7 @@ def apply_plan(
     plan: Plan,
     desired: Sequence[DesiredModel],
     api: TuningApi,
-    store: StateRecorder,
+    store: StateStore,
     state: State,
     observe: Observer,
     *,
@@ -105,7 +101,7 @@ def apply_plan(
     looking for it (every `in_flight_poll` seconds) until the window since the intent started
     has passed, and only then creates: a create the server finishes after its client was killed
     is found, not duplicated."""
-    recorder = _Recorder(store, state)
+    recorder = Recorder(store, state)
     desired_by_name = {d.name: d for d in desired}
     result = ApplyResult()
     results_lock = threading.Lock()
@@ -146,7 +142,7 @@ def apply_plan(
 
 
 def refresh_state(
-    recorder: _Recorder | StateRecorder,
+    recorder: Recorder | StateStore,
     desired: Sequence[DesiredModel],
     observation: Observation,
     *,
@@ -160,8 +156,8 @@ def refresh_state(
 
     With `api`, new endpoints of models with a gating smokeTest are probed first, so that the
     state lets them serve only once they passed."""
-    rec = _Recorder.of(recorder, state or State(stack=stack))
-    labels_seen = {j.labels.get("reconciler-request") for j in observation.jobs}
+    rec = Recorder.of(recorder, state or State(stack=stack))
+    labels_seen = {j.labels.get(LABEL_REQUEST) for j in observation.jobs}
     in_scope = [d for d in desired if names is None or d.name in names]
     results = run_gates(api, gate_candidates(in_scope, observation, rec.state, stack)) if api else []
     for result in results:
@@ -182,7 +178,7 @@ def refresh_state(
     return rec.state
 
 
-def _cancel_duplicates(plan: Plan, observation: Observation, api: TuningApi, recorder: _Recorder) -> list[Outcome]:
+def _cancel_duplicates(plan: Plan, observation: Observation, api: TuningApi, recorder: Recorder) -> list[Outcome]:
     """Right after creating: a job of one of this run's create requests that another run (a
     second checkout, or the server finishing a create this client gave up on) made too is
     cancelled now — the younger of the two, minutes into its run rather than hours."""
@@ -214,7 +210,7 @@ def _duplicate_cancel(name: str, job: OwnedJob, kept: str) -> CancelJobs:
 
 
 def _execute(
-    change: Change, api: TuningApi, recorder: _Recorder, desired: DesiredModel | None, in_flight: _InFlight
+    change: Change, api: TuningApi, recorder: Recorder, desired: DesiredModel | None, in_flight: _InFlight
 ) -> Outcome:
     """One change, dispatched on its type: the type checker sees every action handled."""
     match change:
@@ -266,7 +262,7 @@ def _epoch(timestamp: str) -> float:
         return 0.0
 
 
-def _create(change: CreateJob, api: TuningApi, recorder: _Recorder, desired: DesiredModel | None,
+def _create(change: CreateJob, api: TuningApi, recorder: Recorder, desired: DesiredModel | None,
             in_flight: _InFlight) -> Outcome:
     parent, rid = change.parent or "", change.request_id
     intent = next((j for j in recorder.state.journal if j.request_id == rid), None)
@@ -329,7 +325,7 @@ def _request_cancel(api: TuningApi, job: str) -> str:
         return f"{job} no longer exists"
 
 
-def _cancel(api: TuningApi, recorder: _Recorder, name: str, job: str) -> str:
+def _cancel(api: TuningApi, recorder: Recorder, name: str, job: str) -> str:
     message = _request_cancel(api, job)
 
     def requested(entry: ModelEntry | None) -> ModelEntry | None:

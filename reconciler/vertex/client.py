@@ -27,12 +27,13 @@ from reconciler.http.clients import USER_AGENT, http_client
 from reconciler.http.paging import Pager
 from reconciler.http.retry import RetryPolicy
 from reconciler.http.transport import Transport
+from reconciler.models import LABEL_REQUEST
 from reconciler.vertex.wire import ListTuningJobsResponse, TuningJob
 
 API_VERSION = "v1"
 # AIP-158: values above the server's maximum are coerced down, so ask for the most we can use.
 LIST_PAGE_SIZE = 1000
-REQUEST_LABEL = "reconciler-request"
+REQUEST_LABEL = LABEL_REQUEST
 # A list of more pages than this is a server that never stops (a fresh token on every page).
 MAX_LIST_PAGES = 10_000
 # More jobs than this in one project and region is a server repeating itself, not a listing.
