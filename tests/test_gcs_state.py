@@ -153,6 +153,7 @@ def test_two_appliers_racing_make_one_job_each(cli: Cli, emulator):
     assert Counter(j["labels"]["reconciler-name"] for j in managed(emulator)) == Counter(["alpha", "beta", "gamma"])
 
 
+@pytest.mark.slow
 def test_killed_holder_leaves_a_lock_that_only_force_unlock_removes(cli: Cli, emulator):
     emulator.configure(latency_ms=400)
     for name in ("alpha", "beta"):

@@ -210,6 +210,7 @@ def _spawn(workdir: Path, env: dict[str, str], *args: str) -> subprocess.Popen[b
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("trial", range(TRIALS))
 def test_two_checkouts_applying_at_once_leave_one_live_job_per_model(cli: Cli, emulator, tmp_path, trial):
     """Both runs list before either creates (the emulator answers slowly), so both create every
@@ -404,6 +405,7 @@ def _kill_during_a_held_create(cli: Cli, emulator, trial: int, delay: float) -> 
     assert not owned(emulator)  # not made yet
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("trial", range(max(2, TRIALS - 1)))
 def test_kill_during_a_create_the_server_finishes_later_then_an_immediate_rerun(cli: Cli, emulator, trial):
     """The client dies (SIGKILL) while its create is in flight; the server makes the job anyway,
