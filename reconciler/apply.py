@@ -24,6 +24,7 @@ from reconciler.errors import (
     FailedPreconditionError,
     NotFoundError,
     ReconcilerError,
+    WaitTimeoutError,
 )
 from reconciler.models import LABEL_REQUEST, DesiredModel, ObservedJob, StateClass
 from reconciler.observe import to_observed
@@ -375,7 +376,7 @@ def wait_for_jobs(
         if not busy:
             return observation
         if timeout is not None and time.monotonic() - start + poll_interval > timeout:
-            raise ReconcilerError(
+            raise WaitTimeoutError(
                 f"--wait gave up after {timeout:.0f} s with {len(busy)} job(s) still running; "
                 "the jobs go on: run `reconciler refresh` or `apply --wait` later"
             )

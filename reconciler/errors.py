@@ -3,6 +3,8 @@
     ReconcilerError                 base; `str(err)` is the one- or two-line message a user sees
     ├── ConfigError                 reconciler.yaml, environment or flags are wrong
     ├── UnknownNameError            a command names a model, manifest or file that is not there
+    ├── InvalidNameError            a resource name or id is not of the shape the API uses
+    ├── WaitTimeoutError            `--wait` gave up before the jobs ended (they go on)
     ├── ImportRefusedError          `import` cannot adopt that job into that manifest
     ├── ManifestError               one or more manifests are invalid (carries every problem)
     ├── PlanError                   the plan cannot be made or is refused (protect, empty, limits)
@@ -45,6 +47,15 @@ class ConfigError(ReconcilerError):
 
 class UnknownNameError(ReconcilerError):
     """A command names a model, manifest or file that the state or the manifests do not have."""
+
+
+class InvalidNameError(ReconcilerError):
+    """A project, region, job, endpoint or Cloud Storage name that is not of the API's shape
+    (refused before anything is sent, so it can never steer a request elsewhere)."""
+
+
+class WaitTimeoutError(ReconcilerError):
+    """`apply --wait` gave up after --wait-timeout; the jobs go on running."""
 
 
 class ImportRefusedError(ReconcilerError):

@@ -24,9 +24,9 @@ import httpx
 from reconciler import interrupt
 from reconciler.errors import (
     FailedPreconditionError,
+    InvalidNameError,
     MalformedResponseError,
     NotFoundError,
-    ReconcilerError,
 )
 from reconciler.http.clients import USER_AGENT, http_client
 from reconciler.http.paging import Pager
@@ -42,10 +42,10 @@ MAX_LISTED_OBJECTS = 1_000_000  # state, journal and lock objects: far fewer in 
 def parse_gs_uri(uri: str) -> tuple[str, str]:
     """(bucket, object) of `gs://bucket/object`; raises on anything else."""
     if not uri.startswith("gs://"):
-        raise ReconcilerError(f"not a Cloud Storage URI: {uri!r} (expected gs://BUCKET/OBJECT)")
+        raise InvalidNameError(f"not a Cloud Storage URI: {uri!r} (expected gs://BUCKET/OBJECT)")
     bucket, _, name = uri[5:].partition("/")
     if not _BUCKET.fullmatch(bucket) or not name or len(name.encode()) > 1024 or any(c in name for c in "\r\n"):
-        raise ReconcilerError(f"not a valid Cloud Storage object URI: {uri!r}")
+        raise InvalidNameError(f"not a valid Cloud Storage object URI: {uri!r}")
     return bucket, name
 
 

@@ -18,6 +18,7 @@ from reconciler.errors import (
     AmbiguousCreateError,
     ApiError,
     InvalidArgumentError,
+    InvalidNameError,
     MalformedResponseError,
     ReconcilerError,
     RequestNotSentError,
@@ -58,9 +59,9 @@ def valid_location(location: str) -> bool:
 def parent_path(project: str, location: str) -> str:
     """`projects/{project}/locations/{location}`, refusing anything that is not a plain id."""
     if not valid_project(project):
-        raise ReconcilerError(f"invalid project id {project!r}")
+        raise InvalidNameError(f"invalid project id {project!r}")
     if not valid_location(location):
-        raise ReconcilerError(f"invalid region {location!r}")
+        raise InvalidNameError(f"invalid region {location!r}")
     return f"projects/{project}/locations/{location}"
 
 
@@ -68,7 +69,7 @@ def split_job_name(name: str) -> tuple[str, str, str]:
     """(project, location, id) of a tuning job resource name; raises on anything else."""
     m = _JOB_NAME.fullmatch(name) if isinstance(name, str) else None
     if not m or not all(_SEGMENT.fullmatch(part) for part in m.groups()):
-        raise ReconcilerError(f"not a tuning job resource name: {name!r}")
+        raise InvalidNameError(f"not a tuning job resource name: {name!r}")
     return m.group(1), m.group(2), m.group(3)
 
 
@@ -172,7 +173,7 @@ class VertexClient:
     def create_tuning_job(self, parent: str, job: TuningJob, request_id: str) -> TuningJob:
         """Create a job exactly once for `request_id`, which goes on the job as a label.
 
-        After an ambiguous failure (5xx, timeout, dropped connection) the job may exist although
+        After an ambiguous failure (408, 5xx, timeout, dropped connection) the job may exist although
         no answer came back; before each new attempt the jobs of the parent are searched for the
         request label, and a found job is returned instead of creating a second one.
         """
@@ -204,7 +205,9 @@ class VertexClient:
                     f"(name: {_show(created.name)})")
             return created
         except (ApiError, TransportError) as exc:
-            refused = isinstance(exc, ApiError) and exc.code < 500  # 4xx incl. 429: not processed
+            # 4xx incl. 429: not processed; but a 408 (request timeout) may come after the server
+            # acted, so it is settled by the lookup like a 5xx.
+            refused = isinstance(exc, ApiError) and exc.code < 500 and exc.code != 408
             if (refused or isinstance(exc, RequestNotSentError)) and not ambiguous_seen:
                 raise  # every attempt was refused by the server or never sent: nothing was created
             try:
@@ -245,7 +248,7 @@ class VertexClient:
         """Send one user prompt to a tuned model's endpoint; return the raw response."""
         m = _ENDPOINT_NAME.fullmatch(endpoint)
         if not m or not all(_SEGMENT.fullmatch(part) for part in m.groups()):
-            raise ReconcilerError(f"not an endpoint resource name: {endpoint!r}")
+            raise InvalidNameError(f"not an endpoint resource name: {endpoint!r}")
         body = {"contents": [{"role": "user", "parts": [{"text": prompt}]}]}
         result = self.transport.send(
             "POST", self._url(m.group(2), endpoint, ":generateContent"), body=body
@@ -303,6 +306,6 @@ def job_in_parent(name: object, parent: str, number: str | None = None) -> bool:
 def _parent_parts(parent: str) -> tuple[str, str]:
     parts = parent.split("/")
     if len(parts) != 4 or parts[0] != "projects" or parts[2] != "locations":
-        raise ReconcilerError(f"not a parent resource name: {parent!r}")
+        raise InvalidNameError(f"not a parent resource name: {parent!r}")
     parent_path(parts[1], parts[3])
     return parts[1], parts[3]
