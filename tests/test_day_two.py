@@ -108,7 +108,7 @@ def test_readme_against_vertex_ai_steps_run_verbatim(cli: Cli, emulator, tmp_pat
 
 
 def seed_unmanaged(emulator, **extra) -> str:
-    [name] = emulator.seed([{"project": "demo-project", "location": "us-central1", "baseModel": "gemini-2.0-flash-001",
+    [name] = emulator.seed([{"project": "demo-project", "location": "us-central1", "baseModel": "gemini-3.5-flash",
                              "supervisedTuningSpec": {"trainingDatasetUri": "gs://bucket/alpha/train.jsonl",
                                                       "hyperParameters": {"epochCount": 3}},
                              "tunedModelDisplayName": "Alpha bot", "labels": {"team": "a"},
@@ -164,3 +164,19 @@ def test_output_during_a_replace_pairs_the_serving_job_with_its_own_state(cli: C
     out = cli.ok("output", "alpha").json()["alpha"]
     assert out["state"] == "JOB_STATE_SUCCEEDED" and out["endpoint"]
     assert out["latest_state"] == "JOB_STATE_PENDING" and out["latest_job"] != out["job"]
+
+
+def test_a_broken_credentials_file_is_named_with_its_problem(cli: Cli, tmp_path, monkeypatch):
+    """GOOGLE_APPLICATION_CREDENTIALS pointing at a missing or malformed file says so, instead of
+    'no credentials found … set GOOGLE_APPLICATION_CREDENTIALS' (issue 14 item 5)."""
+    cli.manifest("alpha")
+    monkeypatch.delenv("RECONCILER_API_ENDPOINT", raising=False)  # the real endpoints: credentials needed
+    missing = tmp_path / "nowhere.json"
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(missing))
+    r = cli("plan")
+    assert r.code == 1 and f"File {missing} was not found" in r.err and "valid key file" in r.err, r.err
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(broken))
+    r = cli("plan")
+    assert r.code == 1 and "is not a valid json file" in r.err and len(r.err.strip().splitlines()) == 1, r.err

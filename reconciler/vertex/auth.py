@@ -215,7 +215,25 @@ def resolve_auth(endpoint_root: str | None, access_token: str | None, *,
 
     try:
         credentials, _project = google.auth.default(scopes=[CLOUD_PLATFORM_SCOPE])
-    except exceptions.GoogleAuthError:
+    except exceptions.GoogleAuthError as exc:
         where = endpoint_root or service
+        cause = _credentials_file_problem(exc)
+        if cause:  # GOOGLE_APPLICATION_CREDENTIALS names a file that is missing or not a key
+            raise CredentialsError(f"Google credentials for {where} could not be loaded: {cause}. Point "
+                                   "GOOGLE_APPLICATION_CREDENTIALS at a valid key file (or unset it to use "
+                                   "`gcloud auth application-default login`).") from None
         raise CredentialsError(_NO_CREDENTIALS_HELP.format(endpoint=where)) from None
     return GoogleCredentialsAuth(credentials)
+
+
+def _credentials_file_problem(exc: Exception) -> str | None:
+    """What is wrong with the credentials file google-auth tried, in one line; None when it
+    found no credentials at all. Its messages name the file ('File X was not found.', 'File X is
+    not a valid json file.', 'Failed to load service account credentials from X')."""
+    from reconciler.http.redact import clean
+
+    first = exc.args[0] if exc.args else str(exc)
+    text = str(first).strip()
+    if not (text.startswith("File ") or "credentials from" in text or "json file" in text):
+        return None
+    return clean(" ".join(text.split()))[:300].rstrip(".")
