@@ -52,3 +52,22 @@ def test_no_sixty_second_window_ever_holds_more_than_the_limit(limit: int, gaps:
     for i, start in enumerate(sent):
         in_window = [s for s in sent[i:] if s < start + 60]
         assert len(in_window) <= limit
+
+
+def test_a_paced_call_says_what_it_waits_for_and_how_long():
+    """Silence for up to a minute reads as a hang: the transport tells its notify (a warning on
+    stderr) which quota is full, in which region, and for how long it waits (issue 14 item 11)."""
+    import httpx
+
+    from reconciler.http.transport import Transport
+
+    t = FakeTime()
+    said: list[str] = []
+    transport = Transport(httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(200, json={}))),
+                          clock=t.clock, sleep=t.sleep, creates_per_minute=1)
+    transport.notify = said.append
+    for _ in range(2):
+        transport.send("POST", "http://127.0.0.1/v1/x", body={}, region="us-central1", create=True)
+    assert said == ["us-central1: 1 job submissions a minute reached (rateLimit in reconciler.yaml); "
+                    "waiting 60 s for the quota's window"]
+    assert t.now >= 1060.0

@@ -37,6 +37,8 @@ class SlidingWindowLimiter:
         self._lock = threading.Lock()
         self._sent: dict[str, deque[float]] = {}
         self.waited = 0.0  # total seconds callers spent waiting (reported by benchmarks)
+        # Told (key, seconds) before a wait of a second or more: a paced run says what it waits for.
+        self.on_wait: Callable[[str, float], None] | None = None
 
     def acquire(self, key: str) -> float:
         """Take a slot for `key`, waiting if the window is full; return the seconds waited."""
@@ -55,5 +57,7 @@ class SlidingWindowLimiter:
                 # At least 1 ms: a float sum landing a hair short of the window's end must not spin.
                 delay = max(sent[0] + self.window - now, 0.001)
                 self.waited += delay
+            if self.on_wait is not None and delay >= 1.0:
+                self.on_wait(key, delay)
             self._sleep(delay)
             waited += delay

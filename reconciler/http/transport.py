@@ -1,10 +1,12 @@
 """The retrying transport shared by Vertex AI and Cloud Storage: retries with backoff and jitter,
 error mapping, counters, and the cleaning of every answer.
 
-Retried: 429, 500, 502, 503, 504, connection errors and timeouts; exponential backoff with
-jitter (`RetryPolicy`), `Retry-After` honoured, bounded in attempts and in total time. A failure
-that may have reached the server (a 5xx, a timeout after sending, a dropped connection) is
-*ambiguous*: callers for which a repeat is not harmless (create) get a hook to settle it before
+Retried: 408, 429, 500, 502, 503, 504, connection errors and timeouts; exponential backoff with
+jitter (`RetryPolicy`), bounded in attempts and in total time. The server's own hint of when to
+retry is honoured (never beyond the retry deadline): a `google.rpc.RetryInfo` in `error.details`
+(`{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "3.500s"}`, what Google's
+APIs send), else a `Retry-After` header. A failure that may have reached the server (a 408, a
+5xx, a timeout after sending, a dropped connection) is *ambiguous*: callers for which a repeat is not harmless (create) get a hook to settle it before
 the next attempt. A request that could not even be built or sent as given (an illegal header
 value) is not retried. Error responses become typed `ApiError`s named after the service
 (`service=`, "Vertex AI" or "Cloud Storage").
@@ -25,6 +27,7 @@ import json
 import logging
 import math
 import random
+import re
 import threading
 import time
 from collections import Counter
@@ -46,7 +49,11 @@ from reconciler.http.ratelimit import SlidingWindowLimiter
 from reconciler.http.redact import clean, clean_tree, redact
 from reconciler.http.retry import RetryPolicy
 
-RETRYABLE_HTTP = frozenset({429, 500, 502, 503, 504})
+# 408 too: google-genai and google-auth retry it (api-core does not); for a create it is
+# ambiguous, like a 5xx, so the request-id lookup runs before any new attempt.
+RETRYABLE_HTTP = frozenset({408, 429, 500, 502, 503, 504})
+RETRY_INFO_TYPE = "type.googleapis.com/google.rpc.RetryInfo"
+_DURATION = re.compile(r"(\d+)(\.\d{1,9})?s")
 log = logging.getLogger("reconciler.api")  # method, URL and status only: never headers or bodies
 
 
@@ -64,6 +71,20 @@ def parse_retry_after(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+def parse_retry_info(details: Any) -> float | None:
+    """The `retryDelay` of the first google.rpc.RetryInfo in an error's details, in seconds, or
+    None (no RetryInfo, or a delay that is not a protobuf Duration such as `"3.500s"`)."""
+    if not isinstance(details, list):
+        return None
+    for detail in details:
+        if isinstance(detail, dict) and detail.get("@type") == RETRY_INFO_TYPE:
+            delay = detail.get("retryDelay")
+            match = _DURATION.fullmatch(delay) if isinstance(delay, str) else None
+            if match:
+                return int(match[1]) + float("0" + (match[2] or ""))
+    return None
 
 
 def error_from_response(response: httpx.Response, service: str = "Vertex AI") -> ApiError:
@@ -95,9 +116,15 @@ def error_from_response(response: httpx.Response, service: str = "Vertex AI") ->
         details=clean_tree(details),
         method=request.method,
         url=str(request.url.copy_with(query=None)),
-        retry_after=parse_retry_after(response.headers.get("retry-after")),
+        retry_after=_retry_hint(details, response.headers.get("retry-after")),
         service=service,
     )
+
+
+def _retry_hint(details: list[Any], header: str | None) -> float | None:
+    """When the server asks to be retried: RetryInfo first, `Retry-After` as the fallback."""
+    delay = parse_retry_info(details)
+    return delay if delay is not None else parse_retry_after(header)
 
 
 # Raised before a byte was sent: a retry cannot duplicate anything.
@@ -165,6 +192,14 @@ class Transport:
         # that a run stuck on an unreachable endpoint says so long before it gives up.
         self.notify: Callable[[str], None] | None = None
         self._last_notice = -math.inf
+        self.request_limiter.on_wait = lambda key, delay: self._paced("request", requests_per_minute, key, delay)
+        self.create_limiter.on_wait = lambda key, delay: self._paced("job submission", creates_per_minute, key, delay)
+
+    def _paced(self, what: str, limit: int, region: str, delay: float) -> None:
+        """Say what a paced call waits for: silence for up to a minute reads as a hang."""
+        if self.notify is not None:
+            self.notify(f"{region}: {limit} {what}s a minute reached (rateLimit in reconciler.yaml); "
+                        f"waiting {delay:.0f} s for the quota's window")
 
     def _count(self, key: str) -> None:
         with self._lock:
