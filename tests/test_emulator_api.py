@@ -31,7 +31,7 @@ NAME = re.compile(r"projects/[1-9]\d{11}/locations/us-central1/tuningJobs/\d+")
 def job_body(**fields: Any) -> dict[str, Any]:
     """A valid create body; keyword arguments replace top-level fields."""
     body: dict[str, Any] = {
-        "baseModel": "gemini-2.0-flash-001",
+        "baseModel": "gemini-3.1-flash-lite",
         "supervisedTuningSpec": {
             "trainingDatasetUri": "gs://bucket/train.jsonl",
             "validationDatasetUri": "gs://bucket/val.jsonl",
@@ -92,7 +92,7 @@ def test_create_returns_a_pending_job_with_server_set_fields(http: httpx.Client)
     assert job["state"] == "JOB_STATE_PENDING"
     assert job["createTime"] == job["updateTime"]
     assert job["createTime"].endswith("Z")
-    assert job["baseModel"] == "gemini-2.0-flash-001"
+    assert job["baseModel"] == "gemini-3.1-flash-lite"
     assert job["labels"] == {"team": "ml"}
     for absent in ("startTime", "endTime", "error", "tunedModel", "tuningDataStats"):
         assert absent not in job
@@ -148,9 +148,19 @@ def test_configured_project_number_is_used_in_names(emulator: Any, http: httpx.C
     assert create(http)["name"].startswith("projects/123456789012/locations/us-central1/")
 
 
-def test_v1beta1_paths_serve_the_same_jobs(http: httpx.Client) -> None:
+def test_v1beta1_paths_are_not_found_because_only_v1_is_emulated(
+    emulator: Any, http: httpx.Client
+) -> None:
     job = create(http)
-    assert http.get(f"/v1beta1/{job['name']}").json() == job
+    for response in (
+        http.get(f"/v1beta1/{job['name']}"),
+        http.get(f"/v1beta1/{PARENT}/tuningJobs"),
+        http.post(f"/v1beta1/{PARENT}/tuningJobs", json=job_body()),
+        http.post(f"/v1beta1/{job['name']}:cancel", json={}),
+    ):
+        assert "serves the Vertex AI v1 API only" in error_of(response, 404, "NOT_FOUND")
+    assert emulator.stats()["jobs"] == 1
+    assert get(http, job["name"])["state"] == "JOB_STATE_PENDING"
 
 
 def test_lifecycle_follows_the_clock(emulator: Any, http: httpx.Client) -> None:
@@ -381,8 +391,8 @@ def test_validation_accepts_the_limits_and_the_documented_forms(http: httpx.Clie
         job_body(labels=_labels(64)),
         job_body(labels={"k" * 63: "v" * 63, "équipe": "données", "empty": ""}),
         job_body(tunedModelDisplayName="é" * 128),
-        job_body(baseModel="publishers/google/models/gemini-2.5-flash"),
-        job_body(baseModel="gemini-2.5-flash@default"),
+        job_body(baseModel="publishers/google/models/gemini-3.5-flash-lite"),
+        job_body(baseModel="gemini-3.5-flash@default"),
         job_body(
             supervisedTuningSpec={
                 "trainingDatasetUri": "projects/p/locations/us-central1/datasets/123",
@@ -390,7 +400,7 @@ def test_validation_accepts_the_limits_and_the_documented_forms(http: httpx.Clie
             }
         ),
         {
-            "base_model": "gemini-2.5-pro",
+            "base_model": "gemini-3.5-flash",
             "supervised_tuning_spec": {"training_dataset_uri": "gs://b/t"},
         },
         hyper(epochCount="1", learningRateMultiplier="0.5"),
@@ -460,7 +470,7 @@ def test_enums_and_int64_are_accepted_as_names_numbers_and_strings(http: httpx.C
         ({"adapterSize": 0, "learningRateMultiplier": "2"}, {"learningRateMultiplier": 2.0}),
     ]
     for given, echoed in cases:
-        body = job_body(baseModel="gemini-2.5-flash")
+        body = job_body(baseModel="gemini-3.5-flash")
         body["supervisedTuningSpec"]["hyperParameters"] = given
         job = create(http, body)
         assert job["supervisedTuningSpec"]["hyperParameters"] == echoed, given
@@ -775,8 +785,8 @@ def test_a_label_rule_fails_existing_and_future_jobs_at_the_end_of_running(
 
 
 def test_a_base_model_rule_fails_matching_jobs(emulator: Any, http: httpx.Client) -> None:
-    emulator.fail(baseModel="gemini-2.5-pro")
-    doomed = create(http, job_body(baseModel="publishers/google/models/gemini-2.5-pro"))
+    emulator.fail(baseModel="gemini-3.5-flash")
+    doomed = create(http, job_body(baseModel="publishers/google/models/gemini-3.5-flash"))
     fine = create(http)
     emulator.advance(1000)
     assert get(http, doomed["name"])["state"] == "JOB_STATE_FAILED"
@@ -825,7 +835,7 @@ def test_generate_content_answers_on_the_endpoint_of_a_succeeded_job(
     ]
     usage = answer["usageMetadata"]
     assert usage["totalTokenCount"] == usage["promptTokenCount"] + usage["candidatesTokenCount"]
-    assert answer["modelVersion"] == "gemini-2.0-flash-001"
+    assert answer["modelVersion"] == "gemini-3.1-flash-lite"
     by_id = endpoint.replace(endpoint.split("/")[1], "demo-project")
     assert _generate(http, by_id).is_success
     assert emulator.stats()["requests"]["generateContent"] == 2

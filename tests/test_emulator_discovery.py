@@ -22,7 +22,7 @@ PARENT = "projects/demo-project/locations/us-central1"
 JOBS = f"/v1/{PARENT}/tuningJobs"
 RFC3339_Z = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$"
 BODY = {
-    "baseModel": "gemini-2.5-flash",
+    "baseModel": "gemini-3.5-flash",
     "supervisedTuningSpec": {
         "trainingDatasetUri": "gs://bucket/train.jsonl",
         "validationDatasetUri": "gs://bucket/val.jsonl",

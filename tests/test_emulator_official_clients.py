@@ -41,7 +41,7 @@ def client(emulator: Any) -> Iterator[genai.Client]:
 
 def tune(client: genai.Client, team: str = "ml") -> types.TuningJob:
     return client.tunings.tune(
-        base_model="gemini-2.0-flash-001",
+        base_model="gemini-3.1-flash-lite",
         training_dataset=types.TuningDataset(gcs_uri="gs://bucket/train.jsonl"),
         config=types.CreateTuningJobConfig(
             validation_dataset=types.TuningValidationDataset(gcs_uri="gs://bucket/val.jsonl"),
@@ -120,7 +120,7 @@ def jobs(emulator: Any) -> Any:
 
 def discovery_body(team: str = "ml") -> dict[str, Any]:
     return {
-        "baseModel": "gemini-2.5-flash",
+        "baseModel": "gemini-3.5-flash",
         "supervisedTuningSpec": {
             "trainingDatasetUri": "gs://bucket/train.jsonl",
             "hyperParameters": {"epochCount": "2", "adapterSize": "ADAPTER_SIZE_TWO"},
@@ -170,7 +170,7 @@ GAPIC_HEADERS = {
     "x-goog-api-client": "gl-python/3.11.7 grpc/1.85.3 gax/2.44.0 gapic/2.7.0 pb/7.36.2",
 }
 GAPIC_CREATE_BODY = (
-    '{"tunedModelDisplayName":"my-tuned","description":"d","baseModel":"gemini-2.0-flash-001",'
+    '{"tunedModelDisplayName":"my-tuned","description":"d","baseModel":"gemini-3.1-flash-lite",'
     '"supervisedTuningSpec":{"trainingDatasetUri":"gs://b/train.jsonl",'
     '"validationDatasetUri":"gs://b/val.jsonl","hyperParameters":{"epochCount":"3",'
     '"learningRateMultiplier":1.0,"adapterSize":2}},"labels":{"team":"ml"}}'

@@ -1,8 +1,9 @@
 """HTTP layer of the emulator: the Vertex AI REST routes and the admin routes over a Backend.
 
-It only parses requests and serialises answers. API routes are served under `/v1/` and
-`/v1beta1/`; errors use Google's envelope `{"error": {"code", "message", "status"}}` (plus a
-`Retry-After` header on 429), except the HTML 502 of a lost create. Admin routes live under
+It only parses requests and serialises answers. API routes are served under `/v1/` (`/v1beta1/`
+is answered 404: its schema is not emulated); errors use Google's envelope
+`{"error": {"code", "message", "status", "details"}}` (a 429 with a google.rpc.RetryInfo detail
+and a `Retry-After` header), except the HTML 502 of a lost create. Admin routes live under
 `/_emulator/` and are never delayed, faulted or rate-limited.
 """
 
@@ -108,6 +109,15 @@ def create_app(backend: Backend) -> Starlette:
             return _json(backend.cancel_tuning_job(resource))
         return _json(backend.generate_content(resource, await _object_body(request)))
 
+    async def v1beta1(request: Request) -> Response:
+        # Only v1 is emulated: v1beta1 has a schema of its own (more tuning kinds and fields),
+        # and answering it with v1's would accept or refuse the wrong bodies (docs/emulator.md).
+        raise not_found(
+            f"The requested URL {request.url.path} was not found on this server. This emulator"
+            " serves the Vertex AI v1 API only: use /v1/ (google-genai:"
+            ' HttpOptions(api_version="v1")).'
+        )
+
     async def reset(request: Request) -> Response:
         backend.reset()
         return _json({})
@@ -150,7 +160,7 @@ def create_app(backend: Backend) -> Starlette:
         Route("/_emulator/stats", stats, methods=["GET"]),
         Route("/_emulator/replies", replies, methods=["POST"]),
         Route("/v1/{path:path}", api, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
-        Route("/v1beta1/{path:path}", api, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
+        Route("/v1beta1/{path:path}", v1beta1, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
     ]
     return Starlette(
         routes=routes,

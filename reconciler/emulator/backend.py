@@ -17,6 +17,7 @@ import base64
 import collections
 import copy
 import dataclasses
+import datetime as dt
 import hashlib
 import json
 import math
@@ -38,6 +39,7 @@ from reconciler.emulator.errors import (
     GatewayError,
     invalid_argument,
     not_found,
+    retry_info,
 )
 from reconciler.emulator.filtering import JobView, compile_filter
 
@@ -82,10 +84,17 @@ _FAULTS = ("503", "429", "lost_create", "quota_429")
 _FIRST_JOB_ID = 100_000_000_000_000
 _MODEL_ID_BASE = 7 * 10**18  # model and endpoint ids are derived from the job id
 _ENDPOINT_ID_BASE = 8 * 10**18
+_CHECKPOINT_ENDPOINT_BASE = 9 * 10**18  # + job id * _MAX_CHECKPOINTS + epoch
+_MAX_CHECKPOINTS = 1000
+_DEFAULT_EPOCHS = 3  # when a job sets no epochCount (the service picks per model; undocumented)
 _FILE_FORMAT = "vertex-tuning-emulator/1"
 _PROJECT = r"[A-Za-z0-9][A-Za-z0-9._:-]*"
 _LOCATION = r"[a-z0-9][a-z0-9-]*"
 _PARENT = re.compile(rf"projects/({_PROJECT})/locations/({_LOCATION})")
+_MODEL_NAME = re.compile(
+    rf"projects/({_PROJECT})/locations/({_LOCATION})/models/(\d+)(?:@([A-Za-z0-9_-]+))?"
+)
+_TUNED_MODEL_NAME = "tuning_job.pre_tuned_model.tuned_model_name"
 
 
 @dataclass
@@ -104,6 +113,10 @@ class EmulatorConfig:
     rate_503: float = 0.0
     rate_429: float = 0.0
     retry_after_seconds: float = 1.0
+    # A 429 says when to retry in a google.rpc.RetryInfo detail (`retryDelay`, as Google's APIs
+    # do) and in a `Retry-After` header (whole seconds, rounded up); either can be left out.
+    retry_info: bool = True
+    retry_after_header: bool = True
     lost_create_rate: float = 0.0
     fault_seed: int | None = None
     data_path: str | None = None
@@ -114,6 +127,15 @@ class EmulatorConfig:
     # "loop": every list answer carries the same next-page token again; "endless": a new token
     # on every answer, pages after the first empty. A broken server for the client's page bounds.
     page_tokens: Literal["normal", "loop", "endless"] = "normal"
+    # A create on a base model closed to new tuning (a month before its retirement, on the
+    # emulator's clock) is refused with 400 FAILED_PRECONDITION; false lets it through (seeded
+    # jobs are never checked). `model_retirements` sets or moves retirement dates (model id ->
+    # "YYYY-MM-DD"), e.g. to make a model retire in ten days.
+    refuse_retired_models: bool = True
+    model_retirements: dict[str, str] = field(default_factory=dict)
+    # False: a cancelled job loses the race to its completion (CANCELLING -> SUCCEEDED), which the
+    # API allows ("the job completed despite cancellation").
+    cancel_wins: bool = True
 
 
 def _is_number(value: Any) -> bool:
@@ -141,6 +163,8 @@ _CONFIG_RULES: Mapping[str, tuple[Callable[[Any], bool], str]] = {
     "rate_503": _RATE,
     "rate_429": _RATE,
     "retry_after_seconds": _SECONDS,
+    "retry_info": (lambda v: isinstance(v, bool), "true or false"),
+    "retry_after_header": (lambda v: isinstance(v, bool), "true or false"),
     "lost_create_rate": _RATE,
     "fault_seed": (
         lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)),
@@ -149,6 +173,12 @@ _CONFIG_RULES: Mapping[str, tuple[Callable[[Any], bool], str]] = {
     "data_path": (lambda v: v is None or (isinstance(v, str) and bool(v)), "a file path or null"),
     "create_delay_seconds": _SECONDS,
     "page_tokens": (lambda v: v in ("normal", "loop", "endless"), '"normal", "loop" or "endless"'),
+    "refuse_retired_models": (lambda v: isinstance(v, bool), "true or false"),
+    "model_retirements": (
+        lambda v: isinstance(v, dict) and all(_is_date(d) for d in v.values()),
+        'an object mapping model ids to dates ("YYYY-MM-DD")',
+    ),
+    "cancel_wins": (lambda v: isinstance(v, bool), "true or false"),
     "project_numbers": (
         lambda v: (
             isinstance(v, dict)
@@ -157,6 +187,13 @@ _CONFIG_RULES: Mapping[str, tuple[Callable[[Any], bool], str]] = {
         "an object mapping project ids to project numbers (digit strings)",
     ),
 }
+
+
+def _is_date(value: Any) -> bool:
+    try:
+        return isinstance(value, str) and bool(dt.date.fromisoformat(value))
+    except ValueError:
+        return False
 
 
 def _check_config(changes: Mapping[str, Any]) -> None:
@@ -189,6 +226,19 @@ class _Job:
     extra: dict[str, Any] = field(default_factory=dict)  # raw fields patched over the output
     # Parents (project number form) whose lists also show this job, though its name lies elsewhere.
     listed_in: list[str] = field(default_factory=list)
+    # The Model its tuned model becomes a version of (continuous tuning); 0: a model of its own.
+    model_id: int = 0
+
+    @property
+    def own_model_id(self) -> int:
+        return self.model_id or _MODEL_ID_BASE + self.id
+
+    @property
+    def base_model(self) -> str:
+        """The base model tuned: `baseModel`, or the pre-tuned model's (continuous tuning)."""
+        return str(
+            self.spec.get("baseModel") or self.spec.get("preTunedModel", {}).get("baseModel", "")
+        )
 
     @property
     def parent(self) -> str:
@@ -251,9 +301,25 @@ class Backend:
             self._admit("create", parent)
             project, location = self._parse_parent(parent)
             spec = wire.parse_message(body, wire.TUNING_JOB, "tuning_job")
-            wire.check_tuning_job(spec)
             now = self._now()
+            model_id, pre_tuned_base = 0, None
+            pre_tuned = spec.get("preTunedModel", {})
+            if pre_tuned.get("tunedModelName") and "baseModel" not in spec:
+                model_id, source = self._pre_tuned_source(project, location, pre_tuned, now)
+                pre_tuned_base = source.base_model
+                spec["preTunedModel"] = {**pre_tuned, "baseModel": pre_tuned_base}
+                # "For continuous tuning, tuned_model_display_name will by default use the same
+                # display name as the pre-tuned model. If a new display name is provided, the
+                # tuning job will create a new model instead of a new version."
+                parent_display = self._model_display_name(model_id, now)
+                display = spec.setdefault("tunedModelDisplayName", parent_display)
+                if display != parent_display:
+                    model_id = 0
+                spec = {k: spec[k] for k in wire.TUNING_JOB.fields if k in spec}
+            wire.check_tuning_job(spec, pre_tuned_base)
+            self._check_lifecycle(wire.base_model_id(pre_tuned_base or spec["baseModel"]), now)
             job = self._add_job(project, location, spec, self._timeline(now), {})
+            job.model_id = model_id
             self._save()
             if self.config.lost_create_rate and self._rng.random() < self.config.lost_create_rate:
                 self._faults["lost_create"] += 1
@@ -294,7 +360,9 @@ class Backend:
             mode = self.config.page_tokens
             if mode == "endless" and page_token.startswith(_ENDLESS_TOKEN):
                 serial = page_token.removeprefix(_ENDLESS_TOKEN)
-                return {"nextPageToken": f"{_ENDLESS_TOKEN}{int(serial) + 1 if serial.isdigit() else 1}"}
+                return {
+                    "nextPageToken": f"{_ENDLESS_TOKEN}{int(serial) + 1 if serial.isdigit() else 1}"
+                }
             if mode == "loop" and page_token == _LOOP_TOKEN:
                 page_token = ""  # the first page again, and the same token again
             scope = hashlib.sha256(f"{project}/{location}?{filter}".encode()).hexdigest()[:16]
@@ -343,7 +411,13 @@ class Backend:
                 )
             if state != CANCELLING:
                 done = now + _seconds_us(self.config.cancelling_seconds)
-                job.events = [*job.history(now), (now, CANCELLING), (done, CANCELLED)]
+                # "The server makes a best effort to cancel the job, but success is not
+                # guaranteed": with cancel_wins off the job ends as it would have (SUCCEEDED,
+                # or FAILED by a fail rule), only sooner.
+                end = CANCELLED if self.config.cancel_wins else job.events[-1][1]
+                if end not in (SUCCEEDED, FAILED):
+                    end = CANCELLED
+                job.events = [*job.history(now), (now, CANCELLING), (done, end)]
                 self._save()
             return {}
 
@@ -352,8 +426,15 @@ class Backend:
         with self._lock:
             self._admit("generateContent", endpoint)
             canonical = self._endpoint_name(endpoint)
-            endpoint_id = int(canonical.rsplit("/", 1)[1]) - _ENDPOINT_ID_BASE
-            job = self._jobs.get(endpoint_id)
+            endpoint_id = int(canonical.rsplit("/", 1)[1])
+            if endpoint_id >= _CHECKPOINT_ENDPOINT_BASE:  # a checkpoint's endpoint
+                job = self._jobs.get((endpoint_id - _CHECKPOINT_ENDPOINT_BASE) // _MAX_CHECKPOINTS)
+                if job is not None and not any(
+                    c["endpoint"] == canonical for c in _checkpoints(job, self._tuning_steps(job))
+                ):
+                    job = None
+            else:
+                job = self._jobs.get(endpoint_id - _ENDPOINT_ID_BASE)
             now = self._now()
             if (
                 job is None
@@ -398,7 +479,7 @@ class Backend:
                     "candidatesTokenCount": reply_tokens,
                     "totalTokenCount": prompt_tokens + reply_tokens,
                 },
-                "modelVersion": wire.base_model_id(job.spec.get("baseModel", "")),
+                "modelVersion": wire.base_model_id(job.base_model),
                 "createTime": wire.format_timestamp(now),
                 "responseId": base64.urlsafe_b64encode(response_id[:15]).decode(),
             }
@@ -617,7 +698,7 @@ class Backend:
                 429,
                 "RESOURCE_EXHAUSTED",
                 "Resource exhausted. Please try again later.",
-                retry_after=math.ceil(config.retry_after_seconds),
+                *self._retry_hints(config.retry_after_seconds),
             )
         match = _PARENT.match(resource)
         if match is None:
@@ -625,6 +706,12 @@ class Backend:
         self._by_parent[match[0]] += 1
         if operation != "generateContent":
             self._take_quota(operation, self._project_number(match[1]), match[2])
+
+    def _retry_hints(self, seconds: float) -> tuple[list[dict[str, Any]], int | None]:
+        """The details (a google.rpc.RetryInfo) and the `Retry-After` header of a 429."""
+        details = [retry_info(seconds)] if self.config.retry_info else []
+        header = max(1, math.ceil(seconds)) if self.config.retry_after_header else None
+        return details, header
 
     def _take_quota(self, operation: str, project: str, location: str) -> None:
         quotas = [
@@ -652,7 +739,9 @@ class Backend:
                 window.popleft()
             if len(window) >= limit:
                 self._faults["quota_429"] += 1
-                retry = max(1, math.ceil(window[0] + 60 - now))
+                wait = max(0.001, round(window[0] + 60 - now, 3))
+                retry = max(1, math.ceil(wait))
+                details, header = self._retry_hints(wait)
                 raise ApiError(
                     429,
                     "RESOURCE_EXHAUSTED",
@@ -672,13 +761,113 @@ class Backend:
                                 "quota_location": location,
                                 "quota_limit_value": str(limit),
                             },
-                        }
+                        },
+                        *details,
                     ],
-                    retry_after=retry,
+                    header,
                 )
             windows.append(window)
         for window in windows:
             window.append(now)
+
+    def _model_versions(self, model_id: int, now: int) -> list[_Job]:
+        """The succeeded jobs whose tuned models are the versions of a Model, version 1 first."""
+        jobs = [
+            job
+            for job in self._jobs.values()
+            if job.own_model_id == model_id and job.state(now) == SUCCEEDED
+        ]
+        return sorted(jobs, key=lambda job: (job.history(now)[-1][0], job.id))
+
+    def _model_display_name(self, model_id: int, now: int) -> str:
+        origin = self._model_versions(model_id, now)[0]
+        return str(origin.spec.get("tunedModelDisplayName", origin.name))
+
+    def _pre_tuned_source(
+        self, project: str, location: str, pre_tuned: Mapping[str, Any], now: int
+    ) -> tuple[int, _Job]:
+        """The Model id and the job of the model version that `preTunedModel` names.
+
+        A model exists once a job making it has succeeded. Without a version (or with the
+        `default` alias) the first version is meant: Model Registry gives the default alias to a
+        model's first version and moves it only when told to.
+        """
+        name = pre_tuned["tunedModelName"]
+        match = _MODEL_NAME.fullmatch(name)
+        if match is None:
+            pattern = "projects/{project}/locations/{location}/models/{model}[@{version}]"
+            raise invalid_argument(
+                f"pre_tuned_model.tuned_model_name {name!r} is not a model name: expected"
+                f" {pattern}.",
+                [(_TUNED_MODEL_NAME, f"must match {pattern}")],
+            )
+        model_id = int(match[3])
+        versions = self._model_versions(model_id, now)
+        if (self._project_number(match[1]), match[2]) != (project, location):
+            versions = []  # a model of another project or region is not found here
+        version = match[4] or "default"
+        if version == "default" and versions:
+            source = versions[0]
+        elif version.isdigit() and 1 <= int(version) <= len(versions):
+            source = versions[int(version) - 1]
+        else:
+            raise not_found(f"Model `{name}` not found.")
+        checkpoint = pre_tuned.get("checkpointId")
+        known = [c["checkpointId"] for c in _checkpoints(source, self._tuning_steps(source))]
+        if checkpoint is not None and checkpoint not in known:
+            have = f"its checkpoints are {', '.join(known)}" if known else "it has no checkpoints"
+            raise invalid_argument(
+                f"pre_tuned_model.checkpoint_id {checkpoint!r} is not a checkpoint of {name}:"
+                f" {have}.",
+                [("tuning_job.pre_tuned_model.checkpoint_id", "unknown checkpoint")],
+            )
+        return model_id, source
+
+    def _tuning_steps(self, job: _Job) -> int:
+        stats = _data_stats(job)
+        return int(next(iter(stats.values()))["tuningStepCount"])
+
+    def _check_lifecycle(self, model_id: str, now: int) -> None:
+        """400 FAILED_PRECONDITION for a base model closed to new tuning on the clock's date.
+
+        FAILED_PRECONDITION, not INVALID_ARGUMENT: the same request was valid before the date
+        ("new access to the model is blocked ... one month before the retirement date"), so it
+        is the system's state that refuses it (google.rpc.Code: INVALID_ARGUMENT is for arguments
+        "problematic regardless of the state of the system").
+        """
+        model = wire.TUNABLE_MODELS.get(model_id)
+        if model is None or not self.config.refuse_retired_models:
+            return
+        override = self.config.model_retirements.get(model_id)
+        retires = dt.date.fromisoformat(override) if override else model.retires
+        closes = model.tuning_closes(retires)
+        today = (dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=now)).date()
+        if closes is None or today < closes:
+            return
+        if retires is not None and today >= retires:
+            when = f"was retired on {retires.isoformat()}"
+        elif retires is not None:
+            when = f"retires on {retires.isoformat()}"
+        else:
+            when = "is retired"
+        raise ApiError(
+            400,
+            "FAILED_PRECONDITION",
+            f"Base model {model_id} {when}; new tuning jobs have been refused since"
+            f" {closes.isoformat()}. Tune a current model instead.",
+            [
+                {
+                    "@type": ERROR_INFO_TYPE,
+                    "reason": "MODEL_RETIRED",
+                    "domain": "aiplatform.googleapis.com",
+                    "metadata": {
+                        "model": model_id,
+                        "tuning_closed": closes.isoformat(),
+                        **({"retirement": retires.isoformat()} if retires else {}),
+                    },
+                }
+            ],
+        )
 
     def _timeline(self, created: int) -> list[tuple[int, str]]:
         started = created + _seconds_us(self.config.pending_seconds)
@@ -744,10 +933,19 @@ class Backend:
         if error:
             out["error"] = error
         if state == SUCCEEDED:
-            out["tunedModel"] = {
-                "model": f"{job.parent}/models/{_MODEL_ID_BASE + job.id}@1",
-                "endpoint": f"{job.parent}/endpoints/{_ENDPOINT_ID_BASE + job.id}",
+            versions = self._model_versions(job.own_model_id, now)
+            version = versions.index(job) + 1 if job in versions else 1
+            tuned: dict[str, Any] = {
+                "model": f"{job.parent}/models/{job.own_model_id}@{version}",
+                "endpoint": _endpoint(job),
             }
+            checkpoints = _checkpoints(job, self._tuning_steps(job))
+            if checkpoints:
+                tuned["checkpoints"] = checkpoints
+            out["tunedModel"] = tuned
+            evaluation = job.spec.get("supervisedTuningSpec", {}).get("evaluationConfig")
+            if evaluation is not None:
+                out["evaluateDatasetRuns"] = _evaluation_runs(job, evaluation, checkpoints)
         ordered = {key: out[key] for key in wire.TUNING_JOB_ORDER if key in out}
         for key, value in job.extra.items():
             if value is None:
@@ -833,9 +1031,7 @@ def _rule_matches(rule: Mapping[str, Any], job: _Job) -> bool:
     if any(labels.get(key) != value for key, value in rule["labels"].items()):
         return False
     wanted = rule["baseModel"]
-    return not wanted or wire.base_model_id(job.spec.get("baseModel", "")) == wire.base_model_id(
-        wanted
-    )
+    return not wanted or wire.base_model_id(job.base_model) == wire.base_model_id(wanted)
 
 
 def _texts(content: Mapping[str, Any]) -> Iterable[str]:
@@ -846,13 +1042,85 @@ def _texts(content: Mapping[str, Any]) -> Iterable[str]:
     )
 
 
+def _endpoint(job: _Job) -> str:
+    return f"{job.parent}/endpoints/{_ENDPOINT_ID_BASE + job.id}"
+
+
+def _epochs(job: _Job) -> int:
+    spec = job.spec.get(wire.tuning_spec_key(job.spec), {})
+    return max(1, int(spec.get("hyperParameters", {}).get("epochCount", _DEFAULT_EPOCHS)))
+
+
+def _checkpoints(job: _Job, steps: int) -> list[dict[str, Any]]:
+    """One checkpoint per epoch unless `exportLastCheckpointOnly`; the last one is the tuned
+    model's own endpoint, the others have endpoints of their own."""
+    spec = job.spec.get(wire.tuning_spec_key(job.spec), {})
+    if spec.get("exportLastCheckpointOnly"):
+        return []
+    epochs = min(_epochs(job), _MAX_CHECKPOINTS - 1)
+    return [
+        {
+            "checkpointId": str(epoch),
+            "epoch": str(epoch),
+            "step": str(steps * epoch // epochs),
+            "endpoint": _endpoint(job)
+            if epoch == epochs
+            else f"{job.parent}/endpoints/"
+            f"{_CHECKPOINT_ENDPOINT_BASE + job.id * _MAX_CHECKPOINTS + epoch}",
+        }
+        for epoch in range(1, epochs + 1)
+    ]
+
+
+def _evaluation_runs(
+    job: _Job, config: Mapping[str, Any], checkpoints: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """One evaluation run per checkpoint (or one for the model), with made-up scores."""
+    prefix = config["outputConfig"]["gcsDestination"]["outputUriPrefix"].rstrip("/")
+    runs = []
+    points: list[dict[str, Any] | None] = [*checkpoints] or [None]
+    for i, checkpoint in enumerate(points):
+        digest = hashlib.sha256(f"{job.id}/{i}".encode()).digest()
+        run: dict[str, Any] = {}
+        if checkpoint is not None:
+            run["checkpointId"] = checkpoint["checkpointId"]
+        run["evaluationRun"] = f"{job.parent}/evaluationRuns/{job.id * _MAX_CHECKPOINTS + i}"
+        run["evaluateDatasetResponse"] = {
+            "aggregationOutput": {
+                "aggregationResults": [
+                    {
+                        "aggregationMetric": "AVERAGE",
+                        "pointwiseMetricResult": {"score": round(2 + digest[0] / 85, 3)},
+                    }
+                ]
+            },
+            "outputInfo": {"gcsOutputDirectory": f"{prefix}/tuning-evaluation-{job.id}-{i}/"},
+        }
+        runs.append(run)
+    return runs
+
+
 def _data_stats(job: _Job) -> dict[str, Any]:
-    """Plausible supervised tuning data statistics, derived from the training dataset URI."""
-    spec = job.spec.get("supervisedTuningSpec", {})
+    """Plausible tuning data statistics (supervised or preference), derived from the training
+    dataset URI."""
+    key = wire.tuning_spec_key(job.spec)
+    spec = job.spec.get(key, {})
     digest = hashlib.sha256(spec.get("trainingDatasetUri", job.name).encode()).digest()
     examples = 100 + int.from_bytes(digest[:3], "big") % 9900
     input_mean, output_mean = 40 + digest[3], 20 + digest[4] // 2
-    epochs = max(1, int(spec.get("hyperParameters", {}).get("epochCount", "3")))
+    epochs = _epochs(job)
+    if key == "preferenceOptimizationSpec":
+        # Billable tokens per example: 2 x prompt + completion (preference-tuning page).
+        return {
+            "preferenceOptimizationDataStats": {
+                "tuningDatasetExampleCount": str(examples),
+                "totalBillableTokenCount": str(examples * (2 * input_mean + output_mean) * epochs),
+                "tuningStepCount": str(math.ceil(examples * epochs / 16)),
+                "userInputTokenDistribution": _preference_distribution(examples, input_mean),
+                "userOutputTokenDistribution": _preference_distribution(examples, output_mean),
+                "scoresDistribution": _preference_distribution(examples, 3),
+            }
+        }
     tokens = examples * (input_mean + output_mean)
     return {
         "supervisedTuningDataStats": {
@@ -886,5 +1154,23 @@ def _distribution(count: int, mean: int) -> dict[str, Any]:
                 "right": float(2 * mean),
             },
             {"count": float(count // 10), "left": float(2 * mean), "right": float(high)},
+        ],
+    }
+
+
+def _preference_distribution(count: int, mean: int) -> dict[str, Any]:
+    """A DatasetDistribution: unlike the supervised one, `sum` is a double, bucket counts int64."""
+    low, high = max(1, mean // 4), mean * 3
+    return {
+        "sum": float(count * mean),
+        "min": float(low),
+        "max": float(high),
+        "mean": float(mean),
+        "median": float(mean),
+        "p5": float(max(low, mean // 2)),
+        "p95": float(mean * 2),
+        "buckets": [
+            {"count": str(count // 2), "left": float(low), "right": float(mean)},
+            {"count": str(count - count // 2), "left": float(mean), "right": float(high)},
         ],
     }

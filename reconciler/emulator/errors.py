@@ -12,6 +12,25 @@ from typing import Any
 
 BAD_REQUEST_TYPE = "type.googleapis.com/google.rpc.BadRequest"
 ERROR_INFO_TYPE = "type.googleapis.com/google.rpc.ErrorInfo"
+RETRY_INFO_TYPE = "type.googleapis.com/google.rpc.RetryInfo"
+
+
+def duration(seconds: float) -> str:
+    """A google.protobuf.Duration in JSON, as protobuf prints it: 0, 3, 6 or 9 decimals and `s`."""
+    nanos = round(seconds * 1_000_000_000)
+    whole, fraction = divmod(nanos, 1_000_000_000)
+    if not fraction:
+        return f"{whole}s"
+    for digits in (3, 6, 9):
+        scale = 10 ** (9 - digits)
+        if fraction % scale == 0:
+            return f"{whole}.{fraction // scale:0{digits}d}s"
+    raise AssertionError("unreachable")
+
+
+def retry_info(seconds: float) -> dict[str, Any]:
+    """The google.rpc.RetryInfo detail: when the client should retry."""
+    return {"@type": RETRY_INFO_TYPE, "retryDelay": duration(seconds)}
 
 
 class ApiError(Exception):

@@ -13,11 +13,16 @@ import datetime as dt
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.emulator.errors import invalid_argument
+
+# The emulator's own list of tunable base models (adapter sizes, methods, retirement), re-exported.
+from reconciler.emulator.models import ADAPTER_SIZES as ADAPTER_SIZES
+from reconciler.emulator.models import TUNABLE_MODELS as TUNABLE_MODELS
+from reconciler.emulator.models import TunableModel as TunableModel
 
 JOB_STATES = (
     "JOB_STATE_UNSPECIFIED",
@@ -33,33 +38,6 @@ JOB_STATES = (
     "JOB_STATE_UPDATING",
     "JOB_STATE_PARTIALLY_SUCCEEDED",
 )  # position = proto number
-ADAPTER_SIZES = {
-    "ADAPTER_SIZE_UNSPECIFIED": 0,
-    "ADAPTER_SIZE_ONE": 1,
-    "ADAPTER_SIZE_TWO": 6,
-    "ADAPTER_SIZE_FOUR": 2,
-    "ADAPTER_SIZE_EIGHT": 3,
-    "ADAPTER_SIZE_SIXTEEN": 4,
-    "ADAPTER_SIZE_THIRTY_TWO": 5,
-}
-
-# Tunable base models and, where the docs state them, the adapter sizes each accepts.
-_ANY_ADAPTER = frozenset(ADAPTER_SIZES) - {"ADAPTER_SIZE_UNSPECIFIED"}
-_FLASH_25 = _ANY_ADAPTER - {"ADAPTER_SIZE_THIRTY_TWO"}
-TUNABLE_MODELS: Mapping[str, frozenset[str]] = {
-    "gemini-1.0-pro-002": _ANY_ADAPTER,
-    "gemini-1.5-pro-002": frozenset({"ADAPTER_SIZE_ONE", "ADAPTER_SIZE_FOUR"}),
-    "gemini-1.5-flash-002": frozenset(
-        {"ADAPTER_SIZE_ONE", "ADAPTER_SIZE_FOUR", "ADAPTER_SIZE_EIGHT", "ADAPTER_SIZE_SIXTEEN"}
-    ),
-    "gemini-2.0-flash-001": _ANY_ADAPTER,
-    "gemini-2.0-flash-lite-001": _ANY_ADAPTER,
-    "gemini-2.5-pro": _ANY_ADAPTER,
-    "gemini-2.5-flash": _FLASH_25,
-    "gemini-2.5-flash-lite": _FLASH_25,
-    "translation-llm-002": frozenset({"ADAPTER_SIZE_FOUR"}),
-}
-
 # Field order of the TuningJob proto, which is the order Google's JSON printer emits.
 TUNING_JOB_ORDER = (
     "name",
@@ -103,7 +81,9 @@ def snake(name: str) -> str:
 class Field:
     """One field of a request message: its JSON kind and, for messages and enums, its type."""
 
-    kind: str  # string | bool | int64 | double | enum | message | map | object | output
+    # string | bool | int32 | int64 | double | enum | message | list (of messages; an empty
+    # Message: of objects) | map | object | output
+    kind: str
     message: Message | None = None
     enum: tuple[str, Mapping[str, int]] | None = None  # (type name, name -> number)
 
@@ -129,6 +109,35 @@ _HYPER = Message(
         "adapterSize": _ADAPTER,
     },
 )
+# EvaluationConfig: its own fields are checked; a Metric (a bag of a dozen metric specs) and a
+# GenerationConfig are taken as given, as objects.
+_GCS_DESTINATION = Message(f"{_PKG}.GcsDestination", {"outputUriPrefix": Field("string")})
+_AUTORATER = Message(
+    f"{_PKG}.AutoraterConfig",
+    {
+        "samplingCount": Field("int32"),
+        "flipEnabled": Field("bool"),
+        "autoraterModel": Field("string"),
+        "generationConfig": Field("object"),
+    },
+)
+_CUSTOM_METRIC = Message(
+    f"{_PKG}.DatasetCustomMetric",
+    {"displayName": Field("string"), "aggregationFunction": Field("string")},
+)
+_EVALUATION = Message(
+    f"{_PKG}.EvaluationConfig",
+    {
+        "metrics": Field("list", Message(f"{_PKG}.Metric", {})),
+        "outputConfig": Field(
+            "message",
+            Message(f"{_PKG}.OutputConfig", {"gcsDestination": Field("message", _GCS_DESTINATION)}),
+        ),
+        "autoraterConfig": Field("message", _AUTORATER),
+        "inferenceGenerationConfig": Field("object"),
+        "datasetCustomMetrics": Field("list", _CUSTOM_METRIC),
+    },
+)
 _SUPERVISED = Message(
     f"{_PKG}.SupervisedTuningSpec",
     {
@@ -136,7 +145,7 @@ _SUPERVISED = Message(
         "validationDatasetUri": Field("string"),
         "hyperParameters": Field("message", _HYPER),
         "exportLastCheckpointOnly": Field("bool"),
-        "evaluationConfig": Field("object"),
+        "evaluationConfig": Field("message", _EVALUATION),
     },
 )
 _PREFERENCE_HYPER = Message(
@@ -241,6 +250,22 @@ class _Parser:
             if not isinstance(item, bool):
                 return self.invalid(path, "TYPE_BOOL", item)
             return item or None
+        if spec.kind == "int32":
+            number = _as_int64(item)
+            if number is None or not -(2**31) <= number < 2**31:
+                return self.invalid(path, "TYPE_INT32", item)
+            return number or None
+        if spec.kind == "list":
+            assert spec.message is not None
+            if not isinstance(item, list):
+                return self.invalid(path, f"type.googleapis.com/{spec.message.type_name}", item)
+            items = [
+                self.object(one, f"{path}[{i}]")
+                if not spec.message.fields
+                else self.message(one, spec.message, f"{path}[{i}]")
+                for i, one in enumerate(item)
+            ]
+            return items or None
         if spec.kind == "int64":
             number = _as_int64(item)
             return self.invalid(path, "TYPE_INT64", item) if number is None else str(number)
@@ -268,7 +293,11 @@ class _Parser:
                 if not isinstance(text, str):
                     self.invalid(f"{path}[{key}]", "TYPE_STRING", text)
             return dict(item) or None
-        if not isinstance(item, dict):  # "object": accepted as given
+        return self.object(item, path)
+
+    def object(self, item: Any, path: str) -> Any:
+        """A message taken as given (not checked inside): it must be a JSON object."""
+        if not isinstance(item, dict):
             return self.invalid(path, "type.googleapis.com/google.protobuf.Struct", item)
         return item
 
@@ -308,41 +337,126 @@ def base_model_id(base_model: str) -> str:
     return base_model.rsplit("/", 1)[-1].split("@", 1)[0]
 
 
-def check_tuning_job(job: Mapping[str, Any]) -> None:
-    """The service's semantic rules on a parsed TuningJob; 400 INVALID_ARGUMENT names each field."""
+def tuning_spec_key(job: Mapping[str, Any]) -> str:
+    """The JSON name of the job's tuning spec (oneof tuning_spec): supervised unless preference."""
+    if "preferenceOptimizationSpec" in job and "supervisedTuningSpec" not in job:
+        return "preferenceOptimizationSpec"
+    return "supervisedTuningSpec"
+
+
+def check_tuning_job(job: Mapping[str, Any], pre_tuned_base: str | None = None) -> None:
+    """The service's semantic rules on a parsed TuningJob; 400 INVALID_ARGUMENT names each field.
+
+    `pre_tuned_base` is the base model of the job's pre-tuned model (continuous tuning), found by
+    the caller, which knows the models the service holds.
+    """
     problems: list[tuple[str, str]] = []
 
     def problem(where: str, text: str) -> None:
         problems.append((f"tuning_job.{where}", f"{where} {text}"))
 
-    base_model = job.get("baseModel")
-    spec = job.get("supervisedTuningSpec", {})
+    # oneof source_model { base_model; pre_tuned_model } and oneof tuning_spec { supervised; preference }
+    if "baseModel" in job and "preTunedModel" in job:
+        problem("pre_tuned_model", "cannot be set with base_model: a job tunes one or the other.")
+    elif "preTunedModel" in job and not job["preTunedModel"].get("tunedModelName"):
+        problem("pre_tuned_model.tuned_model_name", "is required.")
+    elif "preTunedModel" not in job and not job.get("baseModel"):
+        problem("base_model", "is required (or pre_tuned_model, for continuous tuning).")
+    if "supervisedTuningSpec" in job and "preferenceOptimizationSpec" in job:
+        text = "cannot be set with supervised_tuning_spec: a job has one tuning spec."
+        problem("preference_optimization_spec", text)
+    spec_key = tuning_spec_key(job)
+    spec_name = snake(spec_key)
+    spec = job.get(spec_key, {})
     hyper = spec.get("hyperParameters", {})
-    adapter = hyper.get("adapterSize")
-    if not base_model:
-        problem("base_model", "is required.")
-    elif base_model_id(base_model) not in TUNABLE_MODELS:
+    base_model = pre_tuned_base if "preTunedModel" in job else job.get("baseModel")
+    model = TUNABLE_MODELS.get(base_model_id(base_model)) if base_model else None
+    if base_model and model is None and "preTunedModel" not in job:
         supported = ", ".join(TUNABLE_MODELS)
         problem("base_model", f"{base_model!r} is not tunable. Tunable base models: {supported}.")
-    elif adapter and adapter not in TUNABLE_MODELS[base_model_id(base_model)]:
-        text = f"{adapter} is not supported for base model {base_model}."
-        problem("supervised_tuning_spec.hyper_parameters.adapter_size", text)
-    if "preferenceOptimizationSpec" in job:
-        problem("preference_optimization_spec", "is not emulated: the emulator runs SFT only.")
+    if model is not None:
+        _check_model(job, model, base_model or "", problem)
     for key in ("trainingDatasetUri", "validationDatasetUri"):
         uri = spec.get(key)
-        where = f"supervised_tuning_spec.{snake(key)}"
+        where = f"{spec_name}.{snake(key)}"
+        # Only supervised tuning documents Vertex dataset names ("or as the resource name of a
+        # Vertex Multimodal Dataset"); preference says "Cloud Storage path ... JSONL".
+        dataset = spec_key == "supervisedTuningSpec" and uri and _DATASET_NAME.fullmatch(uri)
         if uri is None and key == "trainingDatasetUri":
             problem(where, "is required.")
-        elif uri is not None and not (_GCS_URI.fullmatch(uri) or _DATASET_NAME.fullmatch(uri)):
-            text = f"must be gs://bucket/object or a Vertex dataset resource name, got {uri!r}."
-            problem(where, text)
+        elif uri is not None and not (_GCS_URI.fullmatch(uri) or dataset):
+            allowed = (
+                " or a Vertex dataset resource name" if spec_key == "supervisedTuningSpec" else ""
+            )
+            problem(where, f"must be gs://bucket/object{allowed}, got {uri!r}.")
     if "epochCount" in hyper and int(hyper["epochCount"]) < 1:
-        problem("supervised_tuning_spec.hyper_parameters.epoch_count", "must be at least 1.")
+        problem(f"{spec_name}.hyper_parameters.epoch_count", "must be at least 1.")
     rate = hyper.get("learningRateMultiplier")
     if rate is not None and not (math.isfinite(rate) and rate > 0):
-        problem("supervised_tuning_spec.hyper_parameters.learning_rate_multiplier", "must be > 0.")
-    labels = job.get("labels", {})
+        problem(f"{spec_name}.hyper_parameters.learning_rate_multiplier", "must be > 0.")
+    beta = hyper.get("beta")
+    if beta is not None and not (math.isfinite(beta) and beta >= 0):
+        problem(f"{spec_name}.hyper_parameters.beta", "must be a finite number >= 0.")
+    if "evaluationConfig" in spec:
+        _check_evaluation(spec["evaluationConfig"], f"{spec_name}.evaluation_config", problem)
+    _check_labels(job.get("labels", {}), problem)
+    if len(job.get("tunedModelDisplayName", "")) > _DISPLAY_NAME_MAX:
+        problem("tuned_model_display_name", f"must be at most {_DISPLAY_NAME_MAX} characters.")
+    if "encryptionSpec" in job and "kmsKeyName" not in job["encryptionSpec"]:
+        problem("encryption_spec.kms_key_name", "is required.")
+    if problems:
+        raise invalid_argument("\n".join(text for _, text in problems), problems)
+
+
+def _check_model(
+    job: Mapping[str, Any],
+    model: TunableModel,
+    base_model: str,
+    problem: Callable[[str, str], None],
+) -> None:
+    """The rules of one base model: the methods and adapter sizes it takes."""
+    if "preTunedModel" in job and not model.continuous:
+        problem(
+            "pre_tuned_model", f"continuous tuning is not supported for base model {base_model}."
+        )
+    if "preferenceOptimizationSpec" in job and not model.preference:
+        problem(
+            "preference_optimization_spec",
+            f"preference tuning is not supported for base model {base_model}.",
+        )
+    spec_key = tuning_spec_key(job)
+    adapter = job.get(spec_key, {}).get("hyperParameters", {}).get("adapterSize")
+    sizes = model.adapter_sizes
+    if spec_key == "preferenceOptimizationSpec" and model.preference_adapter_sizes is not None:
+        sizes = model.preference_adapter_sizes
+    if adapter and adapter not in sizes:
+        # The service's own words (googleapis/python-genai#908): "The adapter size is not
+        # supported for this base model."
+        text = f"{adapter} is not supported for base model {base_model}."
+        problem(f"{snake(spec_key)}.hyper_parameters.adapter_size", text)
+
+
+def _check_evaluation(
+    config: Mapping[str, Any], where: str, problem: Callable[[str, str], None]
+) -> None:
+    """EvaluationConfig: `metrics` and `outputConfig.gcsDestination.outputUriPrefix` required."""
+    if not config.get("metrics"):
+        problem(f"{where}.metrics", "is required: at least one metric.")
+    prefix = config.get("outputConfig", {}).get("gcsDestination", {}).get("outputUriPrefix")
+    if prefix is None:
+        problem(f"{where}.output_config.gcs_destination.output_uri_prefix", "is required.")
+    elif not re.fullmatch(r"gs://[a-z0-9][a-z0-9._-]*(/\S*)?", prefix):
+        text = f"must be a Cloud Storage URI gs://bucket[/path], got {prefix!r}."
+        problem(f"{where}.output_config.gcs_destination.output_uri_prefix", text)
+    count = config.get("autoraterConfig", {}).get("samplingCount")
+    if count is not None and not 1 <= count <= 32:
+        problem(f"{where}.autorater_config.sampling_count", "must be from 1 to 32.")
+    for i, metric in enumerate(config.get("datasetCustomMetrics", [])):
+        if not metric.get("aggregationFunction"):
+            problem(f"{where}.dataset_custom_metrics[{i}].aggregation_function", "is required.")
+
+
+def _check_labels(labels: Mapping[str, str], problem: Callable[[str, str], None]) -> None:
     if len(labels) > _LABEL_MAX:
         problem("labels", f"has {len(labels)} entries; at most {_LABEL_MAX} are allowed.")
     for key, value in labels.items():
@@ -358,12 +472,6 @@ def check_tuning_job(job: Mapping[str, Any]) -> None:
                 f" {_LABEL_TEXT_MAX} characters, only lowercase letters, digits, _ and -."
             )
             problem("labels", text)
-    if len(job.get("tunedModelDisplayName", "")) > _DISPLAY_NAME_MAX:
-        problem("tuned_model_display_name", f"must be at most {_DISPLAY_NAME_MAX} characters.")
-    if "encryptionSpec" in job and "kmsKeyName" not in job["encryptionSpec"]:
-        problem("encryption_spec.kms_key_name", "is required.")
-    if problems:
-        raise invalid_argument("\n".join(text for _, text in problems), problems)
 
 
 # Label text: lowercase letters (international ones too, per the TuningJob docs), digits, _, -.
