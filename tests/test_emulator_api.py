@@ -1072,3 +1072,183 @@ def test_embedded_server_has_a_real_clock_and_keeps_its_jobs(tmp_path: Path) -> 
     assert (tmp_path / "emulator-state.json").is_file()
     with start_embedded(tmp_path) as server, httpx.Client(base_url=server.url) as http:
         assert get(http, job["name"])["state"] == "JOB_STATE_RUNNING"
+
+
+# ----- continuous tuning, preference tuning, evaluation, checkpoints (issue 13) ----------------
+
+EVALUATION = {
+    "metrics": [{"pointwiseMetricSpec": {"metricPromptTemplate": "Rate it."}}],
+    "outputConfig": {"gcsDestination": {"outputUriPrefix": "gs://bucket/eval/"}},
+}
+
+
+def succeeded(emulator: Any, http: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
+    job = create(http, body)
+    emulator.advance(660)
+    return get(http, job["name"])
+
+
+def continuation(model: str, **fields: Any) -> dict[str, Any]:
+    body = job_body(preTunedModel={"tunedModelName": model})
+    del body["baseModel"], body["tunedModelDisplayName"]
+    return {**body, **fields}
+
+
+def test_continuous_tuning_makes_new_versions_of_the_parent_model(
+    emulator: Any, http: httpx.Client
+) -> None:
+    parent = succeeded(emulator, http, job_body())
+    model = parent["tunedModel"]["model"]
+    assert model.endswith("@1")
+    second = succeeded(emulator, http, continuation(model))
+    assert "baseModel" not in second
+    assert second["preTunedModel"] == {
+        "tunedModelName": model,
+        "baseModel": "gemini-3.1-flash-lite",
+    }
+    assert second["tunedModelDisplayName"] == "support-bot"  # the parent's, by default
+    assert second["tunedModel"]["model"] == model.replace("@1", "@2")
+    assert second["tunedModel"]["endpoint"] != parent["tunedModel"]["endpoint"]
+    third = succeeded(emulator, http, continuation(model.removesuffix("@1") + "@2"))
+    assert third["tunedModel"]["model"] == model.replace("@1", "@3")
+    renamed = succeeded(emulator, http, continuation(model, tunedModelDisplayName="support-bot-v2"))
+    assert renamed["tunedModel"]["model"].endswith("@1")
+    assert renamed["tunedModel"]["model"].split("@")[0] != model.split("@")[0]
+
+
+def test_continuous_tuning_needs_an_existing_model_and_checkpoint(
+    emulator: Any, http: httpx.Client
+) -> None:
+    pending = create(http)
+    parent = succeeded(emulator, http, job_body())
+    model = parent["tunedModel"]["model"]
+    missing = model.replace("@1", "@9")
+    never = pending["name"].replace("tuningJobs", "models")
+    for name in (missing, never, model.replace("us-central1", "europe-west4")):
+        assert "not found" in error_of(http.post(JOBS, json=continuation(name)), 404, "NOT_FOUND")
+    for bad in ("models/1", "projects/p/locations/us-central1/models/abc"):
+        error_of(http.post(JOBS, json=continuation(bad)), 400, "INVALID_ARGUMENT")
+    body = continuation(model)
+    body["preTunedModel"]["checkpointId"] = "99"
+    assert "checkpoint" in error_of(http.post(JOBS, json=body), 400, "INVALID_ARGUMENT")
+    body["preTunedModel"]["checkpointId"] = "2"
+    create(http, body)
+
+
+def test_source_and_tuning_spec_are_oneofs(emulator: Any, http: httpx.Client) -> None:
+    model = succeeded(emulator, http, job_body())["tunedModel"]["model"]
+    both = job_body(preTunedModel={"tunedModelName": model})
+    assert "pre_tuned_model" in error_of(http.post(JOBS, json=both), 400, "INVALID_ARGUMENT")
+    neither = job_body()
+    del neither["baseModel"]
+    assert "base_model" in error_of(http.post(JOBS, json=neither), 400, "INVALID_ARGUMENT")
+    two_specs = job_body(preferenceOptimizationSpec={"trainingDatasetUri": "gs://b/p.jsonl"})
+    message = error_of(http.post(JOBS, json=two_specs), 400, "INVALID_ARGUMENT")
+    assert "preference_optimization_spec" in message
+    output_only = job_body()
+    del output_only["baseModel"]
+    output_only["preTunedModel"] = {"baseModel": "gemini-3.5-flash"}  # output only: ignored
+    error_of(http.post(JOBS, json=output_only), 400, "INVALID_ARGUMENT")
+
+
+def preference(model: str = "gemini-3.5-flash", **hyper_parameters: Any) -> dict[str, Any]:
+    body = job_body(baseModel=model)
+    del body["supervisedTuningSpec"]
+    body["preferenceOptimizationSpec"] = {
+        "trainingDatasetUri": "gs://bucket/prefs.jsonl",
+        "hyperParameters": {"beta": 0.5, **hyper_parameters},
+    }
+    return body
+
+
+def test_preference_tuning_is_validated_per_model(emulator: Any, http: httpx.Client) -> None:
+    job = succeeded(emulator, http, preference(epochCount=2))
+    assert job["preferenceOptimizationSpec"]["hyperParameters"] == {"epochCount": "2", "beta": 0.5}
+    stats = job["tuningDataStats"]["preferenceOptimizationDataStats"]
+    assert int(stats["tuningDatasetExampleCount"]) > 0
+    assert [c["epoch"] for c in job["tunedModel"]["checkpoints"]] == ["1", "2"]
+    emulator.configure(refuse_retired_models=False)
+    where = "tuning_job.preference_optimization_spec"
+    for body, field in (
+        (preference("gemini-2.5-pro"), where),
+        (preference(beta=-1), f"{where}.hyper_parameters.beta"),
+        (
+            preference(adapterSize="ADAPTER_SIZE_THIRTY_TWO"),
+            f"{where}.hyper_parameters.adapter_size",
+        ),
+        (preference(epochCount=0), f"{where}.hyper_parameters.epoch_count"),
+        (preference(foo=1), f"{where}.hyper_parameters"),
+    ):
+        r = http.post(JOBS, json=body)
+        error_of(r, 400, "INVALID_ARGUMENT")
+        fields = [v["field"] for v in r.json()["error"]["details"][0]["fieldViolations"]]
+        assert any(f.startswith(field) for f in fields), (body, fields)
+    dataset = preference()
+    dataset["preferenceOptimizationSpec"]["trainingDatasetUri"] = (
+        "projects/p/locations/l/datasets/1"
+    )
+    error_of(http.post(JOBS, json=dataset), 400, "INVALID_ARGUMENT")  # GCS JSONL only, per v1
+    succeeded(emulator, http, preference("gemini-2.5-flash"))
+
+
+def test_checkpoints_unless_only_the_last_is_exported(emulator: Any, http: httpx.Client) -> None:
+    job = succeeded(emulator, http, job_body())
+    checkpoints = job["tunedModel"]["checkpoints"]
+    assert [(c["checkpointId"], c["epoch"]) for c in checkpoints] == [
+        ("1", "1"),
+        ("2", "2"),
+        ("3", "3"),
+    ]
+    assert int(checkpoints[0]["step"]) < int(checkpoints[2]["step"])
+    assert checkpoints[-1]["endpoint"] == job["tunedModel"]["endpoint"]
+    assert len({c["endpoint"] for c in checkpoints}) == 3
+    prompt = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
+    for checkpoint in checkpoints:
+        r = http.post(f"/v1/{checkpoint['endpoint']}:generateContent", json=prompt)
+        assert r.status_code == 200, r.text
+    body = job_body()
+    body["supervisedTuningSpec"]["exportLastCheckpointOnly"] = True
+    assert "checkpoints" not in succeeded(emulator, http, body)["tunedModel"]
+
+
+def test_evaluation_config_is_checked_and_gives_evaluation_runs(
+    emulator: Any, http: httpx.Client
+) -> None:
+    body = job_body()
+    body["supervisedTuningSpec"]["evaluationConfig"] = EVALUATION
+    job = succeeded(emulator, http, body)
+    assert job["supervisedTuningSpec"]["evaluationConfig"] == EVALUATION
+    runs = job["evaluateDatasetRuns"]
+    assert [run["checkpointId"] for run in runs] == ["1", "2", "3"]
+    output = runs[0]["evaluateDatasetResponse"]["outputInfo"]["gcsOutputDirectory"]
+    assert output.startswith("gs://bucket/eval/")
+    where = "tuning_job.supervised_tuning_spec.evaluation_config"
+    for config, field in (
+        ({"outputConfig": EVALUATION["outputConfig"]}, f"{where}.metrics"),
+        ({"metrics": EVALUATION["metrics"]}, f"{where}.output_config"),
+        ({**EVALUATION, "autoraterConfig": {"samplingCount": 64}}, f"{where}.autorater_config"),
+        ({**EVALUATION, "metrics": "all"}, f"{where}.metrics"),
+        ({**EVALUATION, "surprise": 1}, where),
+    ):
+        body["supervisedTuningSpec"]["evaluationConfig"] = config
+        r = http.post(JOBS, json=body)
+        error_of(r, 400, "INVALID_ARGUMENT")
+        fields = [v["field"] for v in r.json()["error"]["details"][0]["fieldViolations"]]
+        assert any(f.startswith(field) for f in fields), (config, fields)
+
+
+def test_a_cancel_may_lose_the_race_to_completion(emulator: Any, http: httpx.Client) -> None:
+    emulator.configure(cancel_wins=False)
+    job = create(http)
+    emulator.advance(60)
+    http.post(f"/v1/{job['name']}:cancel", json={}).raise_for_status()
+    assert get(http, job["name"])["state"] == "JOB_STATE_CANCELLING"
+    emulator.advance(30)
+    done = get(http, job["name"])
+    assert done["state"] == "JOB_STATE_SUCCEEDED"
+    assert "error" not in done and done["tunedModel"]["endpoint"]
+    emulator.fail(labels={"team": "doomed"})
+    doomed = create(http, job_body(labels={"team": "doomed"}))
+    http.post(f"/v1/{doomed['name']}:cancel", json={}).raise_for_status()
+    emulator.advance(30)
+    assert get(http, doomed["name"])["state"] == "JOB_STATE_FAILED"

@@ -125,7 +125,8 @@ def make(http: httpx.Client) -> Callable[..., str]:
     """Create a job (BODY with top-level overrides) and return its name."""
 
     def make(**fields: Any) -> str:
-        r = http.post(JOBS, json={**BODY, **fields})
+        body = {key: value for key, value in {**BODY, **fields}.items() if value is not None}
+        r = http.post(JOBS, json=body)
         assert r.status_code == 200, r.text
         assert_valid(TUNING_JOB, r.json())
         name: str = r.json()["name"]
@@ -231,3 +232,78 @@ def test_errors_match_the_google_error_envelope(
             response.status_code,
             status,
         )
+
+
+# ----- the issue-13 fields, validated against the FULL installed document ----------------------
+# (the shared extract in /work/shared/reference cuts EvaluationConfig and the preference
+# statistics down to stubs, which would accept anything inside them)
+
+EVALUATION = {
+    "metrics": [
+        {
+            "aggregationMetrics": ["AVERAGE"],
+            "pointwiseMetricSpec": {"metricPromptTemplate": "Rate it."},
+        }
+    ],
+    "outputConfig": {"gcsDestination": {"outputUriPrefix": "gs://bucket/eval"}},
+    "autoraterConfig": {"samplingCount": 4, "flipEnabled": True},
+}
+
+
+def test_the_document_has_the_full_evaluation_and_preference_schemas() -> None:
+    schemas = DOCUMENT["schemas"]
+    assert {"metrics", "outputConfig", "autoraterConfig"} <= set(
+        schemas["GoogleCloudAiplatformV1EvaluationConfig"]["properties"]
+    )
+    assert (
+        "scoresDistribution"
+        in schemas["GoogleCloudAiplatformV1PreferenceOptimizationDataStats"]["properties"]
+    )
+
+
+def test_new_v1_fields_are_echoed_and_filled_in_as_the_schema_says(
+    emulator: Any, http: httpx.Client, make: Callable[..., str]
+) -> None:
+    supervised = {
+        **BODY["supervisedTuningSpec"],
+        "exportLastCheckpointOnly": False,
+        "evaluationConfig": EVALUATION,
+    }
+    parent = make(supervisedTuningSpec=supervised)
+    preference = make(
+        supervisedTuningSpec=None,
+        preferenceOptimizationSpec={
+            "trainingDatasetUri": "gs://bucket/prefs.jsonl",
+            "hyperParameters": {"epochCount": "2", "beta": 0.1, "adapterSize": "ADAPTER_SIZE_FOUR"},
+        },
+    )
+    emulator.advance(1000)
+    parent_job = http.get(f"/v1/{parent}").json()
+    continuation = make(
+        baseModel=None,
+        tunedModelDisplayName=None,
+        preTunedModel={"tunedModelName": parent_job["tunedModel"]["model"], "checkpointId": "2"},
+    )
+    emulator.advance(1000)
+    answers = [http.get(f"/v1/{name}").json() for name in (parent, preference, continuation)]
+    answers += emulator.jobs()
+    for answer in answers:
+        assert_valid(TUNING_JOB, answer)
+    parent_job, preference_job, continued = answers[:3]
+    assert parent_job["supervisedTuningSpec"]["evaluationConfig"] == EVALUATION
+    assert len(parent_job["tunedModel"]["checkpoints"]) == 4
+    assert len(parent_job["evaluateDatasetRuns"]) == 4
+    assert "preferenceOptimizationDataStats" in preference_job["tuningDataStats"]
+    assert preference_job["preferenceOptimizationSpec"]["hyperParameters"]["beta"] == 0.1
+    assert continued["preTunedModel"]["baseModel"] == "gemini-3.5-flash"
+    assert "baseModel" not in continued
+
+
+def test_a_429_with_retry_info_matches_the_envelope(emulator: Any, http: httpx.Client) -> None:
+    emulator.configure(rate_429=1.0, retry_after_seconds=2.5)
+    response = http.get(JOBS)
+    assert_valid(Draft202012Validator(ENVELOPE), response.json())
+    assert {
+        "@type": "type.googleapis.com/google.rpc.RetryInfo",
+        "retryDelay": "2.500s",
+    } in response.json()["error"]["details"]

@@ -116,6 +116,90 @@ def test_retry_after_is_a_floor_for_the_wait() -> None:
     assert clock.sleeps[0] >= 7
 
 
+def retry_info(delay: object) -> dict[str, object]:
+    return {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay}
+
+
+def quota(*details: object, **headers: str) -> httpx.Response:
+    body = {"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "message": "quota", "details": list(details)}}
+    return httpx.Response(429, headers=headers, json=body)
+
+
+@pytest.mark.parametrize("delay, seconds", [("3.500s", 3.5), ("3s", 3.0), ("0.250000000s", 0.25),
+                                            ("12.25s", 12.25)])
+def test_retry_info_in_the_error_details_sets_the_wait(delay: str, seconds: float) -> None:
+    handler, _ = answers(quota({"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "RATE_LIMIT_EXCEEDED"},
+                               retry_info(delay)), httpx.Response(200, json={}))
+    t, clock = transport(handler, RetryPolicy(initial=0.001, multiplier=1, maximum=0.001, deadline=100))
+    assert t.send("GET", URL) == {}
+    assert clock.sleeps == [pytest.approx(seconds)]
+
+
+def test_retry_info_comes_before_retry_after_which_is_the_fallback() -> None:
+    policy = RetryPolicy(initial=0.001, multiplier=1, maximum=0.001, deadline=100)
+    handler, _ = answers(quota(retry_info("2.500s"), **{"Retry-After": "9"}), httpx.Response(200, json={}))
+    t, clock = transport(handler, policy)
+    t.send("GET", URL)
+    assert clock.sleeps == [2.5]
+    handler, _ = answers(quota(retry_info("soon"), **{"Retry-After": "9"}), httpx.Response(200, json={}))
+    t, clock = transport(handler, policy)
+    t.send("GET", URL)
+    assert clock.sleeps == [9]  # a RetryInfo that is no Duration is ignored
+
+
+@pytest.mark.parametrize("delay", ["1.5", "1.5 s", "-1s", "1.1234567890s", "1e3s", 3, None])
+def test_retry_delays_that_are_not_protobuf_durations_are_ignored(delay: object) -> None:
+    handler, _ = answers(quota(retry_info(delay)), httpx.Response(200, json={}))
+    t, clock = transport(handler, RetryPolicy(initial=1, multiplier=1, maximum=1, deadline=100))
+    t.send("GET", URL)
+    assert len(clock.sleeps) == 1 and clock.sleeps[0] <= 1
+
+
+def test_a_503_with_retry_info_waits_as_told() -> None:
+    body = {"error": {"code": 503, "status": "UNAVAILABLE", "message": "later", "details": [retry_info("4s")]}}
+    handler, _ = answers(httpx.Response(503, json=body), httpx.Response(200, json={}))
+    t, clock = transport(handler, RetryPolicy(initial=0.001, multiplier=1, maximum=0.001, deadline=100))
+    t.send("GET", URL)
+    assert clock.sleeps == [4]
+
+
+def test_a_retry_info_beyond_the_deadline_gives_up_at_once() -> None:
+    handler, seen = answers(quota(retry_info("300s")))
+    t, clock = transport(handler, RetryPolicy(deadline=60))
+    with pytest.raises(ResourceExhaustedError, match=r"gave up after 1 attempt"):
+        t.send("GET", URL)
+    assert len(seen) == 1 and clock.sleeps == []
+
+
+def test_a_408_is_retried() -> None:
+    handler, seen = answers(error(408, "", "Request Timeout"), httpx.Response(200, json={"ok": 1}))
+    t, clock = transport(handler)
+    assert t.send("GET", URL) == {"ok": 1}
+    assert len(seen) == 2 and len(clock.sleeps) == 1 and t.counts["http_408"] == 1
+
+
+def test_a_create_answered_408_looks_for_its_job_before_sending_again() -> None:
+    job = {"name": f"{PARENT}/tuningJobs/1", "labels": {"reconciler-request": "r1"}, "baseModel": "gemini-3.5-flash"}
+    handler, seen = answers(error(408, "", "Request Timeout"), httpx.Response(200, json={"tuningJobs": [job]}))
+    t, _ = transport(handler)
+    client = VertexClient(endpoint="http://vertex.test", transport=t)
+    from reconciler.vertex.wire import TuningJob
+
+    created = client.create_tuning_job(PARENT, TuningJob.model_validate({"baseModel": "gemini-3.5-flash"}), "r1")
+    assert created.name == job["name"] and [r.method for r in seen] == ["POST", "GET"]
+
+
+def test_a_create_whose_only_attempt_got_408_is_settled_by_the_lookup() -> None:
+    job = {"name": f"{PARENT}/tuningJobs/1", "labels": {"reconciler-request": "r1"}, "baseModel": "gemini-3.5-flash"}
+    handler, seen = answers(error(408, "", "Request Timeout"), httpx.Response(200, json={"tuningJobs": [job]}))
+    t, _ = transport(handler, RetryPolicy(max_attempts=1))
+    client = VertexClient(endpoint="http://vertex.test", transport=t)
+    from reconciler.vertex.wire import TuningJob
+
+    created = client.create_tuning_job(PARENT, TuningJob.model_validate({"baseModel": "gemini-3.5-flash"}), "r1")
+    assert created.name == job["name"] and [r.method for r in seen] == ["POST", "GET"]
+
+
 def test_a_retry_after_beyond_the_deadline_gives_up_at_once() -> None:
     handler, seen = answers(error(503, "UNAVAILABLE", "later", **{"Retry-After": "300"}))
     t, clock = transport(handler, RetryPolicy(deadline=60))
@@ -324,13 +408,13 @@ def test_an_upload_whose_answer_was_lost_counts_as_written() -> None:
 
 
 def test_a_retried_create_finds_the_job_the_lost_answer_made() -> None:
-    job = {"name": f"{PARENT}/tuningJobs/1", "labels": {"reconciler-request": "r1"}, "baseModel": "gemini-2.5-flash"}
+    job = {"name": f"{PARENT}/tuningJobs/1", "labels": {"reconciler-request": "r1"}, "baseModel": "gemini-3.1-flash-lite"}
     handler, seen = answers(error(503, "UNAVAILABLE", "lost"), httpx.Response(200, json={"tuningJobs": [job]}))
     t, _ = transport(handler)
     client = VertexClient(endpoint="http://vertex.test", transport=t)
     from reconciler.vertex.wire import TuningJob
 
-    created = client.create_tuning_job(PARENT, TuningJob.model_validate({"baseModel": "gemini-2.5-flash"}), "r1")
+    created = client.create_tuning_job(PARENT, TuningJob.model_validate({"baseModel": "gemini-3.1-flash-lite"}), "r1")
     assert created.name == job["name"] and [r.method for r in seen] == ["POST", "GET"]
 
 
@@ -372,3 +456,25 @@ def test_resource_exhausted_is_the_type_of_a_final_429() -> None:
     t, _ = transport(handler, RetryPolicy(initial=1, max_attempts=2))
     with pytest.raises(ResourceExhaustedError):
         t.send("GET", URL)
+
+
+# -- through the CLI against the emulator: RetryInfo paces the retries -------------------------
+def test_the_cli_waits_as_the_emulators_retry_info_says(workdir: Path, emulator, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.clihelp import Cli, write_config
+
+    monkeypatch.setenv("RECONCILER_API_ENDPOINT", emulator.url)
+    write_config(workdir, retry={"initial": 0.01, "maximum": 0.05, "deadline": 2, "maxAttempts": 12})
+    cli = Cli(workdir, capsys)
+    cli.manifest("alpha")
+    # Every call is refused with a RetryInfo of 30 s and no Retry-After header: a client that
+    # honours RetryInfo sees the wait is past its 2 s deadline and gives up after one attempt;
+    # one that does not would retry 12 times, 0.05 s apart.
+    emulator.configure(rate_429=1.0, retry_after_seconds=30, retry_after_header=False, fault_seed=1)
+    r = cli("plan")
+    assert r.code == 1 and "RESOURCE_EXHAUSTED" in r.err and "gave up after 1 attempt" in r.err, r.err
+    assert emulator.stats()["faults"]["429"] == 1
+    # A short RetryInfo is waited out and the call goes through.
+    emulator.configure(rate_429=0.5, retry_after_seconds=0.02, fault_seed=3)
+    assert cli("plan").code == 0
+    assert emulator.stats()["faults"]["429"] > 1
