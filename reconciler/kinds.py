@@ -4,9 +4,9 @@ A kind is a spec model (reconciler.spec) and everything that follows from its fi
 canonical spec and its hash, the create request, reading a job's spec off the wire, what the state
 records, and explaining a change. `SpecKind` implements all of it generically from the model's
 declarations, so a kind is one line: its spec model and the API oneof field that marks its jobs.
-Supervised tuning is `SUPERVISED`; preference tuning will be a second `SpecKind` over a
-`PreferenceSpec(TuningJobSpec)` with `preferenceOptimizationSpec` (docs/architecture.md, "Spec
-model and kinds").
+Supervised tuning is `SUPERVISED`, preference tuning `PREFERENCE` (`PreferenceSpec` with
+`preferenceOptimizationSpec`); the source (`baseModel` or `preTunedModel`) is in the shared base,
+so every kind has continuous tuning (docs/architecture.md, "Spec model and kinds").
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict
 
 from reconciler.spec import (
+    PreferenceSpec,
     SpecModel,
     SupervisedSpec,
     TuningJobSpec,
@@ -24,14 +25,20 @@ from reconciler.spec import (
     canonical_json,
     construct,
     cosmetic_fields,
+    false_variants,
     fields_of,
     int64_names,
     int64_to_str,
     read_observed,
     restrict_to_wanted,
     spec_hash,
+    with_false_defaults,
     without_cosmetic,
+    without_references,
 )
+
+# The API's oneof of sources: a job is tuned from a base model or from a tuned model.
+SOURCE_FIELDS = ("baseModel", "preTunedModel")
 
 
 class FieldChange(BaseModel):
@@ -54,6 +61,11 @@ class Kind(Protocol):
     @property
     def spec_type(self) -> type[TuningJobSpec]: ...
 
+    @property
+    def method_field(self) -> str:
+        """The API oneof member (the tuning method's spec) that a job of this kind carries."""
+        ...
+
     def from_manifest(self, data: dict[str, Any]) -> TuningJobSpec:
         """The spec from a manifest's `spec` mapping (validated)."""
         ...
@@ -71,6 +83,11 @@ class Kind(Protocol):
         ...
 
     def spec_hash(self, spec: TuningJobSpec, project: str, region: str) -> str: ...
+
+    def equivalents(self, spec: TuningJobSpec) -> list[TuningJobSpec]:
+        """The spellings of `spec` the service cannot tell apart (a false `bool` or none), the
+        spec itself first: a job made from any of them is a job of this spec."""
+        ...
 
     def request_body(self, spec: TuningJobSpec, *, name: str, labels: dict[str, str]) -> dict[str, Any]:
         """The TuningJob create body (proto3 JSON), with the labels given."""
@@ -133,8 +150,11 @@ class SpecKind:
     def spec_hash(self, spec: TuningJobSpec, project: str, region: str) -> str:
         return spec_hash(self.canonical(spec, project, region))
 
+    def equivalents(self, spec: TuningJobSpec) -> list[TuningJobSpec]:
+        return [self.from_data(v) for v in false_variants(self.spec_type, as_data(spec))]
+
     def request_body(self, spec: TuningJobSpec, *, name: str, labels: dict[str, str]) -> dict[str, Any]:
-        data = as_data(spec)
+        data = without_references(self.spec_type, as_data(spec))
         cosmetic = cosmetic_fields(self.spec_type)
         body: dict[str, Any] = {k: v for k, v in data.items() if k not in cosmetic}
         for key, mark in cosmetic.items():
@@ -159,16 +179,19 @@ class SpecKind:
     def read_observed(self, raw_job: dict[str, Any]) -> dict[str, Any]:
         return read_observed(self.spec_type, raw_job)
 
-    def _required_defaults(self) -> dict[str, Any]:
+    def _required_defaults(self, observed: dict[str, Any]) -> dict[str, Any]:
         """Required top-level fields an observed job lacks, as empty values (an incomplete answer
-        still compares, and differs)."""
-        return {name: ({} if nested is not None else "")
-                for name, info, nested in fields_of(self.spec_type) if info.is_required()}
+        still compares, and differs); a job without a source shows an empty `baseModel`."""
+        out: dict[str, Any] = {name: ({} if nested is not None else "")
+                               for name, info, nested in fields_of(self.spec_type) if info.is_required()}
+        if not any(f in observed for f in SOURCE_FIELDS):
+            out = {SOURCE_FIELDS[0]: "", **out}
+        return out
 
     def observed_canonical(self, observed: dict[str, Any], project: str, region: str) -> dict[str, Any]:
         cosmetic = cosmetic_fields(self.spec_type)
         fields = {k: v for k, v in observed.items() if k not in cosmetic}
-        return {"project": project, "region": region, **self._required_defaults(), **fields}
+        return {"project": project, "region": region, **self._required_defaults(observed), **fields}
 
     def observed_cosmetic(self, observed: dict[str, Any], user_labels: dict[str, str]) -> dict[str, Any]:
         out: dict[str, Any] = {key: observed.get(key) or "" for key in cosmetic_fields(self.spec_type)}
@@ -176,7 +199,12 @@ class SpecKind:
         return out
 
     def seen_as(self, observed: dict[str, Any], spec: TuningJobSpec, project: str, region: str) -> dict[str, Any]:
-        restricted = restrict_to_wanted(self.spec_type, observed, as_data(spec))
+        wanted = as_data(spec)
+        restricted = restrict_to_wanted(self.spec_type, observed, wanted)
+        restricted = with_false_defaults(self.spec_type, restricted, wanted)
+        source = next((f for f in SOURCE_FIELDS if f in wanted), None)
+        if source is not None and source in restricted:  # the service may name the other source too
+            restricted = {k: v for k, v in restricted.items() if k not in SOURCE_FIELDS or k == source}
         return self.observed_canonical(restricted, project, region)
 
     def cosmetic_notes(self, spec: TuningJobSpec, want: dict[str, Any], have: dict[str, Any],
@@ -197,7 +225,8 @@ class SpecKind:
 
 
 SUPERVISED = SpecKind("supervised", SupervisedSpec, "supervisedTuningSpec")
-KINDS: tuple[SpecKind, ...] = (SUPERVISED,)
+PREFERENCE = SpecKind("preference", PreferenceSpec, "preferenceOptimizationSpec")
+KINDS: tuple[SpecKind, ...] = (SUPERVISED, PREFERENCE)
 
 
 def kind_of_spec(spec: SpecModel) -> SpecKind:

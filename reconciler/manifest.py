@@ -10,16 +10,24 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+)
 
 from reconciler import catalog
 from reconciler.errors import ManifestError
-from reconciler.kinds import SUPERVISED
+from reconciler.kinds import KINDS, kind_of_spec
 from reconciler.models import (
     LABEL_MANAGED,
     NAME_PATTERN,
@@ -29,7 +37,7 @@ from reconciler.models import (
     RESERVED_LABEL_PREFIX,
     DesiredModel,
 )
-from reconciler.spec import HyperParameters, SupervisedSpec
+from reconciler.spec import PreferenceSpec, SpecModel, SupervisedSpec, as_data
 from reconciler.yamlio import (
     LineMap,
     YamlProblem,
@@ -42,7 +50,7 @@ from reconciler.yamlio import (
 
 API_VERSION = "reconciler/v1"
 KIND = "TunedModel"
-MAX_USER_LABELS = 58  # 64 per resource, minus the reconciler's own six
+MAX_LABELS = 64  # per resource, the reconciler's own included (Resource Manager's label rules)
 IGNORED_FILES = {"reconciler.yaml", "reconciler.yml", ".pre-commit-hooks.yaml"}
 YAML_SUFFIXES = (".yaml", ".yml")
 
@@ -68,15 +76,46 @@ class SmokeTest(_Strict):
     gate: bool = True
 
 
-# A manifest's `spec`: the job's spec (reconciler.spec, REST names) and the reconciler's own
-# settings beside it. (A comment, not a docstring: pydantic would put it in the JSON schema.)
-class Spec(SupervisedSpec):
+# The reconciler's own settings beside the job's spec in a manifest's `spec`. (Comments, not
+# docstrings: pydantic would put them in the JSON schema.)
+class Settings(SpecModel):
     project: str | None = Field(None, pattern=PROJECT_PATTERN)
     region: str | None = Field(None, pattern=REGION_PATTERN)
     protect: bool | None = None
     retry_policy: RetryPolicy | None = Field(None, alias="retryPolicy")
     smoke_test: SmokeTest | None = Field(None, alias="smokeTest")
     pin_datasets: bool = Field(False, alias="pinDatasets")
+    serving_checkpoint: str | None = Field(None, alias="servingCheckpoint", min_length=1, max_length=128,
+                                           pattern=r"^[A-Za-z0-9_.-]+$")
+
+
+# A manifest's `spec` of each kind: the job's spec (reconciler.spec, REST names) and the settings.
+class SupervisedManifestSpec(SupervisedSpec, Settings):
+    pass
+
+
+class PreferenceManifestSpec(PreferenceSpec, Settings):
+    pass
+
+
+def _method_of(value: Any) -> str:
+    """The kind a manifest's `spec` is of, chosen as the API chooses: by the tuning method's spec
+    present (supervised when none is, so that the missing field is what is reported)."""
+    if isinstance(value, dict):
+        present = [k.name for k in KINDS if k.method_field in value]
+        if len(present) == 1:
+            return present[0]
+        if len(present) > 1:
+            return "both"
+    return "supervised"
+
+
+Spec = Annotated[
+    Annotated[SupervisedManifestSpec, Tag("supervised")] | Annotated[PreferenceManifestSpec, Tag("preference")],
+    Discriminator(_method_of, custom_error_type="one_method",
+                  custom_error_message="set exactly one tuning method: " + " or ".join(k.method_field for k in KINDS)),
+]
+_KIND_TAGS = {k.name for k in KINDS}
 
 
 class Metadata(_Strict):
@@ -87,8 +126,7 @@ class Metadata(_Strict):
     @field_validator("labels")
     @classmethod
     def _labels(cls, labels: dict[str, str]) -> dict[str, str]:
-        if len(labels) > MAX_USER_LABELS:
-            raise ValueError(f"at most {MAX_USER_LABELS} labels")
+        # How many fit is counted at validation from the labels a create writes (_label_budget).
         for key, value in labels.items():
             if key == LABEL_MANAGED or key.startswith(RESERVED_LABEL_PREFIX):
                 raise ValueError(f"label {key!r} is reserved for the reconciler")
@@ -261,6 +299,7 @@ def load_manifests(
     files, problems = find_files(paths)
     result = LoadResult(files=files)
     seen: dict[str, str] = {}
+    references: dict[str, str] = {}  # name → "file:line" of its preTunedModel.model
     for path in files:
         try:
             docs = list(read_documents(path))
@@ -283,12 +322,78 @@ def load_manifests(
                 )
                 continue
             seen[model.name] = where
+            if model.reference is not None:
+                references[model.name] = f"{shown_path(path)}:{conv.line_of(REFERENCE_LOC)}"
             result.models.append(model)
             if on_model is not None:
                 on_model(model)
+    problems += reference_problems(result.models, references, result.warnings)
     if problems:
         raise ManifestError(problems)
     return result
+
+
+REFERENCE_LOC = ("spec", "preTunedModel", "model")
+
+
+def reference_problems(models: Sequence[DesiredModel], where: Mapping[str, str], warnings: list[str]) -> list[str]:
+    """What is wrong with the `preTunedModel.model` references among `models` (a continuation
+    tunes on another manifest's tuned model): an unknown name, a cycle, a parent in another
+    project or region, of another tuning method or with another encryption key."""
+    by_name = {d.name: d for d in models}
+    problems: list[str] = []
+    for d in models:
+        if d.reference is None:
+            continue
+        at = f"{where.get(d.name, d.source)}: {dotted(REFERENCE_LOC)}"
+        parent = by_name.get(d.reference)
+        if parent is None:
+            problems.append(f"{at}: no manifest named {d.reference!r} among those read (a continuation tunes on "
+                            "the tuned model of another manifest of this stack; read both)")
+        elif (cycle := _cycle(d.name, by_name)) is not None:
+            problems.append(f"{at}: a cycle of continuations: {' → '.join(cycle)}")
+        else:
+            problems += [f"{at}: {p}" for p in _parent_mismatch(d, parent)]
+            warnings += [f"{at}: {w}" for w in _catalog_continuation(parent)]
+    return problems
+
+
+def _cycle(name: str, by_name: Mapping[str, DesiredModel]) -> list[str] | None:
+    chain = [name]
+    current = by_name[name].reference
+    while current is not None and current in by_name:
+        chain.append(current)
+        if current == name:
+            return chain
+        if current in chain[:-1]:
+            return None  # a cycle further up, reported at its own members
+        current = by_name[current].reference
+    return None
+
+
+def _parent_mismatch(d: DesiredModel, parent: DesiredModel) -> list[str]:
+    out = []
+    if parent.parent != d.parent:
+        out.append(f"{parent.name} tunes in {parent.parent}, this manifest in {d.parent}: a continuation tunes "
+                   "in its parent's project and region")
+    if parent.kind.name != "supervised":
+        out.append(f"{parent.name} is {parent.kind.name} tuning: only a supervised-tuned model can be tuned "
+                   "further (continuous tuning)")
+    if parent.kms_key_name != d.kms_key_name:
+        out.append(f"encryptionSpec differs from {parent.name}'s: a continuation must use the key of the model "
+                   "it continues")
+    return out
+
+
+def _catalog_continuation(parent: DesiredModel) -> list[str]:
+    info = catalog.lookup(parent.base_model) if parent.base_model else None
+    if info is None:
+        return []
+    supported = _method_support(info, "continuous")
+    if supported is False:
+        return [f"the catalog does not list {info.model_id} ({parent.name}'s base model) for continuous tuning; "
+                "the API will decide"]
+    return []
 
 
 def _validate(
@@ -308,7 +413,7 @@ def _validate(
         manifest = Manifest.model_validate(data)
     except ValidationError as exc:
         for err in exc.errors():
-            loc = tuple(err["loc"])
+            loc = _without_tag(tuple(err["loc"]))
             problems.append(f"{at}:{conv.line_of(loc)}: {dotted(loc)}: {_message(err)}")
         return None
     spec = manifest.spec
@@ -327,11 +432,64 @@ def _validate(
     problems += found
     if found or not project or not region:
         return None
-    return _desired(manifest, project, region, f"{at}:{line}")
+    model = _desired(manifest, project, region, f"{at}:{line}")
+    more = _check_model(model, at, conv)
+    problems += more
+    return None if more else model
 
 
-def _check_catalog(where: str, spec: Spec, conv: LineMap, warnings: list[str]) -> list[str]:
-    """What the catalog says of the base model and the hyperparameters the manifest sets."""
+def _without_tag(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """An error's location without the union's tag pydantic puts after `spec`."""
+    if len(loc) > 1 and loc[0] == "spec" and loc[1] in _KIND_TAGS:
+        return loc[:1] + loc[2:]
+    return loc
+
+
+def _check_model(d: DesiredModel, at: str, conv: LineMap) -> list[str]:
+    """What only the whole model can tell: the label budget, a serving checkpoint that cannot exist."""
+    problems = []
+    written = d.written_labels("stack")
+    if len(written) > MAX_LABELS:
+        own = len(written) - len(d.labels)
+        loc = ("metadata", "labels")
+        problems.append(
+            f"{at}:{conv.line_of(loc)}: {dotted(loc)}: {len(d.labels)} labels, and each job also carries {own} "
+            f"of the reconciler's ({', '.join(k for k in written if k not in dict(d.labels))}): at most "
+            f"{MAX_LABELS} labels per job, so at most {MAX_LABELS - own} here")
+    if d.serving_checkpoint is not None and d.export_last_checkpoint_only:
+        loc = ("spec", "servingCheckpoint")
+        problems.append(
+            f"{at}:{conv.line_of(loc)}: {dotted(loc)}: {d.kind.method_field}.exportLastCheckpointOnly is true, "
+            "so the job exports no intermediate checkpoint to serve from")
+    return problems
+
+
+def _method_support(info: Any, method: str) -> bool | None:
+    """Whether the catalog says `info`'s model takes a tuning method (None: it does not say)."""
+    methods = getattr(info, "methods", None)
+    value = methods.get(method) if isinstance(methods, Mapping) else None
+    if isinstance(value, bool):
+        return value
+    return True if method == "supervised" else None  # a listed model takes supervised tuning unless said
+
+
+def _accepted(info: Any, method: str) -> tuple[Collection[str] | None, Collection[str] | None]:
+    """The hyperparameters and adapter sizes the catalog lists for a model and method (None:
+    not listed)."""
+    params = getattr(info, "parameters_for", None)
+    sizes = getattr(info, "adapter_sizes_for", None)
+    if callable(params) and callable(sizes):
+        return params(method), sizes(method)
+    if method == "supervised":
+        return info.parameters, info.adapter_sizes
+    return None, None
+
+
+def _check_catalog(where: str, spec: Any, conv: LineMap, warnings: list[str]) -> list[str]:
+    """What the catalog says of the base model, the tuning method and the hyperparameters the
+    manifest sets. A continuation (`preTunedModel`) is checked through its parent, if a manifest."""
+    if spec.base_model is None:
+        return []
     info = catalog.lookup(spec.base_model)
     if info is None:
         warnings.append(
@@ -339,25 +497,41 @@ def _check_catalog(where: str, spec: Spec, conv: LineMap, warnings: list[str]) -
             "in the reconciler's catalog of tunable models; the API will decide"
         )
         return []
-    hp = spec.supervised_tuning_spec.hyper_parameters
-    if hp is None:
-        return []
-    problems: list[str] = []
-    hp_loc = ("spec", "supervisedTuningSpec", "hyperParameters")
-    for attr in hp.model_fields_set:
-        alias = HyperParameters.model_fields[attr].alias or attr
-        if alias not in info.parameters:
-            problems.append(
-                f"{where}:{conv.line_of(hp_loc + (alias,))}: {dotted(hp_loc + (alias,))}: "
-                f"{info.model_id} does not accept {alias}"
-            )
-    if hp.adapter_size is not None and info.adapter_sizes and hp.adapter_size not in info.adapter_sizes:
+    kind = kind_of_spec(spec)
+    method_loc = ("spec", kind.method_field)
+    supported = _method_support(info, kind.name)
+    if supported is False:
+        return [f"{where}:{conv.line_of(method_loc)}: {dotted(method_loc)}: {info.model_id} does not take "
+                f"{kind.name} tuning (reconciler models lists what each model takes)"]
+    if supported is None:
+        warnings.append(f"{where}:{conv.line_of(method_loc)}: {dotted(method_loc)}: the catalog does not say "
+                        f"whether {info.model_id} takes {kind.name} tuning; the API will decide")
+    warnings += _feature_warnings(where, spec, info, conv)
+    hp = (as_data(spec).get(kind.method_field) or {}).get("hyperParameters") or {}
+    params, sizes = _accepted(info, kind.name)
+    hp_loc = method_loc + ("hyperParameters",)
+    problems = [f"{where}:{conv.line_of(hp_loc + (name,))}: {dotted(hp_loc + (name,))}: "
+                f"{info.model_id} does not accept {name}"
+                for name in hp if params is not None and name not in params]
+    size = hp.get("adapterSize")
+    if size is not None and sizes and size not in sizes:
         loc = hp_loc + ("adapterSize",)
-        problems.append(
-            f"{where}:{conv.line_of(loc)}: {dotted(loc)}: {info.model_id} accepts "
-            f"{', '.join(info.adapter_sizes)}, not {hp.adapter_size}"
-        )
+        problems.append(f"{where}:{conv.line_of(loc)}: {dotted(loc)}: {info.model_id} accepts "
+                        f"{', '.join(sizes)}, not {size}")
     return problems
+
+
+def _feature_warnings(where: str, spec: Any, info: Any, conv: LineMap) -> list[str]:
+    """Features the manifest uses that the catalog does not list for its base model (the API
+    decides; evaluation is a Preview listed for few models)."""
+    used: list[tuple[str, tuple[str, ...]]] = []
+    if getattr(spec, "supervised_tuning_spec", None) is not None and spec.supervised_tuning_spec.evaluation_config:
+        used.append(("evaluation_config", ("spec", "supervisedTuningSpec", "evaluationConfig")))
+    if spec.serving_checkpoint is not None:
+        used.append(("checkpoints", ("spec", "servingCheckpoint")))
+    return [f"{where}:{conv.line_of(loc)}: {dotted(loc)}: the catalog does not list {info.model_id} for "
+            f"{feature.replace('_', ' ')}; the API will decide"
+            for feature, loc in used if _method_support(info, feature) is not True]
 
 
 def _desired(manifest: Manifest, project: str, region: str, source: str) -> DesiredModel:
@@ -367,7 +541,7 @@ def _desired(manifest: Manifest, project: str, region: str, source: str) -> Desi
         project=project,
         region=region,
         source=source,
-        spec=SUPERVISED.narrow(spec),
+        spec=kind_of_spec(spec).narrow(spec),
         labels=tuple(sorted(manifest.metadata.labels.items())),
         protect=bool(spec.protect or manifest.metadata.protect),
         max_attempts=spec.retry_policy.max_attempts if spec.retry_policy else 1,
@@ -375,6 +549,7 @@ def _desired(manifest: Manifest, project: str, region: str, source: str) -> Desi
         smoke_expect=spec.smoke_test.expect_contains if spec.smoke_test else None,
         smoke_gate=bool(spec.smoke_test and spec.smoke_test.gate),
         pin_datasets=spec.pin_datasets,
+        serving_checkpoint=spec.serving_checkpoint,
     )
 
 

@@ -10,6 +10,7 @@ re-tunes.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import re
 from collections.abc import Callable
@@ -188,10 +189,42 @@ class DesiredModel:
     # (field, ((key, value), …)) per dataset: generation, checksums, size — read from Cloud Storage
     dataset_pins: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
     training_bytes: int | None = None  # size of the training dataset, when known (cost estimates)
+    # servingCheckpoint: the checkpoint whose endpoint the state exports (not re-tuned: a choice
+    # among what the job already made)
+    serving_checkpoint: str | None = None
 
     @property
     def kind(self) -> Kind:
         return kind_of_spec(self.spec)
+
+    @property
+    def reference(self) -> str | None:
+        """The manifest whose tuned model this one continues (`preTunedModel.model`), if any."""
+        value = _get(self._data, ("preTunedModel", "model"))
+        return value if isinstance(value, str) else None
+
+    @property
+    def method_spec(self) -> dict[str, Any]:
+        """The tuning method's spec (`supervisedTuningSpec`, `preferenceOptimizationSpec`)."""
+        return dict(self._data.get(self.kind.method_field) or {})
+
+    def equivalents(self) -> dict[str, DesiredModel]:
+        """This model under each spelling of its spec that the service cannot tell apart (a false
+        `bool` or none), by spec hash; its own first. A job labelled with any of these hashes is
+        a job of this spec (the planner matches it: `plan.continuation.spelled_as_jobs`)."""
+        out: dict[str, DesiredModel] = {}
+        for spec in self.kind.equivalents(self.spec):
+            variant = self if spec == self.spec else dataclasses.replace(self, spec=spec)
+            out.setdefault(variant.spec_hash, variant)
+        return out
+
+    def written_labels(self, stack: str) -> dict[str, str]:
+        """Every label a create of this model writes: the manifest's, the reconciler's own and
+        the request label the client adds (values not known yet as placeholders of their length)."""
+        labels = {**self.request_body(stack)["labels"], LABEL_REQUEST: "0" * 24}
+        if self.pin_datasets:  # its value comes from Cloud Storage at plan time
+            labels.setdefault(LABEL_DATA, "0" * SPEC_HASH_LENGTH)
+        return labels
 
     @cached_property
     def _data(self) -> dict[str, Any]:
@@ -215,6 +248,8 @@ class DesiredModel:
                     smoke_expect=self.smoke_expect, smoke_gate=self.smoke_gate,
                     pin_datasets=self.pin_datasets, dataset_pins=self.pins(),
                     training_bytes=self.training_bytes)
+        if self.serving_checkpoint is not None:  # absent when unset: saved plans of before read the same
+            data["serving_checkpoint"] = self.serving_checkpoint
         if rest:
             data["spec"] = rest
         return data
@@ -290,20 +325,20 @@ class DesiredModel:
 
     @property
     def training_dataset_uri(self) -> str:
-        return str(_get(self._data, _LEGACY_DESIRED["training_dataset_uri"]) or "")
+        return str(self.method_spec.get("trainingDatasetUri") or "")
 
     @property
     def validation_dataset_uri(self) -> str | None:
-        value = _get(self._data, _LEGACY_DESIRED["validation_dataset_uri"])
+        value = self.method_spec.get("validationDatasetUri")
         return value if isinstance(value, str) else None
 
     @property
     def hyper_parameters(self) -> tuple[tuple[str, Any], ...]:
-        return tuple((_get(self._data, _LEGACY_DESIRED["hyper_parameters"]) or {}).items())
+        return tuple((self.method_spec.get("hyperParameters") or {}).items())
 
     @property
     def export_last_checkpoint_only(self) -> bool | None:
-        value = _get(self._data, _LEGACY_DESIRED["export_last_checkpoint_only"])
+        value = self.method_spec.get("exportLastCheckpointOnly")
         return value if isinstance(value, bool) else None
 
     @property
@@ -363,10 +398,19 @@ class ObservedJob:
     tuning_data_stats: dict[str, Any] = field(default_factory=dict)
     experiment: str | None = None
     gcs_metrics_uri: str | None = None
+    # tunedModel.checkpoints (checkpointId, epoch, step, endpoint) and evaluateDatasetRuns, as the
+    # API shows them (int64 as int); empty when it shows none
+    checkpoints: tuple[dict[str, Any], ...] = ()
+    evaluations: tuple[dict[str, Any], ...] = ()
 
     @property
     def kind(self) -> Kind:
         return kind_named(self.kind_name)
+
+    def checkpoint_endpoint(self, checkpoint_id: str) -> str | None:
+        """The endpoint the job's checkpoint `checkpoint_id` is deployed to, if the API shows one."""
+        return next((str(c["endpoint"]) for c in self.checkpoints
+                     if str(c.get("checkpointId")) == checkpoint_id and c.get("endpoint")), None)
 
     @property
     def state_class(self) -> StateClass:

@@ -83,7 +83,14 @@ def to_observed(job: TuningJob, parent: str) -> ObservedJob:
         tuning_data_stats=dict(raw.get("tuningDataStats") or {}),
         experiment=_text(job.experiment),
         gcs_metrics_uri=_text(job.gcs_metrics_uri),
+        checkpoints=tuple(_dicts(tuned.get("checkpoints"))),
+        evaluations=tuple(_dicts(raw.get("evaluateDatasetRuns"))),
     )
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    """The objects of a list the API answered (checkpoints, evaluation runs); anything else left out."""
+    return [dict(v) for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
 def bad_identity(job: TuningJob) -> str | None:

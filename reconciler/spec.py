@@ -12,6 +12,13 @@ by the generic functions at the bottom of this module — never a hand-kept list
 - `INT64`: a proto3 int64, sent as a JSON string and read from a string or a number.
 - `SERVICE_CHOOSES`: an object whose members the manifest leaves out are the service's choice:
   whatever the service picked for them is no difference.
+- `MANIFEST_REFERENCE`: not an API field — the name of another manifest, resolved by the planner
+  (reconciler.plan.continuation) into the API field beside it before a request is made.
+
+A `bool` member is a proto3 `bool` (no wrapper): `false` is its default, the service can never tell
+it from an unset one and never prints it. The hash keeps what the manifest wrote (hashes recorded
+before this rule must not move); `false_variants` gives the spellings that mean the same, and the
+planner matches a job by any of them.
 
 Adding a field to the API's spec is one edit here (plus docs/manifest.md); see
 docs/architecture.md, "Spec model and kinds".
@@ -28,7 +35,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.fields import FieldInfo
 
 SPEC_HASH_LENGTH = 20
@@ -66,8 +73,14 @@ class ServiceChooses:
     """An object whose members the manifest leaves out are left to the service."""
 
 
+@dataclass(frozen=True)
+class ManifestReference:
+    """Not an API field: another manifest's name, resolved by the planner (never sent)."""
+
+
 INT64 = Int64()
 SERVICE_CHOOSES = ServiceChooses()
+MANIFEST_REFERENCE = ManifestReference()
 
 
 # -- the model ------------------------------------------------------------------------------------
@@ -91,10 +104,48 @@ def _gcs(value: str | None) -> str | None:
     return value
 
 
+def _evaluation(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    """EvaluationConfig is passed through as it is written (compared structurally); only the two
+    members the discovery document marks Required are checked here."""
+    if value is None:
+        return value
+    if not isinstance(value.get("metrics"), list) or not value["metrics"]:
+        raise ValueError("evaluationConfig.metrics: required, a list of metrics")
+    out = value.get("outputConfig")
+    dest = out.get("gcsDestination") if isinstance(out, dict) else None
+    prefix = dest.get("outputUriPrefix") if isinstance(dest, dict) else None
+    if not isinstance(prefix, str) or not prefix.startswith("gs://"):
+        raise ValueError("evaluationConfig.outputConfig.gcsDestination.outputUriPrefix: required, a gs:// URI")
+    return value
+
+
 class SupervisedTuning(SpecModel):
     training_dataset_uri: str = Field(alias="trainingDatasetUri")
     validation_dataset_uri: str | None = Field(None, alias="validationDatasetUri")
     hyper_parameters: Annotated[HyperParameters | None, SERVICE_CHOOSES] = Field(None, alias="hyperParameters")
+    export_last_checkpoint_only: bool | None = Field(None, alias="exportLastCheckpointOnly")
+    evaluation_config: dict[str, Any] | None = Field(None, alias="evaluationConfig")
+
+    _uris = field_validator("training_dataset_uri", "validation_dataset_uri")(_gcs)
+    _eval = field_validator("evaluation_config")(_evaluation)
+
+
+class PreferenceHyperParameters(SpecModel):
+    epoch_count: Annotated[Annotated[int, Field(ge=1, le=1000)] | None, INT64] = Field(None, alias="epochCount")
+    learning_rate_multiplier: Annotated[float, Field(gt=0, le=1000)] | None = Field(
+        None, alias="learningRateMultiplier"
+    )
+    adapter_size: AdapterSize | None = Field(None, alias="adapterSize")
+    # Weight of the KL-divergence regularisation; the API documents no range or default.
+    beta: Annotated[float, Field(ge=0, le=1000)] | None = None
+
+
+class PreferenceOptimization(SpecModel):
+    training_dataset_uri: str = Field(alias="trainingDatasetUri")
+    validation_dataset_uri: str | None = Field(None, alias="validationDatasetUri")
+    hyper_parameters: Annotated[PreferenceHyperParameters | None, SERVICE_CHOOSES] = Field(
+        None, alias="hyperParameters"
+    )
     export_last_checkpoint_only: bool | None = Field(None, alias="exportLastCheckpointOnly")
 
     _uris = field_validator("training_dataset_uri", "validation_dataset_uri")(_gcs)
@@ -112,10 +163,35 @@ class EncryptionSpec(SpecModel):
         return value
 
 
-class TuningJobSpec(SpecModel):
-    """The fields of a TuningJob every tuning method shares (a kind adds its method's spec)."""
+TUNED_MODEL = re.compile(r"^projects/[^/\s]+/locations/[^/\s]+/models/[A-Za-z0-9_-]+(@[A-Za-z0-9_-]+)?$")
+MANIFEST_NAME = r"^[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?$"
 
-    base_model: str = Field(alias="baseModel", min_length=1, max_length=200, pattern=r"^[A-Za-z0-9/._@-]+$")
+
+class PreTunedModel(SpecModel):
+    """The tuned model a continuous tuning job starts from: a Model resource name, or (`model`,
+    the reconciler's own) another manifest whose tuned model the planner fills in."""
+
+    tuned_model_name: str | None = Field(None, alias="tunedModelName", pattern=TUNED_MODEL.pattern)
+    checkpoint_id: str | None = Field(None, alias="checkpointId", min_length=1, max_length=128,
+                                      pattern=r"^[A-Za-z0-9_.-]+$")
+    model: Annotated[str | None, MANIFEST_REFERENCE] = Field(None, pattern=MANIFEST_NAME)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> PreTunedModel:
+        if (self.tuned_model_name is None) == (self.model is None):
+            raise ValueError("set exactly one of tunedModelName (a tuned Model's resource name) or model "
+                             "(the name of another manifest)")
+        return self
+
+
+class TuningJobSpec(SpecModel):
+    """The fields of a TuningJob every tuning method shares (a kind adds its method's spec).
+
+    The source is a oneof in the API: `baseModel`, or `preTunedModel` (continuous tuning)."""
+
+    base_model: str | None = Field(None, alias="baseModel", min_length=1, max_length=200,
+                                   pattern=r"^[A-Za-z0-9/._@-]+$")
+    pre_tuned_model: PreTunedModel | None = Field(None, alias="preTunedModel")
     tuned_model_display_name: Annotated[str | None, Cosmetic("name")] = Field(
         None, alias="tunedModelDisplayName", min_length=1, max_length=128
     )
@@ -126,10 +202,23 @@ class TuningJobSpec(SpecModel):
     encryption_spec: EncryptionSpec | None = Field(None, alias="encryptionSpec")
 
 
+    @model_validator(mode="after")
+    def _one_source_model(self) -> TuningJobSpec:
+        if (self.base_model is None) == (self.pre_tuned_model is None):
+            raise ValueError("set exactly one of baseModel or preTunedModel (continuous tuning)")
+        return self
+
+
 class SupervisedSpec(TuningJobSpec):
     """A supervised fine-tuning job (`supervisedTuningSpec`)."""
 
     supervised_tuning_spec: SupervisedTuning = Field(alias="supervisedTuningSpec")
+
+
+class PreferenceSpec(TuningJobSpec):
+    """A preference optimization job (`preferenceOptimizationSpec`)."""
+
+    preference_optimization_spec: PreferenceOptimization = Field(alias="preferenceOptimizationSpec")
 
 
 # -- hashing --------------------------------------------------------------------------------------
@@ -297,6 +386,77 @@ def restrict_to_wanted(model: type[BaseModel], observed: dict[str, Any], wanted:
             if marker(info, ServiceChooses) is not None:
                 value = {k: v for k, v in value.items() if k in want}
             value = restrict_to_wanted(nested, value, want)
+            if not value:
+                continue
+        out[name] = value
+    return out
+
+
+def _is_bool(info: FieldInfo) -> bool:
+    todo: list[Any] = [info.annotation]
+    while todo:
+        tp = todo.pop()
+        if tp is bool:
+            return True
+        todo.extend(typing.get_args(tp)[:1] if typing.get_origin(tp) is Annotated else typing.get_args(tp))
+    return False
+
+
+def false_variants(model: type[BaseModel], data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every spelling of `data` that means the same to the service: each proto3 `bool` member
+    that is false or unset, either way (objects left empty are dropped). `data` comes first."""
+    variants: list[dict[str, Any]] = [dict(data)]
+    for name, info, nested in fields_of(model):
+        value = data.get(name)
+        if nested is not None and isinstance(value, dict):
+            inner = false_variants(nested, value)
+            variants = [{**v, name: i} if i else {k: x for k, x in v.items() if k != name}
+                        for v in variants for i in inner]
+        elif _is_bool(info) and value in (None, False):
+            variants = [w for v in variants for w in ({k: x for k, x in v.items() if k != name}, {**v, name: False})]
+    unique: dict[str, dict[str, Any]] = {}
+    for v in variants:
+        unique.setdefault(canonical_json(v), v)
+    first = canonical_json(data)
+    return [unique.pop(first, data), *unique.values()]
+
+
+def with_false_defaults(model: type[BaseModel], observed: dict[str, Any], wanted: dict[str, Any]) -> dict[str, Any]:
+    """`observed` with each `bool` member that `wanted` sets to false and `observed` lacks set to
+    false (proto3 JSON never prints a false), at any depth — inside opaque mappings too."""
+    out = dict(observed)
+    for name, info, nested in fields_of(model):
+        want, have = wanted.get(name), out.get(name)
+        if nested is not None and isinstance(want, dict) and isinstance(have, dict):
+            out[name] = with_false_defaults(nested, have, want)
+        elif want is False and _is_bool(info) and have is None:
+            out[name] = False
+        elif isinstance(want, (dict, list)) and have is not None:
+            out[name] = _false_filled(have, want)
+    return out
+
+
+def _false_filled(have: Any, want: Any) -> Any:
+    """An opaque value as the service shows it, with the false members `want` has and it lacks."""
+    if isinstance(have, dict) and isinstance(want, dict):
+        filled = {k: _false_filled(v, want[k]) if k in want else v for k, v in have.items()}
+        return {**filled, **{k: False for k, v in want.items() if v is False and k not in have}}
+    if isinstance(have, list) and isinstance(want, list) and len(have) == len(want):
+        return [_false_filled(h, w) for h, w in zip(have, want, strict=True)]
+    return have
+
+
+def without_references(model: type[BaseModel], data: dict[str, Any]) -> dict[str, Any]:
+    """`data` without the MANIFEST_REFERENCE members (never sent to the API), at any depth;
+    members the model does not declare (`labels`) are kept."""
+    fields = {name: (info, nested) for name, info, nested in fields_of(model)}
+    out: dict[str, Any] = {}
+    for name, value in data.items():
+        info, nested = fields.get(name, (None, None))
+        if info is not None and marker(info, ManifestReference) is not None:
+            continue
+        if nested is not None and isinstance(value, dict):
+            value = without_references(nested, value)
             if not value:
                 continue
         out[name] = value

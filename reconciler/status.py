@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Group
 from rich.markup import escape
 from rich.table import Table
 
-from reconciler.models import short_state
+from reconciler.models import ObservedJob, short_state
 from reconciler.plan import Observation, OwnedJob, Plan
 from reconciler.state.model import State
 
@@ -76,8 +77,9 @@ def _num(value: Any) -> str:
 
 
 def data_stats_lines(stats: dict[str, Any]) -> list[str]:
-    """A summary of `tuningDataStats.supervisedTuningDataStats` (counts and token distributions)."""
-    sup = stats.get("supervisedTuningDataStats") or {}
+    """A summary of `tuningDataStats.supervisedTuningDataStats` (or, for preference tuning,
+    `preferenceOptimizationDataStats`): counts and token distributions."""
+    sup = stats.get("supervisedTuningDataStats") or stats.get("preferenceOptimizationDataStats") or {}
     if not isinstance(sup, dict) or not sup:
         return []
     labels = [
@@ -124,14 +126,87 @@ def model_detail(name: str, owned: list[OwnedJob], plan: Plan, state: State) -> 
         ],
         "tuning_data_stats": latest_stats.tuning_data_stats if latest_stats else None,
         "tuning_data_stats_job": latest_stats.name if latest_stats else None,
+        **_checkpoints_and_evaluations(ordered, entry.serving_job if entry else None),
+        "serving_checkpoint": (entry.tuned_model.model_extra or {}).get("checkpointId")
+        if entry and entry.tuned_model else None,
     }
+
+
+def _checkpoints_and_evaluations(ordered: list[ObservedJob], serving: str | None) -> dict[str, Any]:
+    """The checkpoints (`tunedModel.checkpoints`) and evaluation runs (`evaluateDatasetRuns`) of
+    the serving job, else of the newest job that has them, as the API shows them."""
+    def pick(has: Callable[[ObservedJob], bool]) -> ObservedJob | None:
+        return next((j for j in ordered if j.name == serving and has(j)), None) or next(
+            (j for j in ordered if has(j)), None)
+
+    with_checkpoints = pick(lambda j: bool(j.checkpoints))
+    evaluated = pick(lambda j: bool(j.evaluations))
+    return {
+        "checkpoints": [dict(c) for c in with_checkpoints.checkpoints] if with_checkpoints else [],
+        "checkpoints_job": with_checkpoints.name if with_checkpoints else None,
+        "evaluations": [evaluation_summary(r) for r in evaluated.evaluations] if evaluated else [],
+        "evaluations_job": evaluated.name if evaluated else None,
+    }
+
+
+_METRIC_RESULTS = ("pointwiseMetricResult", "pairwiseMetricResult", "exactMatchMetricValue", "bleuMetricValue",
+                   "rougeMetricValue", "customCodeExecutionResult")
+
+
+def evaluation_summary(run: dict[str, Any]) -> dict[str, Any]:
+    """One `EvaluateDatasetRun` in short: its checkpoint, its aggregated scores, where the
+    outputs are, its error."""
+    response = run.get("evaluateDatasetResponse") or {}
+    results = (response.get("aggregationOutput") or {}).get("aggregationResults") or []
+    scores = []
+    for result in results if isinstance(results, list) else []:
+        kind = next((k for k in _METRIC_RESULTS if isinstance(result.get(k), dict)), None)
+        value = (result.get(kind) or {}) if kind else {}
+        scores.append({"metric": kind, "aggregation": result.get("aggregationMetric"),
+                       "score": value.get("score")})
+    error = run.get("error") or {}
+    return {"checkpoint_id": run.get("checkpointId"), "scores": scores,
+            "output": (response.get("outputInfo") or {}).get("gcsOutputDirectory"),
+            "evaluation_run": run.get("evaluationRun") or run.get("operationName"),
+            "error": error.get("message") if isinstance(error, dict) else None}
+
+
+def _checkpoint_parts(d: dict[str, Any]) -> list[Any]:
+    if not d.get("checkpoints"):
+        return []
+    table = Table(title=f"checkpoints of {short_name(d['checkpoints_job'])} (tunedModel.checkpoints)",
+                  title_justify="left")
+    for column in ("checkpoint", "epoch", "step", "endpoint", ""):
+        table.add_column(column, overflow="fold")
+    for c in d["checkpoints"]:
+        mark = "serving" if d.get("serving_checkpoint") == str(c.get("checkpointId")) else ""
+        table.add_row(escape(str(c.get("checkpointId", "-"))), _num(c.get("epoch", "-")), _num(c.get("step", "-")),
+                      escape(short_name(c.get("endpoint"))), mark)
+    return [table]
+
+
+def _evaluation_parts(d: dict[str, Any]) -> list[Any]:
+    if not d.get("evaluations"):
+        return []
+    table = Table(title=f"evaluation of {short_name(d['evaluations_job'])} (evaluateDatasetRuns)",
+                  title_justify="left")
+    for column in ("checkpoint", "scores", "output", "error"):
+        table.add_column(column, overflow="fold")
+    for run in d["evaluations"]:
+        scores = "; ".join(f"{(s['metric'] or 'metric').removesuffix('Result').removesuffix('Value')} "
+                           f"{(s['aggregation'] or '').lower()} {s['score'] if s['score'] is not None else '-'}"
+                           for s in run["scores"]) or "-"
+        table.add_row(escape(str(run["checkpoint_id"] or "-")), escape(scores), escape(run["output"] or "-"),
+                      escape(run["error"] or ""))
+    return [table]
 
 
 def model_detail_text(d: dict[str, Any]) -> Group:
     """The in-depth view of `status NAME`."""
     parts: list[Any] = [
         f"[bold]{escape(d['name'])}[/]  next action: {escape(str(d['action']))} — {escape(str(d['reason']))}",
-        f"endpoint in service: {escape(d['endpoint'] or '-')}" + (f"  (job {escape(d['serving_job'])})" if d["serving_job"] else ""),
+        f"endpoint in service: {escape(d['endpoint'] or '-')}" + (f"  (job {escape(d['serving_job'])})" if d["serving_job"] else "")
+        + (f", checkpoint {escape(d['serving_checkpoint'])}" if d.get("serving_checkpoint") else ""),
     ]
     table = Table(title="jobs, newest first", title_justify="left")
     for column in ("created", "state", "spec", "ended", "job", "error"):
@@ -143,6 +218,7 @@ def model_detail_text(d: dict[str, Any]) -> Group:
     if d["tuning_data_stats"]:
         parts.append(f"tuning data (tuningDataStats of {escape(d['tuning_data_stats_job'])}):")
         parts += [f"  {escape(line)}" for line in data_stats_lines(d["tuning_data_stats"])]
+    parts += _checkpoint_parts(d) + _evaluation_parts(d)
     metrics = [j for j in d["jobs"] if j["experiment"] or j["gcs_metrics_uri"]]
     if metrics:
         m = metrics[0]

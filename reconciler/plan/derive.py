@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from reconciler.models import DesiredModel, StateClass
+from reconciler.models import DesiredModel, StateClass, spec_hash
+from reconciler.plan.continuation import resolved_models
 from reconciler.plan.explain import project_region
 from reconciler.plan.ownership import OwnedJob, jobs_by_name, newest, request_duplicates
 from reconciler.plan.types import Observation
@@ -53,7 +54,7 @@ def derive_entry(
         endTime=current.end_time or None,
         error=JobError(code=current.error_code, message=current.error_message)
         if current.error_message or current.error_code else None,
-        tunedModel=Endpoint(model=serving.tuned_model, endpoint=serving.endpoint) if serving else None,
+        tunedModel=_endpoint(serving, desired) if serving else None,
         servingJob=serving.name if serving else None,
         protect=desired.protect if desired else (previous.protect if previous else False),
         cancelRequested=[j.name for j in ordered if j.state_class is StateClass.CANCELLING],
@@ -65,6 +66,16 @@ def derive_entry(
         smokeTests={k: v for k, v in (previous.smoke_tests if previous else {}).items()
                     if any(j.name == k for j in ordered)},
     )
+
+
+def _endpoint(serving: OwnedJob, desired: DesiredModel | None) -> Endpoint:
+    """What the state exports of the serving job: its tuned model and endpoint — the endpoint of
+    the checkpoint the manifest picks (servingCheckpoint) when the API shows that checkpoint."""
+    checkpoint = desired.serving_checkpoint if desired is not None else None
+    at = serving.job.checkpoint_endpoint(checkpoint) if checkpoint else None
+    if at is None:
+        return Endpoint(model=serving.tuned_model, endpoint=serving.endpoint)
+    return Endpoint.model_validate({"model": serving.tuned_model, "endpoint": at, "checkpointId": checkpoint})
 
 
 def _known_jobs(jobs: Sequence[OwnedJob], previous: ModelEntry | None) -> set[str]:
@@ -100,8 +111,11 @@ def _serving(ordered: list[OwnedJob], current: OwnedJob, desired: DesiredModel |
 
 def _made_from(current: OwnedJob, parent: str, desired: DesiredModel | None,
                previous: ModelEntry | None) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """The spec and cosmetic fields the current job was made with (the diff base)."""
-    if previous is not None and previous.job == current.name and previous.spec is not None:
+    """The spec and cosmetic fields the current job was made with (the diff base). A recorded
+    spec counts only if it hashes to the job's label: what apply recorded at the create is the
+    manifest as written, which for a continuation or another spelling is not what was sent."""
+    if (previous is not None and previous.job == current.name and previous.spec is not None
+            and (current.spec_hash is None or spec_hash(previous.spec) == current.spec_hash)):
         return previous.spec, previous.cosmetic
     if desired is not None and current.spec_hash == desired.spec_hash:
         # A job the state did not know (a lost state): what it was made with is on the job.
@@ -135,7 +149,9 @@ def derive_models(
 ) -> dict[str, ModelEntry]:
     """Every state entry, recomputed from an observation (for `names`, or all)."""
     by_name = jobs_by_name(observation, stack, previous)
-    desired_by_name = {d.name: d for d in desired}
+    # as the planner plans them: a continuation with its parent's tuned model, each model under
+    # the spelling its jobs carry (plan/continuation.py)
+    desired_by_name = resolved_models({d.name: d for d in desired}, by_name)
     all_names = set(desired_by_name) | set(by_name) | set(previous.models)
     chosen = set(names) if names is not None else all_names
     models = {k: v for k, v in previous.models.items() if k not in chosen}

@@ -12,7 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from reconciler.spec import SupervisedSpec, int64_names, int64_to_str
+from reconciler.kinds import KINDS
+from reconciler.spec import int64_names, int64_to_str
 
 # google.cloud.aiplatform.v1.JobState numbers (aiplatform_v1.types.JobState).
 JOB_STATES: dict[int, str] = {
@@ -67,8 +68,8 @@ class WireModel(BaseModel):
         return wire
 
 
-# The int64 fields of the spec, from the spec model's own INT64 markers (reconciler.spec).
-_INT64_FIELDS = int64_names(SupervisedSpec)
+# The int64 fields of every kind's spec, from the spec models' own INT64 markers (reconciler.spec).
+_INT64_FIELDS = frozenset().union(*(int64_names(kind.spec_type) for kind in KINDS))
 
 
 def _int64_to_str(data: Any) -> Any:
@@ -98,9 +99,24 @@ class SupervisedTuningSpec(WireModel):
     export_last_checkpoint_only: bool | None = Field(default=None, alias="exportLastCheckpointOnly")
 
 
+class TunedModelCheckpoint(WireModel):
+    """One checkpoint of a tuned model (only with intermediate checkpoints exported)."""
+
+    checkpoint_id: str | None = Field(default=None, alias="checkpointId")
+    epoch: int | None = None  # int64
+    step: int | None = None  # int64
+    endpoint: str | None = None
+
+    @field_validator("epoch", "step", mode="before")
+    @classmethod
+    def _counts(cls, v: Any) -> Any:
+        return _int64(v)
+
+
 class TunedModel(WireModel):
     model: str | None = None
     endpoint: str | None = None
+    checkpoints: list[TunedModelCheckpoint] | None = None
 
 
 class RpcStatus(WireModel):
@@ -131,6 +147,10 @@ class TuningJob(WireModel):
     tuning_data_stats: dict[str, Any] | None = Field(default=None, alias="tuningDataStats")
     experiment: str | None = None
     gcs_metrics_uri: str | None = Field(default=None, alias="gcsMetricsUri")
+    # Read-only: the evaluation runs of the job (evaluationConfig), as the API shows them. The other
+    # tuning fields (preTunedModel, preferenceOptimizationSpec, …) ride as extra members, read by
+    # the spec model (reconciler.spec.read_observed).
+    evaluate_dataset_runs: list[dict[str, Any]] | None = Field(default=None, alias="evaluateDatasetRuns")
 
     @field_validator("state", mode="before")
     @classmethod
