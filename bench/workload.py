@@ -20,7 +20,7 @@ from reconciler.models import DesiredModel, ownership_labels
 PROJECT = "bench-project"
 STACK = "bench"
 OTHER_STACK = "other-team"
-BASE_MODEL = "gemini-2.0-flash-001"
+BASE_MODEL = "gemini-3.5-flash"
 DEFAULT_REGIONS = ("us-central1", "europe-west4", "asia-northeast1", "us-east4")
 _ADAPTERS = ("ADAPTER_SIZE_ONE", "ADAPTER_SIZE_TWO", "ADAPTER_SIZE_FOUR", "ADAPTER_SIZE_EIGHT")
 _OTHER_STATES = (

@@ -1,5 +1,5 @@
-"""The command line: `reconciler validate | plan | apply | refresh | status | output | emulator |
-schema | force-unlock`.
+"""The command line: `reconciler validate | plan | apply | refresh | status | output | models |
+emulator | schema | force-unlock`.
 
 This is the only module that prints or reads `os.environ`/`argv`. Exit codes: 0 success,
 1 error, 2 (with `plan --detailed-exitcode`) success with changes — as terraform. Expected errors
@@ -548,8 +548,30 @@ def output(
         return EXIT_OK
     for n, d in data.items():
         key = n.upper().replace("-", "_")
-        typer.echo(f"{key}_ENDPOINT={d['endpoint'] or ''}")
+        if d.get("serving") is False:  # its base model retired: no endpoint to call
+            rt.warn(f"{n}: {d['note']}")
+        typer.echo(f"{key}_ENDPOINT={(d['endpoint'] if d.get('serving', True) else None) or ''}")
         typer.echo(f"{key}_MODEL={d['model'] or ''}")
+    return EXIT_OK
+
+
+@app.command()
+def models(
+    ctx: typer.Context,
+    names: Annotated[list[str] | None, typer.Argument(help="Models to show (default: all).", show_default=False)] = None,
+    fmt: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
+) -> int:
+    """Print the model catalog: stage, dates, successor, methods, adapter sizes, price, sources."""
+    rt = _rt(ctx)
+    if fmt not in ("text", "json"):
+        raise ConfigError(f"--format must be text or json, not {fmt!r}")
+    entries = rt.session.models(names or [])
+    if fmt == "json":
+        typer.echo(json.dumps(entries, indent=2))
+    else:
+        from reconciler.catalog import format_text
+
+        typer.echo(format_text(entries, rt.session.catalog().read))
     return EXIT_OK
 
 

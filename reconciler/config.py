@@ -13,6 +13,10 @@
     pollInterval: 30             # seconds between polls of --wait (at most 86400)
     lockTimeout: 0               # seconds to wait for the state lock (at most 86400)
     requestTimeout: 60           # seconds one HTTP request may take (> 0, at most 600)
+    prices: {gemini-3.5-flash: 4.0}  # USD per 1M training tokens, by base model (all methods)
+    models:                      # extend or override the shipped model catalog (docs/manifest.md)
+      gemini-3.5-flash: {retirementDate: 2027-05-19, successor: gemini-4-flash, prices: {preference: 8.0}}
+    retirementWarningDays: 30    # warn when a serving model's base model retires within this many days
     retry: {initial: 1, multiplier: 2, maximum: 60, deadline: 120, maxAttempts: 10}
 
 Environment: RECONCILER_PROJECT, RECONCILER_REGION, RECONCILER_STACK, RECONCILER_STATE,
@@ -46,11 +50,12 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from reconciler.catalog import ModelId, ModelSettings, Override
 from reconciler.errors import ConfigError
 from reconciler.http.endpoint import endpoint_problem
 from reconciler.http.retry import RetryPolicy
 from reconciler.models import PATTERN_HELP, PROJECT_PATTERN, REGION_PATTERN, STACK_PATTERN
-from reconciler.yamlio import YamlProblem, dotted, read_documents, unreadable
+from reconciler.yamlio import LineMap, YamlProblem, dotted, read_documents, shown_path, unreadable
 
 CONFIG_FILE = "reconciler.yaml"
 DEFAULT_STATE = "reconciler.state.json"
@@ -68,6 +73,7 @@ _BOUNDS: dict[str, tuple[float, bool, float]] = {
     "concurrency": (1, True, 256),
     "requests_per_minute": (0, True, 1_000_000),
     "creates_per_minute": (0, True, 1_000_000),
+    "retirement_warning_days": (0, True, 3650),
 }
 
 
@@ -107,6 +113,9 @@ class ConfigFile(_Strict):
     rate_limit: RateLimitFile | None = Field(None, alias="rateLimit")
     # USD per 1M training tokens, by base model
     prices: dict[str, Annotated[float, Field(ge=0, le=1_000_000)]] | None = None
+    # The model catalog extended and overridden (reconciler/catalog.py: ModelSettings)
+    models: dict[ModelId, ModelSettings] | None = None
+    retirement_warning_days: int | None = Field(None, alias="retirementWarningDays", ge=0, le=3650)
 
 
 @dataclass(frozen=True)
@@ -131,10 +140,14 @@ class Settings:
     requests_per_minute: int = 600
     creates_per_minute: int = 60
     prices: dict[str, float] = field(default_factory=dict)
+    # `models:`: catalog entries laid over the shipped catalog (each value with its file:line)
+    models: dict[str, Override] = field(default_factory=dict)
+    # a serving model whose base model retires within this many days is a plan warning
+    retirement_warning_days: int = 30
     config_file: str | None = None
 
 
-def _read_file(path: Path) -> ConfigFile:
+def _read_file(path: Path) -> tuple[ConfigFile, LineMap | None]:
     try:
         docs = list(read_documents(path))
     except YamlProblem as exc:
@@ -142,14 +155,14 @@ def _read_file(path: Path) -> ConfigFile:
     except (OSError, ValueError) as exc:
         raise ConfigError(unreadable(path, exc)) from None
     if not docs:
-        return ConfigFile.model_validate({})
+        return ConfigFile.model_validate({}), None
     if len(docs) > 1:
         raise ConfigError(f"{path}:{docs[1][0]}: only one YAML document is allowed")
     line, data, lines = docs[0]
     if not isinstance(data, dict):
         raise ConfigError(f"{path}:{line}: expected a mapping of settings")
     try:
-        return ConfigFile.model_validate(data)
+        return ConfigFile.model_validate(data), lines
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
@@ -207,17 +220,28 @@ _ENV = {
 
 
 def _from_file(settings: Settings, path: Path) -> Settings:
-    cf = _read_file(path)
+    cf, lines = _read_file(path)
     retry = settings.retry
     if cf.retry is not None:
         retry = replace(retry, **{k: v for k, v in cf.retry.model_dump().items() if v is not None})
-    values = {k: v for k, v in cf.model_dump(exclude={"retry", "rate_limit"}).items() if v is not None}
+    values = {k: v for k, v in cf.model_dump(exclude={"retry", "rate_limit", "models"}).items() if v is not None}
+    if cf.models is not None:
+        values["models"] = _overrides(cf.models, path, lines)
     if cf.rate_limit is not None:
         values.update({k: v for k, v in cf.rate_limit.model_dump().items() if v is not None})
     for name in ("state", "manifests"):  # relative to the file's folder
         if name in values and not Path(values[name]).is_absolute() and "://" not in values[name]:
             values[name] = str(path.parent / values[name])
     return replace(settings, **values, retry=retry, config_file=str(path))
+
+
+def _overrides(models: Mapping[str, ModelSettings], path: Path, lines: LineMap | None) -> dict[str, Override]:
+    """`models:` entries with the file:line of each value they set (shown as its source)."""
+    def at(*loc: str) -> str:
+        return f"{shown_path(path)}:{lines.line_of(('models', *loc)) if lines else 1}"
+
+    return {model_id: Override(entry, {alias: at(model_id, alias) for alias in entry.model_dump(
+        by_alias=True, exclude_none=True)}) for model_id, entry in models.items()}
 
 
 def _check_settings(settings: Settings) -> None:

@@ -30,6 +30,7 @@ from reconciler.errors import (
 
 if TYPE_CHECKING:
     from reconciler.apply import ApplyResult, Outcome
+    from reconciler.catalog import Catalog
     from reconciler.config import Settings
     from reconciler.manifest import LoadResult
     from reconciler.models import DesiredModel
@@ -92,6 +93,7 @@ class Session:
     state_store: StateStore | None = None
     _storage: StorageClient | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _catalog: Catalog | None = None
 
     def close(self) -> None:
         self.exit_stack.close()
@@ -207,11 +209,13 @@ class Session:
         return any(p.resolve() == root for p in paths)
 
     def load(self, paths: Sequence[Path], *, allow_empty: bool = False, on_model: Any = None) -> LoadResult:
+        from reconciler.catalog import using
         from reconciler.manifest import Defaults, load_manifests
 
         s = self.settings
         paths = list(paths) or [self.manifest_root()]
-        result = load_manifests(paths, Defaults(project=s.project, region=s.region), on_model)
+        with using(self.catalog()):  # validate against the catalog with reconciler.yaml's models:
+            result = load_manifests(paths, Defaults(project=s.project, region=s.region), on_model)
         for warning in result.warnings:
             self.warn(warning)
         if not result.models and not allow_empty:
@@ -253,6 +257,36 @@ class Session:
             observation = merge(future.result() for future in started.values())
         return loaded, observation
 
+    # -- the model catalog ----------------------------------------------------------------------
+    def catalog(self) -> Catalog:
+        """The shipped model catalog with reconciler.yaml's `prices:` and `models:` laid over it."""
+        from reconciler.catalog import shipped
+
+        if self._catalog is None:
+            s = self.settings
+            self._catalog = shipped().merged(s.models, s.prices, s.config_file)
+        return self._catalog
+
+    def lifecycle(self) -> dict[str, Any]:
+        """What the planner needs to judge base models' lifecycles: today, the catalog, the window."""
+        import datetime
+
+        return {"today": datetime.date.today(), "catalog": self.catalog(),
+                "retirement_warning_days": self.settings.retirement_warning_days}
+
+    def models(self, names: Sequence[str] = ()) -> list[dict[str, Any]]:
+        """`reconciler models`: the catalog's entries (all, or those named), as of today."""
+        import datetime
+
+        catalog = self.catalog()
+        unknown = [n for n in names if catalog.lookup(n) is None]
+        if unknown:
+            raise UnknownNameError(f"not in the model catalog: {', '.join(unknown)} (`reconciler models` lists it)")
+        chosen = [catalog.lookup(n) for n in names] if names else list(catalog.models.values())
+        from reconciler.catalog import describe
+
+        return [describe(catalog, m, datetime.date.today()) for m in chosen if m is not None]
+
     # -- plan -----------------------------------------------------------------------------------
     def make_plan(self, state: State, desired: Sequence[DesiredModel], options: PlanOptions, *,
                   prune: bool, observation: Observation | None = None) -> Planned:
@@ -265,8 +299,8 @@ class Session:
 
         def planned(chosen: Sequence[DesiredModel]) -> Plan:
             return compute_plan(chosen, seen, state, stack=self.settings.stack, targets=options.targets,
-                                replace=options.replace, prices=self.settings.prices, prune=prune,
-                                prune_unrecorded=options.prune_unrecorded)
+                                replace=options.replace, prune=prune, prune_unrecorded=options.prune_unrecorded,
+                                **self.lifecycle())
 
         plan = planned(models)
         hints = import_hints(plan, models, seen)
@@ -360,8 +394,8 @@ class Session:
             raise StalePlanError(f"{where} is stale: the data of {', '.join(moved)} changed in Cloud Storage "
                                  "since the plan was made. Run plan again.")
         fresh = compute_plan(desired, observation, state, stack=self.settings.stack, targets=saved.targets,
-                             replace=saved.replace, prices=self.settings.prices, prune=saved.prune,
-                             prune_unrecorded=saved.prune_unrecorded)
+                             replace=saved.replace, prune=saved.prune, prune_unrecorded=saved.prune_unrecorded,
+                             **self.lifecycle())
         if fresh.fingerprint != saved.fingerprint:
             raise StalePlanError(f"{where} is stale: the jobs or the state changed since it was made "
                                  f"({summary_line(saved)} → now {summary_line(fresh)}; "
@@ -374,7 +408,7 @@ class Session:
         """--max-cost and --max-cancel: refused before anything is changed."""
         if limits.max_cost is not None:
             if plan.cost_unknown:
-                unknown = ", ".join(c.name for c in plan.creates if c.cost_usd is None)
+                unknown = "; ".join(f"{c.name} ({c.cost_note})" for c in plan.creates if c.cost_usd is None)
                 raise PlanError(f"--max-cost {limits.max_cost:g}: no estimate for {unknown}; cannot check the limit")
             if plan.estimated_cost > limits.max_cost:
                 raise PlanError(f"this plan's estimated tuning cost is ${plan.estimated_cost:,.2f}, above "
@@ -473,10 +507,29 @@ class Session:
             entries = {name: entries[name]}
         # The endpoint in service is a succeeded job's; its state is not the newest job's (during a
         # replace the newest job runs while the old one serves), so both are said apart.
-        return {n: {"endpoint": e.tuned_model.endpoint if e.tuned_model else None,
-                    "model": e.tuned_model.model if e.tuned_model else None,
-                    "job": e.serving_job, "state": "JOB_STATE_SUCCEEDED" if e.serving_job else None,
-                    "latest_job": e.job, "latest_state": e.state} for n, e in entries.items()}
+        out: dict[str, dict[str, Any]] = {
+            n: {"endpoint": e.tuned_model.endpoint if e.tuned_model else None,
+                "model": e.tuned_model.model if e.tuned_model else None,
+                "job": e.serving_job, "state": "JOB_STATE_SUCCEEDED" if e.serving_job else None,
+                "latest_job": e.job, "latest_state": e.state} for n, e in entries.items()}
+        for n, e in entries.items():
+            retired = self._retired_base(e)
+            if retired:  # the endpoint is kept (it names the resource) but said not to serve
+                out[n].update(serving=False, note=retired)
+        return out
+
+    def _retired_base(self, entry: Any) -> str | None:
+        """Why the serving job of a state entry no longer serves: its base model retired (known
+        when the serving job is the entry's job, whose spec the state keeps)."""
+        import datetime
+
+        base = (entry.spec or {}).get("baseModel") if entry.serving_job and entry.serving_job == entry.job else None
+        info = self.catalog().lookup(base) if isinstance(base, str) else None
+        today = datetime.date.today()
+        if info is None or not info.retired(today):
+            return None
+        when = f" on {info.retirement_date.isoformat()}" if info.retirement_date else ""
+        return f"no longer serving: base model {info.model_id} retired{when}"
 
     def import_job(self, job: str, name: str, paths: Sequence[Path], lock_timeout: float | None) -> str:
         """`reconciler import`: adopt an existing job into a manifest, without re-creating it. When
@@ -650,7 +703,8 @@ class StatusQuery:
 
         stack = self.session.settings.stack
         observation = self.session.observe(self.parents)
-        plan = compute_plan(self.desired, observation, self.state, stack=stack, strict=False, prune=self.prune)
+        plan = compute_plan(self.desired, observation, self.state, stack=stack, strict=False, prune=self.prune,
+                            **self.session.lifecycle())
         owned = jobs_by_name(observation, stack, self.state)
         watched = [n for n in owned if not self.names or n in self.names]
         running = sum(1 for n in watched

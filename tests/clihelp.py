@@ -41,7 +41,7 @@ class Cli:
         assert result.code == 0, f"exit {result.code}\nstdout:\n{result.out}\nstderr:\n{result.err}"
         return result
 
-    def manifest(self, name: str, *, epochs: int | None = 3, base: str = "gemini-2.0-flash-001",
+    def manifest(self, name: str, *, epochs: int | None = 3, base: str = "gemini-3.5-flash",
                  spec: dict[str, Any] | None = None, metadata: dict[str, Any] | None = None,
                  folder: str = "manifests") -> Path:
         """Write manifests/NAME.yaml; `spec`/`metadata` add or override fields."""

@@ -65,17 +65,17 @@ def _foreign(i: int) -> tuple[dict, dict]:
     """Jobs of other people and tools, of every kind the documents describe."""
     sft = {"trainingDatasetUri": f"gs://other/{i}.jsonl", "hyperParameters": {"epochCount": 2}}
     kinds: list[tuple[dict, dict]] = [
-        ({"baseModel": "gemini-2.0-flash-001", "supervisedTuningSpec": sft, "labels": {"team": "other", "owner": "zoë"}}, {}),
-        ({"baseModel": "gemini-2.5-flash", "supervisedTuningSpec": sft}, {"state": "JOB_STATE_SUCCEEDED"}),  # no labels
+        ({"baseModel": "gemini-3.5-flash", "supervisedTuningSpec": sft, "labels": {"team": "other", "owner": "zoë"}}, {}),
+        ({"baseModel": "gemini-3.1-flash-lite", "supervisedTuningSpec": sft}, {"state": "JOB_STATE_SUCCEEDED"}),  # no labels
         ({"preTunedModel": {"tunedModelName": "projects/1/locations/us-central1/models/9", "checkpointId": "2"},
           "supervisedTuningSpec": sft}, {"state": "JOB_STATE_RUNNING"}),  # continuous tuning: no baseModel
-        ({"baseModel": "gemini-2.5-flash", "preferenceOptimizationSpec": {
+        ({"baseModel": "gemini-3.1-flash-lite", "preferenceOptimizationSpec": {
             "trainingDatasetUri": f"gs://other/{i}.jsonl", "hyperParameters": {"beta": 0.1, "epochCount": "1"}}},
          {"state": "JOB_STATE_FAILED", "error": {"code": 3, "message": "bad rows", "details": [
              {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "BAD_DATA", "domain": "aiplatform.googleapis.com"}]}}),
-        ({"baseModel": "gemini-2.0-flash-001", "supervisedTuningSpec": sft, "labels": {"managed-by": "terraform"}},
+        ({"baseModel": "gemini-3.5-flash", "supervisedTuningSpec": sft, "labels": {"managed-by": "terraform"}},
          {"state": "JOB_STATE_EXPIRED"}),
-        ({"baseModel": "gemini-2.0-flash-001", "supervisedTuningSpec": sft}, {"state": "JOB_STATE_PAUSED"}),
+        ({"baseModel": "gemini-3.5-flash", "supervisedTuningSpec": sft}, {"state": "JOB_STATE_PAUSED"}),
     ]
     body, output = kinds[i % len(kinds)]
     return {**body, "tunedModelDisplayName": f"someone-else-{i}"}, output
@@ -252,7 +252,7 @@ def test_create_lost_until_retries_run_out_is_found_by_the_next_plan(fcli: Cli, 
 def test_import_of_a_job_named_by_project_number(fcli: Cli, fake: VertexFake):
     # A job made by another client (google-genai sends epochCount as a number); the server fills defaults.
     job = fake.seed("demo-project", "us-central1", {
-        "baseModel": "gemini-2.0-flash-001", "tunedModelDisplayName": "alpha",
+        "baseModel": "gemini-3.5-flash", "tunedModelDisplayName": "alpha",
         "supervisedTuningSpec": {"trainingDatasetUri": "gs://bucket/alpha/train.jsonl", "hyperParameters": {"epochCount": 3}}})
     fake.advance(2)
     assert job.startswith(f"projects/{NUMBER}/")
@@ -276,7 +276,7 @@ def test_client_against_the_fake(served: Served):
         assert [q.get("pageToken", "") != "" for _, _, q, _ in fake.ops("list")] == [False, True, True, True]
         spec = SupervisedTuningSpec(trainingDatasetUri="gs://b/t.jsonl",
                                     hyperParameters=SupervisedHyperParameters(epochCount=4, adapterSize="ADAPTER_SIZE_TWO"))
-        made = client.create_tuning_job(PARENT, TuningJob(baseModel="gemini-2.0-flash-001", supervisedTuningSpec=spec), "r-1")
+        made = client.create_tuning_job(PARENT, TuningJob(baseModel="gemini-3.5-flash", supervisedTuningSpec=spec), "r-1")
         assert made.state == "JOB_STATE_PENDING" and made.create_time and made.model_extra == {"someNewField": 1}
         assert client.get_tuning_job(made.name or "").name == made.name
         client.cancel_tuning_job(made.name or "")

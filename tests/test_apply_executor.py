@@ -36,7 +36,7 @@ def _no_stop_request() -> Any:
 
 
 def desired(name: str = "bot", uri: str = "gs://b/train.jsonl") -> DesiredModel:
-    return DesiredModel(name=name, project=PROJECT, region="us-central1", base_model="gemini-2.0-flash-001",
+    return DesiredModel(name=name, project=PROJECT, region="us-central1", base_model="gemini-3.5-flash",
                         training_dataset_uri=uri, source=f"m/{name}.yaml:1", hyper_parameters=(("epochCount", 3),))
 
 
@@ -204,10 +204,10 @@ def test_a_create_landing_after_the_window_is_cancelled_by_the_wait_at_its_first
 # -- 2. --wait follows this state's jobs only --------------------------------------------------------
 def test_wait_ignores_another_checkouts_job_and_the_younger_duplicate():
     api, d = FakeVertex(), desired()
-    body = TuningJob.model_validate({"baseModel": "gemini-2.0-flash-001", "labels": ownership_labels(STACK, "bot", d.spec_hash)})
+    body = TuningJob.model_validate({"baseModel": "gemini-3.5-flash", "labels": ownership_labels(STACK, "bot", d.spec_hash)})
     mine = api.make(PARENT, body, "r1", state="JOB_STATE_SUCCEEDED")
     twin = api.make(PARENT, body, "r1", state="JOB_STATE_CANCELLING")  # younger job of our request
-    other = TuningJob.model_validate({"baseModel": "gemini-2.0-flash-001",
+    other = TuningJob.model_validate({"baseModel": "gemini-3.5-flash",
                                       "labels": ownership_labels(STACK, "team-a-bot", "h")})
     theirs = api.make(PARENT, other, "r9", state="JOB_STATE_RUNNING")
     stranger = api.make(PARENT, body.model_copy(update={"labels": ownership_labels(STACK, "bot", "x" * 20)}), "r8",
@@ -226,7 +226,7 @@ def test_wait_ignores_another_checkouts_job_and_the_younger_duplicate():
 
 def test_wait_still_waits_for_this_states_own_job():
     api, d = FakeVertex(), desired()
-    body = TuningJob.model_validate({"baseModel": "gemini-2.0-flash-001", "labels": ownership_labels(STACK, "bot", d.spec_hash)})
+    body = TuningJob.model_validate({"baseModel": "gemini-3.5-flash", "labels": ownership_labels(STACK, "bot", d.spec_hash)})
     mine = api.make(PARENT, body, "r1", state="JOB_STATE_RUNNING")
     api.jobs[mine.name or ""] = mine
     state = State(stack=STACK, serial=3, models={"bot": ModelEntry.model_validate({"parent": PARENT, "jobs": [mine.name]})})
@@ -238,7 +238,7 @@ def test_wait_still_waits_for_this_states_own_job():
 def test_a_create_records_its_job_and_only_it():
     api = FakeVertex()
     theirs_spec = desired(uri="gs://b/theirs.jsonl")
-    body = TuningJob.model_validate({"baseModel": "gemini-2.0-flash-001",
+    body = TuningJob.model_validate({"baseModel": "gemini-3.5-flash",
                                      "labels": ownership_labels(STACK, "bot", theirs_spec.spec_hash)})
     theirs = api.make(PARENT, body, "r9", state="JOB_STATE_RUNNING")
     api.jobs[theirs.name or ""] = theirs
@@ -256,7 +256,7 @@ def test_a_create_records_its_job_and_only_it():
 def test_a_job_named_by_another_projects_number_is_cancelled_only_at_the_listed_path():
     api = FakeVertex()
     d = desired()
-    body = TuningJob.model_validate({"baseModel": "gemini-2.0-flash-001", "labels": ownership_labels(STACK, "bot", d.spec_hash)})
+    body = TuningJob.model_validate({"baseModel": "gemini-3.5-flash", "labels": ownership_labels(STACK, "bot", d.spec_hash)})
     victim = api.make(PARENT, body, "r1", project="374143254140", state="JOB_STATE_RUNNING")
     api.jobs[victim.name or ""] = victim
     state = State(stack=STACK, serial=1, models={"bot": ModelEntry.model_validate({"parent": PARENT})})

@@ -37,7 +37,7 @@ def test_help_and_validate_do_not_import_heavy_libraries(tmp_path: Path):
     assert _modules_after(["--help"], tmp_path) == set()
     (tmp_path / "m.yaml").write_text(
         "apiVersion: reconciler/v1\nkind: TunedModel\nmetadata: {name: a}\nspec:\n  project: demo-project\n"
-        "  region: us-central1\n  baseModel: gemini-2.5-flash\n  supervisedTuningSpec: {trainingDatasetUri: gs://bkt/t.jsonl}\n"
+        "  region: us-central1\n  baseModel: gemini-3.1-flash-lite\n  supervisedTuningSpec: {trainingDatasetUri: gs://bkt/t.jsonl}\n"
     )
     assert _modules_after(["validate", "m.yaml"], tmp_path) == set()
 

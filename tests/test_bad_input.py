@@ -23,7 +23,7 @@ kind: TunedModel
 metadata:
   name: good
 spec:
-  baseModel: gemini-2.0-flash-001
+  baseModel: gemini-3.5-flash
   supervisedTuningSpec:
     trainingDatasetUri: gs://bucket/train.jsonl
 """
@@ -43,7 +43,7 @@ CORPUS: dict[str, bytes] = {
     "epoch-bool.yaml": (GOOD + "    hyperParameters: {epochCount: true}\n").encode(),
     "lr-negative.yaml": (GOOD + "    hyperParameters: {learningRateMultiplier: -1}\n").encode(),
     "adapter-unknown.yaml": (GOOD + "    hyperParameters: {adapterSize: ADAPTER_SIZE_THREE}\n").encode(),
-    "adapter-not-for-model.yaml": GOOD.replace("gemini-2.0-flash-001", "gemini-1.5-pro-002").encode()
+    "adapter-not-for-model.yaml": GOOD.replace("gemini-3.5-flash", "gemini-1.5-pro-002").encode()
     + b"    hyperParameters: {adapterSize: ADAPTER_SIZE_SIXTEEN}\n",
     "unknown-field.yaml": GOOD.replace("kind: TunedModel", "kind: TunedModel\nstatus: {}").encode(),
     "unknown-nested.yaml": (GOOD + "    batchSize: 8\n").encode(),
@@ -105,7 +105,7 @@ def test_fuzzed_bytes_never_crash(tmp_path: Path, capsys, content: bytes):
 
 
 _scalars = st.one_of(st.none(), st.booleans(), st.integers(-10, 10**6), st.floats(allow_nan=True),
-                     st.text(max_size=30), st.sampled_from(["gs://bucket/x.jsonl", "ADAPTER_SIZE_FOUR", "gemini-2.5-flash"]))
+                     st.text(max_size=30), st.sampled_from(["gs://bucket/x.jsonl", "ADAPTER_SIZE_FOUR", "gemini-3.1-flash-lite"]))
 _values = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=12), inner, max_size=3), max_leaves=8)
 
 

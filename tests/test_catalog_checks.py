@@ -44,33 +44,44 @@ def manifest_text(name: str, base: str, hyper: str) -> str:
 
 
 def test_validate_refuses_a_parameter_the_base_model_does_not_take(cli: Cli, emulator):
+    # A model added in reconciler.yaml's `models:` that takes no adapterSize.
+    (cli.workdir / "reconciler.yaml").write_text(
+        (cli.workdir / "reconciler.yaml").read_text()
+        + "models:\n  acme-llm-001:\n    hyperParameters: {supervised: [epochCount, learningRateMultiplier]}\n")
     manifests = cli.workdir / "manifests"
-    write(manifests / "legacy.yaml", manifest_text("legacy", "gemini-1.0-pro-002", "adapterSize: ADAPTER_SIZE_FOUR"))
+    write(manifests / "legacy.yaml", manifest_text("legacy", "acme-llm-001", "adapterSize: ADAPTER_SIZE_FOUR"))
     r = cli("validate")
     assert r.code == 1, r.out + r.err
     assert ("manifests/legacy.yaml:11: spec.supervisedTuningSpec.hyperParameters.adapterSize: "
-            "gemini-1.0-pro-002 does not accept adapterSize") in r.err
+            "acme-llm-001 does not accept adapterSize") in r.err
     assert "Traceback" not in r.err
     # With the publisher prefix the catalog still knows the model.
-    write(manifests / "legacy.yaml", manifest_text("legacy", "publishers/google/models/gemini-1.0-pro-002",
+    write(manifests / "legacy.yaml", manifest_text("legacy", "publishers/google/models/acme-llm-001",
                                                   "adapterSize: ADAPTER_SIZE_FOUR"))
     r = cli("validate")
     assert r.code == 1 and "legacy.yaml:11:" in r.err and "does not accept adapterSize" in r.err
     # plan refuses the same manifest before any API call.
     assert cli("plan").code == 1 and not any(emulator.stats()["requests"].values())
-    # The model itself is fine: without adapterSize the manifest is valid.
-    write(manifests / "legacy.yaml", manifest_text("legacy", "gemini-1.0-pro-002", "learningRateMultiplier: 1.0"))
+    # The model itself is fine: without adapterSize the manifest is valid, and known (no warning).
+    write(manifests / "legacy.yaml", manifest_text("legacy", "acme-llm-001", "learningRateMultiplier: 1.0"))
     r = cli.ok("validate")
     assert "1 manifest(s) in 1 file(s) are valid." in r.out and "Warning" not in r.err
 
 
 def test_validate_refuses_an_adapter_size_the_base_model_does_not_offer(cli: Cli):
     write(cli.workdir / "manifests" / "pro.yaml",
-          manifest_text("pro", "gemini-1.5-pro-002", "adapterSize: ADAPTER_SIZE_EIGHT"))
+          manifest_text("pro", "gemini-3.5-flash", "adapterSize: ADAPTER_SIZE_THIRTY_TWO"))
     r = cli("validate")
     assert r.code == 1
-    assert ("manifests/pro.yaml:11: spec.supervisedTuningSpec.hyperParameters.adapterSize: gemini-1.5-pro-002 "
-            "accepts ADAPTER_SIZE_ONE, ADAPTER_SIZE_FOUR, not ADAPTER_SIZE_EIGHT") in r.err
+    assert ("manifests/pro.yaml:11: spec.supervisedTuningSpec.hyperParameters.adapterSize: gemini-3.5-flash "
+            "accepts ADAPTER_SIZE_ONE, ADAPTER_SIZE_TWO, ADAPTER_SIZE_FOUR, ADAPTER_SIZE_EIGHT, ADAPTER_SIZE_SIXTEEN, "
+            "not ADAPTER_SIZE_THIRTY_TWO") in r.err
+    # A retired model keeps its documented sizes (gemini-1.5-pro-002: 1 and 4; "higher values fail").
+    write(cli.workdir / "manifests" / "pro.yaml",
+          manifest_text("pro", "gemini-1.5-pro-002", "adapterSize: ADAPTER_SIZE_EIGHT"))
+    r = cli("validate")
+    assert r.code == 1 and ("gemini-1.5-pro-002 accepts ADAPTER_SIZE_ONE, ADAPTER_SIZE_FOUR, not "
+                            "ADAPTER_SIZE_EIGHT") in r.err
 
 
 def test_validate_only_warns_about_an_unknown_base_model(cli: Cli):

@@ -61,10 +61,10 @@ def test_changed_epoch_count_replaces_only_that_model(cli: Cli, emulator):
 
 
 def test_removed_manifest_cancels_only_its_running_job_and_unmanaged_stay(cli: Cli, emulator):
-    [unmanaged] = emulator.seed([{"project": "demo-project", "location": "us-central1", "baseModel": "gemini-2.0-flash-001",
+    [unmanaged] = emulator.seed([{"project": "demo-project", "location": "us-central1", "baseModel": "gemini-3.5-flash",
                                    "supervisedTuningSpec": {"trainingDatasetUri": "gs://other/t.jsonl"},
                                    "labels": {"reconciler-name": "alpha"}}])
-    [other_stack] = emulator.seed([{"project": "demo-project", "location": "us-central1", "baseModel": "gemini-2.0-flash-001",
+    [other_stack] = emulator.seed([{"project": "demo-project", "location": "us-central1", "baseModel": "gemini-3.5-flash",
                                      "supervisedTuningSpec": {"trainingDatasetUri": "gs://other/t.jsonl"},
                                      "labels": {"managed-by": "vertex-tuning-reconciler", "reconciler-stack": "prod",
                                                 "reconciler-name": "alpha", "reconciler-spec": "x"}}])
@@ -212,7 +212,7 @@ def test_target_limits_apply(cli: Cli, emulator):
 
 
 def test_status_lists_models_and_unmanaged_jobs(cli: Cli, emulator):
-    emulator.seed([{"project": "demo-project", "location": "us-central1", "baseModel": "gemini-2.0-flash-001",
+    emulator.seed([{"project": "demo-project", "location": "us-central1", "baseModel": "gemini-3.5-flash",
                     "supervisedTuningSpec": {"trainingDatasetUri": "gs://x/t.jsonl"}}])
     cli.manifest("alpha")
     cli.ok("apply", "--auto-approve")
@@ -244,7 +244,7 @@ def test_validate_reports_every_problem_with_file_and_line(cli: Cli):
     bad = cli.workdir / "manifests" / "bad.yaml"
     bad.parent.mkdir(parents=True, exist_ok=True)
     bad.write_text(
-        "apiVersion: reconciler/v1\nkind: TunedModel\nmetadata:\n  name: Bad\nspec:\n  baseModel: gemini-2.0-flash-001\n"
+        "apiVersion: reconciler/v1\nkind: TunedModel\nmetadata:\n  name: Bad\nspec:\n  baseModel: gemini-3.5-flash\n"
         "  colour: blue\n  supervisedTuningSpec:\n    trainingDatasetUri: s3://x/y\n    hyperParameters:\n      epochCount: 0\n"
     )
     r = cli("validate")
@@ -311,7 +311,7 @@ def test_yaml_merge_keys_may_be_overridden(cli: Cli):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
         "apiVersion: reconciler/v1\nkind: TunedModel\nmetadata: {name: merged}\nspec:\n"
-        "  baseModel: gemini-2.5-flash\n  supervisedTuningSpec:\n    trainingDatasetUri: gs://bkt/t.jsonl\n"
+        "  baseModel: gemini-3.1-flash-lite\n  supervisedTuningSpec:\n    trainingDatasetUri: gs://bkt/t.jsonl\n"
         "    hyperParameters: {<<: {epochCount: 3, adapterSize: ADAPTER_SIZE_FOUR}, epochCount: 5}\n")
     body = cli.ok("plan", "--format", "json").json()
     assert body["changes"][0]["request"]["supervisedTuningSpec"]["hyperParameters"] == {
@@ -328,7 +328,7 @@ def test_status_reports_even_when_apply_would_refuse(cli: Cli, emulator):
 
 
 def seed_unmanaged(emulator, epochs: int = 3, **extra) -> str:
-    [name] = emulator.seed([{"project": "demo-project", "location": "us-central1", "baseModel": "gemini-2.0-flash-001",
+    [name] = emulator.seed([{"project": "demo-project", "location": "us-central1", "baseModel": "gemini-3.5-flash",
                              "supervisedTuningSpec": {"trainingDatasetUri": "gs://bucket/alpha/train.jsonl",
                                                       "hyperParameters": {"epochCount": epochs, "adapterSize": "ADAPTER_SIZE_FOUR"}},
                              "tunedModelDisplayName": "alpha", **extra}])

@@ -38,7 +38,7 @@ FAST = RetryPolicy(initial=0.005, maximum=0.02, deadline=30, max_attempts=25)
 
 def job_body(i: int = 0) -> TuningJob:
     return TuningJob.model_validate({
-        "baseModel": "gemini-2.0-flash-001",
+        "baseModel": "gemini-3.5-flash",
         "supervisedTuningSpec": {"trainingDatasetUri": f"gs://bkt/{i}.jsonl", "hyperParameters": {"epochCount": 3}},
         "labels": {"team": "t"},
     })
@@ -68,7 +68,7 @@ def test_create_get_list_cancel_round_trip(client, emulator):
 
 def test_list_follows_every_page_without_gets(client, emulator):
     emulator.configure(max_page_size=100)
-    names = emulator.seed([{"project": "demo-project", "location": "us-central1", "baseModel": "gemini-2.0-flash-001",
+    names = emulator.seed([{"project": "demo-project", "location": "us-central1", "baseModel": "gemini-3.5-flash",
                             "supervisedTuningSpec": {"trainingDatasetUri": f"gs://bkt/{i}.jsonl"}} for i in range(1050)])
     before = emulator.stats()["requests"]
     listed = client.list_tuning_jobs(PARENT)
@@ -86,7 +86,7 @@ def test_api_errors_are_typed_and_keep_message_and_status(client, emulator):
     with pytest.raises(InvalidArgumentError) as ia:
         client.create_tuning_job(PARENT, bad, "req-bad")
     assert "not-a-model" in ia.value.message
-    [finished] = emulator.seed([{"project": "demo-project", "location": "us-central1", "baseModel": "gemini-2.0-flash-001",
+    [finished] = emulator.seed([{"project": "demo-project", "location": "us-central1", "baseModel": "gemini-3.5-flash",
                                  "supervisedTuningSpec": {"trainingDatasetUri": "gs://bkt/x.jsonl"}, "state": "JOB_STATE_SUCCEEDED"}])
     with pytest.raises(FailedPreconditionError) as fp:
         client.cancel_tuning_job(finished)

@@ -100,7 +100,7 @@ def test_access_token_never_shown_by_probe_import_status_unlock_or_state_command
     run("probe", "alpha", "--format", "json", "--prompt", "again")
     # import: an unmanaged job into a new manifest; then an unknown job (an API error, traceback)
     [foreign] = emulator.seed([{"project": "demo-project", "location": "us-central1",
-                                "baseModel": "gemini-2.0-flash-001", "state": "JOB_STATE_SUCCEEDED",
+                                "baseModel": "gemini-3.5-flash", "state": "JOB_STATE_SUCCEEDED",
                                 "supervisedTuningSpec": {"trainingDatasetUri": "gs://bucket/gamma/train.jsonl",
                                                          "hyperParameters": {"epochCount": 3}}}])
     cli.manifest("gamma")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.catalog import BYTES_PER_TOKEN, TRAINING_PRICE_PER_MILLION
+from reconciler.catalog import BYTES_PER_TOKEN
 from tests.clihelp import Cli, write_config
 from tests.gcsfake import new_bucket, put_object
 
@@ -57,10 +57,11 @@ def test_plan_estimates_cost_and_apply_refuses_above_max_cost(cli: Cli, emulator
     put_object(fake_gcs_server, bucket, "alpha/train.jsonl", b"x" * size)
     put_object(fake_gcs_server, bucket, "beta/train.jsonl", b"y" * (size // 2))
     pinned(cli, bucket, "alpha")
+    price = 5.0  # no price is shipped: a `models:` entry of reconciler.yaml gives one
+    write_config(cli.workdir, models={"gemini-3.5-flash": {"price": price}})
     path = cli.manifest("beta", epochs=None)  # sizes read on request, epochs left to the service
     path.write_text(path.read_text().replace("gs://bucket/beta/", f"gs://{bucket}/beta/"))
     body = cli("plan", "--format", "json", "--estimate-cost").json()
-    price = TRAINING_PRICE_PER_MILLION["gemini-2.0-flash-001"]
     alpha = round(size / BYTES_PER_TOKEN * 3 / 1e6 * price, 2)
     beta = round(size / 2 / BYTES_PER_TOKEN * 3 / 1e6 * price, 2)
     costs = {c["name"]: c["cost_usd"] for c in body["changes"]}
@@ -79,7 +80,7 @@ def test_plan_estimates_cost_and_apply_refuses_above_max_cost(cli: Cli, emulator
 def test_price_table_can_be_overridden(cli: Cli, emulator, fake_gcs_server, bucket):
     put_object(fake_gcs_server, bucket, "alpha/train.jsonl", b"z" * 1_000_000)
     pinned(cli, bucket)
-    write_config(cli.workdir, prices={"gemini-2.0-flash-001": 100.0})
+    write_config(cli.workdir, prices={"gemini-3.5-flash": 100.0})
     [change] = cli("plan", "--format", "json").json()["changes"]
     assert change["cost_usd"] == round(1_000_000 / BYTES_PER_TOKEN * 3 / 1e6 * 100.0, 2)
 
@@ -120,7 +121,7 @@ def test_turning_pinning_on_never_retunes_but_guards_from_then_on(cli: Cli, emul
 
 def test_import_into_a_pinned_manifest_matches(cli: Cli, emulator, fake_gcs_server, bucket):
     put_object(fake_gcs_server, bucket, "alpha/train.jsonl", b"a" * 500)
-    [job] = emulator.seed([{"project": "demo-project", "location": "us-central1", "baseModel": "gemini-2.0-flash-001",
+    [job] = emulator.seed([{"project": "demo-project", "location": "us-central1", "baseModel": "gemini-3.5-flash",
                             "supervisedTuningSpec": {"trainingDatasetUri": f"gs://{bucket}/alpha/train.jsonl",
                                                      "hyperParameters": {"epochCount": 3}},
                             "state": "JOB_STATE_SUCCEEDED"}])

@@ -6,6 +6,7 @@ One behaviour per test. The planner reads only its arguments, so these need no e
 from __future__ import annotations
 
 import dataclasses
+import datetime
 from typing import Any
 
 import pytest
@@ -22,7 +23,7 @@ NUM_PARENT = "projects/123456789012/locations/us-central1"
 
 def desired(name: str = "bot", **kw: Any) -> DesiredModel:
     base: dict[str, Any] = dict(
-        name=name, project="my-project", region="us-central1", base_model="gemini-2.0-flash-001",
+        name=name, project="my-project", region="us-central1", base_model="gemini-3.5-flash",
         training_dataset_uri="gs://b/train.jsonl", source=f"m/{name}.yaml:1",
         hyper_parameters=(("epochCount", 3),),
     )
@@ -44,7 +45,7 @@ def job(d: DesiredModel | None, state: str, *, name: str | None = None, hash_: s
            "hyperParameters": {"epochCount": 3, "adapterSize": "ADAPTER_SIZE_FOUR", "learningRateMultiplier": 1.0}} if d else {}
     fields: dict[str, Any] = dict(
         name=f"{NUM_PARENT}/tuningJobs/{jid}", parent=PARENT, state=f"JOB_STATE_{state}", labels=labels,
-        create_time=created, base_model=d.base_model if d else "gemini-2.0-flash-001",
+        create_time=created, base_model=d.base_model if d else "gemini-3.5-flash",
         display_name=d.effective_display_name if d else "x", supervised_tuning_spec=sts,
     )
     if state == "SUCCEEDED":
@@ -554,3 +555,110 @@ def test_watched_names_and_tracked_jobs_leave_out_other_checkouts_and_duplicates
     p = compute_plan([d], obs, state, stack=STACK)
     assert ("noop", "team-a-bot") in actions(p) and p.watched_names == {"bot"}
     assert {n: [j.name for j in js] for n, js in tracked(obs, STACK, state).items()} == {"bot": [older.name]}
+
+
+# -- base-model lifecycle (plan/lifecycle.py): a fixed day and catalog, never the wall clock -------
+LIFE_DAY = datetime.date(2026, 12, 3)
+
+
+def catalog_with(model: str, **values: Any) -> Any:
+    """The shipped catalog with one `models:` override, as reconciler.yaml would give it."""
+    from reconciler.catalog import ModelSettings, Override, shipped
+
+    return shipped().merged({model: Override(ModelSettings.model_validate(values))})
+
+
+def test_lifecycle_is_not_judged_without_a_day():
+    d = desired(base_model="gemini-2.0-flash-001")
+    from reconciler.catalog import shipped
+
+    assert actions(plan_for([d], [])) == [("create", "bot")]
+    assert actions(plan_for([d], [], catalog=shipped())) == [("create", "bot")]  # a catalog, no day
+
+
+def test_create_on_a_model_closed_to_new_tuning_is_an_error_with_its_dates():
+    from reconciler.catalog import shipped
+
+    d = desired(name="support-bot", base_model="gemini-2.0-flash-001")
+    with pytest.raises(PlanError) as err:
+        plan_for([d], [], today=LIFE_DAY, catalog=shipped())
+    assert str(err.value).startswith("support-bot: gemini-2.0-flash-001 is closed to new tuning since 2026-01-05 "
+                                     "(retired 2026-02-05); successor gemini-3.5-flash-lite")
+    p = plan_for([d], [], today=LIFE_DAY, catalog=shipped(), strict=False)  # status reports it
+    assert p.errors and "closed to new tuning" in p.errors[0]
+
+
+def test_recreate_after_failure_on_a_closed_model_is_an_error():
+    d = desired(max_attempts=2)
+    cat = catalog_with("gemini-3.5-flash", **{"tuningClosesDate": "2026-12-01"})
+    with pytest.raises(PlanError, match="bot: gemini-3.5-flash is closed to new tuning since 2026-12-01 "
+                                        r"\(retires 2027-05-19 or later\); no successor is known"):
+        plan_for([d], [job(d, "FAILED")], today=LIFE_DAY, catalog=cat)
+
+
+def test_current_model_plans_without_lifecycle_warnings():
+    from reconciler.catalog import shipped
+
+    d = desired()
+    p = plan_for([d], [job(d, "SUCCEEDED")], today=LIFE_DAY, catalog=shipped())
+    assert p.warnings == [] and p.changes[0].reason == "up to date"
+
+
+def test_serving_model_whose_base_retires_within_the_window_is_warned_about():
+    d = desired()
+    serving = job(d, "SUCCEEDED")
+    cat = catalog_with("gemini-3.5-flash", **{"retirementDate": "2026-12-13", "successor": "gemini-3.1-flash-lite"})
+    p = plan_for([d], [serving], today=LIFE_DAY, catalog=cat)
+    assert actions(p) == [("noop", "bot")]
+    assert p.warnings == [f"bot: base model gemini-3.5-flash retires 2026-12-13 (in 10 day(s)); {serving.name} stops "
+                          "serving then; successor gemini-3.1-flash-lite: change spec.baseModel and apply (the old "
+                          "endpoint keeps serving until the new job has succeeded)"]
+    assert plan_for([d], [serving], today=LIFE_DAY, catalog=cat, retirement_warning_days=9).warnings == []
+
+
+def test_serving_model_after_its_base_retired_is_no_longer_serving():
+    d = desired()
+    serving = job(d, "SUCCEEDED")
+    cat = catalog_with("gemini-3.5-flash", **{"retirementDate": "2026-12-01"})
+    p = plan_for([d], [serving], today=LIFE_DAY, catalog=cat)
+    (c,) = p.changes
+    gone = "no longer serving: base model gemini-3.5-flash retired 2026-12-01"
+    assert c.action == "noop" and c.reason == f"up to date; {gone}" and c.notes == [gone]
+    assert p.warnings == [f"bot: {serving.name} is no longer serving — its base model gemini-3.5-flash retired "
+                          "2026-12-01 (a tuned model stops serving with its base model); no successor is known "
+                          "(`reconciler models` lists the models): change spec.baseModel and apply"]
+    assert not p.has_changes
+
+
+def test_base_model_bump_replaces_and_keeps_the_old_job_serving():
+    from reconciler.catalog import shipped
+
+    old = desired(base_model="gemini-3.1-flash-lite")
+    old_job = job(old, "SUCCEEDED")
+    p = plan_for([desired()], [old_job], today=LIFE_DAY, catalog=shipped())
+    (c,) = p.changes
+    assert c.action == "replace" and c.cancel_jobs == [] and p.cancel_count == 0
+    assert c.reason == f"spec changed; {old_job.name} keeps serving until the new job succeeds"
+    assert [(f.path, f.old, f.new) for f in c.diff] == [("baseModel", "gemini-3.1-flash-lite", "gemini-3.5-flash")]
+    assert c.request["baseModel"] == "gemini-3.5-flash" and p.warnings == []
+
+
+def test_a_bump_away_from_a_retiring_model_says_the_manifest_already_moves():
+    old = desired(base_model="gemini-3.1-flash-lite")
+    old_job = job(old, "SUCCEEDED")
+    cat = catalog_with("gemini-3.1-flash-lite", **{"retirementDate": "2026-12-20"})
+    p = plan_for([desired()], [old_job], today=LIFE_DAY, catalog=cat)
+    assert actions(p) == [("replace", "bot")]
+    [warning] = p.warnings
+    assert "retires 2026-12-20 (in 17 day(s))" in warning and "the manifest already moves to gemini-3.5-flash" in warning
+
+
+def test_cost_comes_from_the_catalog_and_reads_epochs_from_the_request():
+    d = desired(training_bytes=4_000_000, hyper_parameters=(("epochCount", 2),))
+    cat = catalog_with("gemini-3.5-flash", **{"price": 2.0})
+    (c,) = plan_for([d], [], catalog=cat).changes
+    assert c.cost_usd == round(1_000_000 * 2 / 1e6 * 2.0, 2) and "× 2 epochs ×" in c.cost_note
+    (c,) = plan_for([d], []).changes  # the shipped catalog has no price
+    assert c.cost_usd is None and "no price for gemini-3.5-flash" in c.cost_note
+    (c,) = plan_for([d], [], catalog=cat, prices={"gemini-3.5-flash": 1.0}).changes  # prices= wins
+    assert c.cost_usd == 2.0

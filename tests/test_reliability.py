@@ -272,7 +272,7 @@ def test_access_token_never_written_anywhere(cli: Cli, emulator, monkeypatch: py
 
 
 def test_unmanaged_job_named_by_state_and_manifest_is_never_cancelled(cli: Cli, emulator):
-    [foreign] = emulator.seed([{"project": "demo-project", "location": "us-central1", "baseModel": "gemini-2.0-flash-001",
+    [foreign] = emulator.seed([{"project": "demo-project", "location": "us-central1", "baseModel": "gemini-3.5-flash",
                                 "supervisedTuningSpec": {"trainingDatasetUri": "gs://other/t.jsonl"},
                                 "labels": {"reconciler-name": "alpha", "reconciler-stack": "test"}}])
     cli.manifest("keeper")

@@ -85,10 +85,10 @@ def test_jobs_listed_outside_the_parent_are_ignored_reported_and_never_cancelled
     ours = {**OURS, "reconciler-name": "team-a-bot", "reconciler-spec": "0" * 16}
     victim, other_region = emulator.seed([
         {"project": "victim", "location": "europe-west4", "state": "JOB_STATE_RUNNING",
-         "baseModel": "gemini-2.0-flash-001", "supervisedTuningSpec": {"trainingDatasetUri": "gs://v/t.jsonl"},
+         "baseModel": "gemini-3.5-flash", "supervisedTuningSpec": {"trainingDatasetUri": "gs://v/t.jsonl"},
          "labels": ours, "listedIn": [PARENT]},
         {"project": "demo-project", "location": "europe-west4", "state": "JOB_STATE_RUNNING",
-         "baseModel": "gemini-2.0-flash-001", "supervisedTuningSpec": {"trainingDatasetUri": "gs://v/t.jsonl"},
+         "baseModel": "gemini-3.5-flash", "supervisedTuningSpec": {"trainingDatasetUri": "gs://v/t.jsonl"},
          "labels": {**ours, "reconciler-name": "bot"}, "listedIn": [PARENT]},
     ])
     assert {j["name"] for j in emulator.jobs()} >= {victim, other_region}  # the emulator does list them
@@ -240,7 +240,7 @@ def test_a_job_whose_identity_labels_are_no_label_values_is_ignored_with_a_warni
     is not one this program made (it writes plain label values), so it is left alone."""
     cli.manifest("bot")
     forged = {**OURS, "reconciler-name": "mine\nError: fake line \u001b[31mRED", "reconciler-spec": "x"}
-    emulator.seed([{"project": "demo-project", "location": "us-central1", "baseModel": "gemini-2.0-flash-001",
+    emulator.seed([{"project": "demo-project", "location": "us-central1", "baseModel": "gemini-3.5-flash",
                     "supervisedTuningSpec": {"trainingDatasetUri": "gs://bucket/x/train.jsonl"}, "labels": forged}])
     for args in (("plan",), ("plan", "--format", "json"), ("apply", "--auto-approve", "--prune-unrecorded")):
         result = cli.ok(*args)
@@ -459,7 +459,7 @@ def test_endless_empty_pages_stop_within_seconds(cli: Cli, emulator: Any) -> Non
     """The 10,000-page bound, paced by the 600 requests/min quota, took ~17 minutes; 20 empty
     pages in a row that still carry a new token are a server that never ends its list."""
     cli.manifest("bot")
-    emulator.seed([{"project": "demo-project", "location": "us-central1", "baseModel": "gemini-2.0-flash-001",
+    emulator.seed([{"project": "demo-project", "location": "us-central1", "baseModel": "gemini-3.5-flash",
                     "supervisedTuningSpec": {"trainingDatasetUri": "gs://bucket/x/train.jsonl"}}])
     emulator.configure(page_tokens="endless")  # the first page holds the job, then empty pages for ever
     started = time.monotonic()
@@ -578,7 +578,7 @@ def test_a_signal_ends_a_run_within_seconds_while_retrying_or_paging(
     # at the stop request outlasts the bound below.
     write_config(workdir, retry={"initial": 40, "maximum": 60, "deadline": 120, "maxAttempts": 10})
     doc = {"apiVersion": "reconciler/v1", "kind": "TunedModel", "metadata": {"name": "bot"},
-           "spec": {"baseModel": "gemini-2.0-flash-001", "supervisedTuningSpec": {"trainingDatasetUri": "gs://bucket/bot/train.jsonl"}}}
+           "spec": {"baseModel": "gemini-3.5-flash", "supervisedTuningSpec": {"trainingDatasetUri": "gs://bucket/bot/train.jsonl"}}}
     (workdir / "manifests").mkdir()
     (workdir / "manifests" / "bot.yaml").write_text(json.dumps(doc))
     with contextlib.ExitStack() as stack:
@@ -648,7 +648,7 @@ def test_a_create_answered_without_a_job_name_is_never_reported_created(
 # == emulator fault modes ======================================================================
 def test_a_held_create_is_made_even_after_its_client_has_gone(emulator: Any) -> None:
     emulator.configure(create_delay_seconds=300)
-    body = {"baseModel": "gemini-2.0-flash-001", "supervisedTuningSpec": {"trainingDatasetUri": "gs://b/t.jsonl"},
+    body = {"baseModel": "gemini-3.5-flash", "supervisedTuningSpec": {"trainingDatasetUri": "gs://b/t.jsonl"},
             "labels": {"reconciler-request": "r1"}}
     with httpx.Client(base_url=emulator.url, timeout=0.3) as impatient, pytest.raises(httpx.ReadTimeout):
         impatient.post(f"/v1/{PARENT}/tuningJobs", json=body)
@@ -659,7 +659,7 @@ def test_a_held_create_is_made_even_after_its_client_has_gone(emulator: Any) -> 
 
 
 def test_emulator_lists_jobs_outside_the_parent_and_loops_page_tokens(emulator: Any) -> None:
-    [name] = emulator.seed([{"project": "victim", "location": "europe-west4", "baseModel": "gemini-2.0-flash-001",
+    [name] = emulator.seed([{"project": "victim", "location": "europe-west4", "baseModel": "gemini-3.5-flash",
                              "supervisedTuningSpec": {"trainingDatasetUri": "gs://v/t.jsonl"}, "listedIn": [PARENT]}])
     assert [j["name"] for j in emulator.jobs()] == [name] and "/locations/europe-west4/" in name
     http = emulator.admin

@@ -36,7 +36,7 @@ kind: TunedModel
 metadata:
   name: {name}
 spec:
-  baseModel: gemini-2.0-flash-001
+  baseModel: gemini-3.5-flash
   supervisedTuningSpec:
     trainingDatasetUri: gs://bucket/train.jsonl
 """
@@ -210,7 +210,7 @@ def test_an_unreadable_manifest_never_makes_its_model_look_deleted(cli: Cli, emu
     else:
         beta.with_name("beta.YAML").write_text(yaml.safe_dump(
             {"apiVersion": "reconciler/v1", "kind": "TunedModel", "metadata": {"name": "beta"},
-             "spec": {"baseModel": "gemini-2.0-flash-001",
+             "spec": {"baseModel": "gemini-3.5-flash",
                       "supervisedTuningSpec": {"trainingDatasetUri": "gs://bucket/beta/train.jsonl",
                                                "hyperParameters": {"epochCount": 3}}}}, sort_keys=False))
     before = emulator.stats()["requests"]
@@ -338,7 +338,7 @@ def test_config_key_that_is_a_bad_date_is_a_key_not_a_crash(workdir: Path, capsy
 
 def test_infinite_and_negative_settings_are_refused(workdir: Path, capsys):
     for text, where in (("pollInterval: .inf\n", "pollInterval"), ("lockTimeout: .nan\n", "lockTimeout"),
-                        ("prices: {gemini-2.5-flash: -1}\n", "prices.gemini-2.5-flash")):
+                        ("prices: {gemini-3.1-flash-lite: -1}\n", "prices.gemini-3.1-flash-lite")):
         (workdir / "reconciler.yaml").write_text(text)
         capsys.readouterr()
         code = main(["validate"])
@@ -459,7 +459,7 @@ FIELDS_WITH_NEWLINE = {
     "name": ("  name: alpha\n", "  name: \"alpha\\n\"\n", "metadata.name"),
     "region": ("spec:\n", "spec:\n  region: \"us-central1\\n\"\n", "spec.region"),
     "project": ("spec:\n", "spec:\n  project: |\n    demo-project\n", "spec.project"),
-    "base model": ("  baseModel: gemini-2.0-flash-001\n", "  baseModel: \"gemini-2.0-flash-001\\n\"\n",
+    "base model": ("  baseModel: gemini-3.5-flash\n", "  baseModel: \"gemini-3.5-flash\\n\"\n",
                    "spec.baseModel"),
     "service account": ("spec:\n", "spec:\n  serviceAccount: \"a@b.iam.gserviceaccount.com\\n\"\n",
                         "spec.serviceAccount"),

@@ -157,7 +157,7 @@ def test_apply_wait_follows_only_this_states_jobs(cli: Cli, emulator):
     [ours] = owned(emulator)
     emulator.advance(3600)  # our job finishes
     [theirs] = emulator.seed([{"project": "demo-project", "location": "us-central1", "state": "JOB_STATE_RUNNING",
-                               "baseModel": "gemini-2.0-flash-001",
+                               "baseModel": "gemini-3.5-flash",
                                "supervisedTuningSpec": {"trainingDatasetUri": "gs://bucket/b/other.jsonl"},
                                "labels": {"managed-by": "vertex-tuning-reconciler", "reconciler-stack": "test",
                                           "reconciler-name": "team-b-bot", "reconciler-spec": "0" * 20}}])
@@ -177,7 +177,7 @@ def test_a_job_named_by_another_projects_number_is_never_cancelled_at_its_path(c
     path = cli.manifest("delta")
     spec_hash = cli.ok("plan", "--format", "json").json()["changes"][0]["spec_hash"]
     [victim] = emulator.seed([{"project": "374143254140", "location": "us-central1", "listedIn": [fresh],
-                               "baseModel": "gemini-2.0-flash-001",
+                               "baseModel": "gemini-3.5-flash",
                                "supervisedTuningSpec": {"trainingDatasetUri": "gs://bucket/delta/train.jsonl",
                                                         "hyperParameters": {"epochCount": "3"}},
                                "labels": {"managed-by": "vertex-tuning-reconciler", "reconciler-stack": "test",

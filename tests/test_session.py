@@ -59,7 +59,7 @@ class FakeVertex:
 
 def manifest(folder: Path, name: str, epochs: int = 3) -> Path:
     doc = {"apiVersion": "reconciler/v1", "kind": "TunedModel", "metadata": {"name": name},
-           "spec": {"baseModel": "gemini-2.0-flash-001",
+           "spec": {"baseModel": "gemini-3.5-flash",
                     "supervisedTuningSpec": {"trainingDatasetUri": f"gs://bucket/{name}.jsonl",
                                              "hyperParameters": {"epochCount": epochs}}}}
     folder.mkdir(parents=True, exist_ok=True)

@@ -342,4 +342,4 @@ class VertexFake:
         return {"candidates": [{"content": {"role": "model", "parts": [{"text": "Fake says: "}, {"text": prompt}]},
                                 "finishReason": "STOP", "avgLogprobs": -0.1}],
                 "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 7, "totalTokenCount": 12},
-                "modelVersion": "gemini-2.0-flash-001", "createTime": self._now(), "responseId": "fake-1"}
+                "modelVersion": "gemini-3.5-flash", "createTime": self._now(), "responseId": "fake-1"}

@@ -14,13 +14,14 @@ import enum
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 
-from reconciler.catalog import TRAINING_PRICE_PER_MILLION
+from reconciler.catalog import Catalog
 from reconciler.errors import PlanError
 from reconciler.models import DesiredModel, StateClass, short_state
-from reconciler.plan.continuation import plan_model
 from reconciler.plan.cost import with_cost
 from reconciler.plan.explain import cosmetic_notes, explain_diff, failure, old_spec
+from reconciler.plan.lifecycle import review as review_lifecycle
 from reconciler.plan.ownership import (
     OwnedJob,
     all_recorded,
@@ -347,6 +348,9 @@ def compute_plan(
     prices: Mapping[str, float] | None = None,
     prune: bool = True,
     prune_unrecorded: bool = False,
+    today: date | None = None,
+    catalog: Catalog | None = None,
+    retirement_warning_days: int = 30,
 ) -> Plan:
     """Decide, per manifest name, what apply must do. Pure.
 
@@ -357,7 +361,10 @@ def compute_plan(
 
     Problems that forbid applying (a protected model that would be replaced or cancelled, an
     unknown --target) raise PlanError; with `strict=False` they are returned in `errors` instead
-    (for `status`, which reports rather than refuses)."""
+    (for `status`, which reports rather than refuses).
+
+    `today` and `catalog`: the day planned for and the model catalog — base models closed to new
+    tuning, retiring or retired (plan/lifecycle.py), and prices (`prices` overrides the catalog's)."""
     ctx = Context(stack, warnings=list(observation.warnings))
     inputs = Inputs({d.name: d for d in desired}, jobs_by_name(observation, stack, state), state,
                     frozenset(state.models) | {j.name for j in state.journal})
@@ -373,10 +380,12 @@ def compute_plan(
             changes.append(_move(name, moves[name], inputs))
         else:
             changes += _plan_name(name, inputs, name in replace, prune_unrecorded, ctx)
+    changes = review_lifecycle(changes, inputs.desired, inputs.by_name, ctx, today=today, catalog=catalog,
+                               warning_days=retirement_warning_days)
     if ctx.problems and strict:
         raise PlanError("\n".join(ctx.problems))
-    table = dict(TRAINING_PRICE_PER_MILLION) | dict(prices or {})
-    changes = [with_cost(c, inputs.desired[c.name], table) if isinstance(c, CreateJob) else c for c in changes]
+    changes = [with_cost(c, inputs.desired[c.name], catalog, prices) if isinstance(c, CreateJob) else c
+               for c in changes]
     plan = Plan(
         prune=prune, prune_unrecorded=prune_unrecorded, errors=ctx.problems, stack=stack,
         parents=sorted(observation.parents), targets=sorted(targets), replace=sorted(replace),
@@ -419,7 +428,7 @@ def _plan_name(name: str, inputs: Inputs, forced: bool, prune_unrecorded: bool, 
     entry = inputs.state.models.get(name)
     d = inputs.desired.get(name)
     if d is not None:
-        return cancels + plan_model(Model(d, jobs, entry, forced, ctx.stack), inputs, ctx, plan_desired)
+        return cancels + plan_desired(Model(d, jobs, entry, forced, ctx.stack), ctx)
     return cancels + plan_orphan(name, jobs, entry, ctx)
 
 
