@@ -131,12 +131,12 @@ def _print_version(value: bool) -> None:
 @app.callback()
 def _global(
     ctx: typer.Context,
-    api_endpoint: Annotated[str | None, typer.Option("--api-endpoint", help="API root URL for every region (env RECONCILER_API_ENDPOINT); 'embedded' or 'embedded:FILE' runs a local emulator in-process.", show_default=False)] = None,
-    state: Annotated[str | None, typer.Option("--state", help="State file path (default reconciler.state.json).", show_default=False)] = None,
-    project: Annotated[str | None, typer.Option("--project", help="Default project for manifests without spec.project.", show_default=False)] = None,
-    region: Annotated[str | None, typer.Option("--region", help="Default region for manifests without spec.region.", show_default=False)] = None,
-    stack: Annotated[str | None, typer.Option("--stack", help="Stack name: which managed jobs this run owns.", show_default=False)] = None,
-    config: Annotated[Path | None, typer.Option("--config", help="Settings file (default ./reconciler.yaml).", show_default=False)] = None,
+    api_endpoint: Annotated[str | None, typer.Option("--api-endpoint", help="API root URL for every region (env RECONCILER_API_ENDPOINT); 'embedded' or 'embedded:FILE' runs a local emulator in-process.", show_default=False, metavar="URL")] = None,
+    state: Annotated[str | None, typer.Option("--state", help="State file path (default reconciler.state.json).", show_default=False, metavar="PATH")] = None,
+    project: Annotated[str | None, typer.Option("--project", help="Default project for manifests without spec.project.", show_default=False, metavar="PROJECT")] = None,
+    region: Annotated[str | None, typer.Option("--region", help="Default region for manifests without spec.region.", show_default=False, metavar="REGION")] = None,
+    stack: Annotated[str | None, typer.Option("--stack", help="Stack name: which managed jobs this run owns.", show_default=False, metavar="STACK")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="Settings file (default ./reconciler.yaml).", show_default=False, metavar="FILE")] = None,
     allow_insecure_http: Annotated[bool, typer.Option("--allow-insecure-http", help="Allow a plain http:// endpoint on a non-loopback host.")] = False,
     no_color: Annotated[bool, typer.Option("--no-color", help="No colour (NO_COLOR is honoured too).")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Tracebacks and a log of API calls on stderr.")] = False,
@@ -228,14 +228,14 @@ FRACTION = _number(0, high=1)
 INTERVAL = _number(0, inclusive=False, high=DAY)  # seconds between polls: at most a day
 WAIT_LIMIT = _number(0, inclusive=False, high=30 * DAY)
 LOCK_WAIT = _number(0, high=DAY)
-LockTimeoutOpt = Annotated[float | None, typer.Option("--lock-timeout", help="Seconds to wait for the state lock (default 0, or lockTimeout).", show_default=False, callback=LOCK_WAIT)]
+LockTimeoutOpt = Annotated[float | None, typer.Option("--lock-timeout", help="Seconds to wait for the state lock (default 0, or lockTimeout).", show_default=False, callback=LOCK_WAIT, metavar="SECONDS")]
 DestroyOpt = Annotated[bool, typer.Option("--destroy", help="Remove every model the state records: cancel running jobs (not protected ones), forget the entries; manifests are not read.")]
 PruneOpt = Annotated[bool, typer.Option("--prune", help="Remove models whose manifest is gone even though only some manifests were given (paths other than the manifest root).")]
 PruneUnrecordedOpt = Annotated[bool, typer.Option("--prune-unrecorded", help="Also cancel running jobs of the stack that this state has no record of (another checkout's, or a lost state).")]
-FormatOpt = Annotated[str, typer.Option("--format", help="text, json or markdown.")]
-PathsArg = Annotated[list[Path] | None, typer.Argument(help="Manifest files or folders (default: manifests/).", show_default=False)]
-TargetOpt = Annotated[list[str] | None, typer.Option("--target", help="Limit the run to these model names (repeatable).", show_default=False)]
-ReplaceOpt = Annotated[list[str] | None, typer.Option("--replace", help="Force a new tuning job for this model (repeatable).", show_default=False)]
+FormatOpt = Annotated[str, typer.Option("--format", help="text, json or markdown.", metavar="FORMAT")]
+PathsArg = Annotated[list[Path] | None, typer.Argument(help="Manifest files or folders (default: manifests/).", show_default=False, metavar="PATHS")]
+TargetOpt = Annotated[list[str] | None, typer.Option("--target", help="Limit the run to these model names (repeatable).", show_default=False, metavar="NAME")]
+ReplaceOpt = Annotated[list[str] | None, typer.Option("--replace", help="Force a new tuning job for this model (repeatable).", show_default=False, metavar="NAME")]
 AllowEmptyOpt = Annotated[bool, typer.Option("--allow-empty", help="Allow planning with zero manifests (would cancel every managed job).")]
 
 
@@ -260,7 +260,7 @@ def validate(ctx: typer.Context, paths: PathsArg = None, allow_empty: AllowEmpty
 def plan(
     ctx: typer.Context,
     paths: PathsArg = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Save the plan to apply it later exactly.", show_default=False)] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Save the plan to apply it later exactly.", show_default=False, metavar="FILE")] = None,
     fmt: FormatOpt = "text",
     detailed_exitcode: Annotated[bool, typer.Option("--detailed-exitcode", help="Exit 0 no changes, 2 changes, 1 error.")] = False,
     target: TargetOpt = None,
@@ -314,18 +314,18 @@ def show(
 @app.command()
 def apply(
     ctx: typer.Context,
-    paths: Annotated[list[Path] | None, typer.Argument(help="A saved plan file, or manifest files/folders (default: manifests/).", show_default=False)] = None,
+    paths: Annotated[list[Path] | None, typer.Argument(help="A saved plan file, or manifest files/folders (default: manifests/).", show_default=False, metavar="PATHS")] = None,
     auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Do not ask for confirmation.")] = False,
-    max_cancel: Annotated[int | None, typer.Option("--max-cancel", help="Refuse a plan that cancels more jobs than this (default 5, or maxCancel).", show_default=False, min=0)] = None,
+    max_cancel: Annotated[int | None, typer.Option("--max-cancel", help="Refuse a plan that cancels more jobs than this (default 5, or maxCancel).", show_default=False, min=0, metavar="N")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the jobs to a final state, then write the state.")] = False,
-    wait_timeout: Annotated[float | None, typer.Option("--wait-timeout", help="Seconds --wait may take (default: no limit).", show_default=False, callback=WAIT_LIMIT)] = None,
-    poll_interval: Annotated[float | None, typer.Option("--poll-interval", help="Seconds between polls of --wait (default 30).", show_default=False, callback=INTERVAL)] = None,
+    wait_timeout: Annotated[float | None, typer.Option("--wait-timeout", help="Seconds --wait may take (default: no limit).", show_default=False, callback=WAIT_LIMIT, metavar="SECONDS")] = None,
+    poll_interval: Annotated[float | None, typer.Option("--poll-interval", help="Seconds between polls of --wait (default 30).", show_default=False, callback=INTERVAL, metavar="SECONDS")] = None,
     target: TargetOpt = None,
     replace: ReplaceOpt = None,
     allow_empty: AllowEmptyOpt = False,
     lock_timeout: LockTimeoutOpt = None,
-    concurrency: Annotated[int | None, typer.Option("--concurrency", help="Actions at once (default 8).", show_default=False, min=1, max=256)] = None,
-    max_cost: Annotated[float | None, typer.Option("--max-cost", help="Refuse a plan whose estimated tuning cost (USD) is above this.", show_default=False, callback=AT_LEAST_0)] = None,
+    concurrency: Annotated[int | None, typer.Option("--concurrency", help="Actions at once (default 8).", show_default=False, min=1, max=256, metavar="N")] = None,
+    max_cost: Annotated[float | None, typer.Option("--max-cost", help="Refuse a plan whose estimated tuning cost (USD) is above this.", show_default=False, callback=AT_LEAST_0, metavar="SECONDS")] = None,
     prune: PruneOpt = False,
     prune_unrecorded: PruneUnrecordedOpt = False,
     destroy: DestroyOpt = False,
@@ -399,10 +399,10 @@ def _wait(rt: Runtime, planned: Any, poll_interval: float | None, timeout: float
 @app.command()
 def probe(
     ctx: typer.Context,
-    names: Annotated[list[str] | None, typer.Argument(help="Models to probe (default: every model in the state).", show_default=False)] = None,
-    manifests: Annotated[list[Path] | None, typer.Option("--manifests", help="Manifest files or folders (default: manifests/).", show_default=False)] = None,
-    prompt: Annotated[str | None, typer.Option("--prompt", help="Prompt for every model (default: its smokeTest.prompt).", show_default=False)] = None,
-    fmt: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
+    names: Annotated[list[str] | None, typer.Argument(help="Models to probe (default: every model in the state).", show_default=False, metavar="NAME")] = None,
+    manifests: Annotated[list[Path] | None, typer.Option("--manifests", help="Manifest files or folders (default: manifests/).", show_default=False, metavar="PATH")] = None,
+    prompt: Annotated[str | None, typer.Option("--prompt", help="Prompt for every model (default: its smokeTest.prompt).", show_default=False, metavar="TEXT")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="text or json.", metavar="FORMAT")] = "text",
 ) -> int:
     """Send a prompt to each tuned model's endpoint in service and report pass or fail."""
     from rich.markup import escape
@@ -441,10 +441,10 @@ def refresh(ctx: typer.Context, paths: PathsArg = None, allow_empty: AllowEmptyO
 def status(
     ctx: typer.Context,
     args: Annotated[list[str] | None, typer.Argument(help="Manifest files/folders (default: manifests/), and/or model names to show in depth.", show_default=False, metavar="[PATHS|NAME]...")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
+    fmt: Annotated[str, typer.Option("--format", help="text or json.", metavar="FORMAT")] = "text",
     watch: Annotated[bool, typer.Option("--watch", help="Keep refreshing until no job of the models is running.")] = False,
     metrics: Annotated[bool, typer.Option("--metrics", help="With NAME: read the tuning metrics files (gcsMetricsUri) from Cloud Storage.")] = False,
-    interval: Annotated[float | None, typer.Option("--interval", help="Seconds between refreshes of --watch (default: pollInterval).", show_default=False, callback=INTERVAL)] = None,
+    interval: Annotated[float | None, typer.Option("--interval", help="Seconds between refreshes of --watch (default: pollInterval).", show_default=False, callback=INTERVAL, metavar="SECONDS")] = None,
     allow_empty: AllowEmptyOpt = False,
 ) -> int:
     """Desired versus actual: one row per model, plus the unmanaged jobs found; NAME in depth."""
@@ -536,7 +536,7 @@ def _plain(rt: Runtime, renderable: Any) -> str:
 def output(
     ctx: typer.Context,
     name: Annotated[str | None, typer.Argument(help="One model (default: all).", show_default=False)] = None,
-    fmt: Annotated[str, typer.Option("--format", help="json or env (KEY=value lines).")] = "json",
+    fmt: Annotated[str, typer.Option("--format", help="json or env (KEY=value lines).", metavar="FORMAT")] = "json",
 ) -> int:
     """Print the tuned models' endpoints from the state (no API call)."""
     rt = _rt(ctx)
@@ -558,8 +558,8 @@ def output(
 @app.command()
 def models(
     ctx: typer.Context,
-    names: Annotated[list[str] | None, typer.Argument(help="Models to show (default: all).", show_default=False)] = None,
-    fmt: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
+    names: Annotated[list[str] | None, typer.Argument(help="Models to show (default: all).", show_default=False, metavar="NAME")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="text or json.", metavar="FORMAT")] = "text",
 ) -> int:
     """Print the model catalog: stage, dates, successor, methods, adapter sizes, price, sources."""
     rt = _rt(ctx)
@@ -579,7 +579,7 @@ def models(
 def import_(
     ctx: typer.Context,
     job: Annotated[str, typer.Argument(help="The tuning job's resource name: projects/P/locations/R/tuningJobs/ID.")],
-    name: Annotated[str, typer.Option("--name", help="The manifest (metadata.name) that adopts the job.")],
+    name: Annotated[str, typer.Option("--name", help="The manifest (metadata.name) that adopts the job.", metavar="NAME")],
     paths: PathsArg = None,
     lock_timeout: LockTimeoutOpt = None,
 ) -> int:
@@ -602,7 +602,7 @@ def state_pull(ctx: typer.Context) -> int:
 
 
 @state_app.command("list")
-def state_list(ctx: typer.Context, fmt: Annotated[str, typer.Option("--format", help="text or json.")] = "text") -> int:
+def state_list(ctx: typer.Context, fmt: Annotated[str, typer.Option("--format", help="text or json.", metavar="FORMAT")] = "text") -> int:
     """The models the state records, with their job, state and endpoint."""
     rt = _rt(ctx)
     models = rt.session.state_list()
@@ -627,7 +627,7 @@ def state_show(ctx: typer.Context, name: Annotated[str, typer.Argument(help="A m
 @state_app.command("rm")
 def state_rm(
     ctx: typer.Context,
-    names: Annotated[list[str], typer.Argument(help="Models the state forgets (their jobs are not touched).")],
+    names: Annotated[list[str], typer.Argument(help="Models the state forgets (their jobs are not touched).", metavar="NAME")],
     lock_timeout: LockTimeoutOpt = None,
 ) -> int:
     """Forget models in the state without touching their jobs (as terraform's `state rm`)."""
@@ -686,20 +686,20 @@ def force_unlock(ctx: typer.Context, lock_id: Annotated[str, typer.Argument(help
 
 @app.command()
 def emulator(
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port (0 picks a free one).", min=0, max=65535)] = 8080,
-    data: Annotated[Path | None, typer.Option(help="Keep jobs in this file across restarts.", show_default=False)] = None,
-    pending_seconds: Annotated[float, typer.Option(help="Seconds a job stays PENDING.", callback=AT_LEAST_0)] = 5.0,
-    running_seconds: Annotated[float, typer.Option(help="Seconds a job stays RUNNING.", callback=AT_LEAST_0)] = 60.0,
-    cancelling_seconds: Annotated[float, typer.Option(help="Seconds a job stays CANCELLING.", callback=AT_LEAST_0)] = 2.0,
-    clock: Annotated[str, typer.Option(help="real, or manual (time moves only by POST /_emulator/advance).")] = "real",
-    latency_ms: Annotated[float, typer.Option(help="Latency added to every API request.", callback=AT_LEAST_0)] = 0.0,
-    rate_503: Annotated[float, typer.Option("--rate-503", help="Fraction of API requests answered 503.", callback=FRACTION)] = 0.0,
-    rate_429: Annotated[float, typer.Option("--rate-429", help="Fraction answered 429 with Retry-After.", callback=FRACTION)] = 0.0,
-    lost_create_rate: Annotated[float, typer.Option(help="Fraction of creates whose response is lost (the job is made).", callback=FRACTION)] = 0.0,
-    fault_seed: Annotated[int | None, typer.Option(help="Seed for fault injection.", show_default=False)] = None,
-    submissions_per_minute: Annotated[int, typer.Option(help="Create quota per project and region (0: none).", min=0)] = 60,
-    requests_per_minute: Annotated[int, typer.Option(help="Request quota per project and region (0: none).", min=0)] = 600,
+    host: Annotated[str, typer.Option(help="Address to listen on.", metavar="HOST")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0 picks a free one).", min=0, max=65535, metavar="N")] = 8080,
+    data: Annotated[Path | None, typer.Option(help="Keep jobs in this file across restarts.", show_default=False, metavar="FILE")] = None,
+    pending_seconds: Annotated[float, typer.Option(help="Seconds a job stays PENDING.", callback=AT_LEAST_0, metavar="SECONDS")] = 5.0,
+    running_seconds: Annotated[float, typer.Option(help="Seconds a job stays RUNNING.", callback=AT_LEAST_0, metavar="SECONDS")] = 60.0,
+    cancelling_seconds: Annotated[float, typer.Option(help="Seconds a job stays CANCELLING.", callback=AT_LEAST_0, metavar="SECONDS")] = 2.0,
+    clock: Annotated[str, typer.Option(help="real, or manual (time moves only by POST /_emulator/advance).", metavar="real|manual")] = "real",
+    latency_ms: Annotated[float, typer.Option(help="Latency added to every API request.", callback=AT_LEAST_0, metavar="MS")] = 0.0,
+    rate_503: Annotated[float, typer.Option("--rate-503", help="Fraction of API requests answered 503.", callback=FRACTION, metavar="FRACTION")] = 0.0,
+    rate_429: Annotated[float, typer.Option("--rate-429", help="Fraction answered 429 with Retry-After.", callback=FRACTION, metavar="FRACTION")] = 0.0,
+    lost_create_rate: Annotated[float, typer.Option(help="Fraction of creates whose response is lost (the job is made).", callback=FRACTION, metavar="FRACTION")] = 0.0,
+    fault_seed: Annotated[int | None, typer.Option(help="Seed for fault injection.", show_default=False, metavar="N")] = None,
+    submissions_per_minute: Annotated[int, typer.Option(help="Create quota per project and region (0: none).", min=0, metavar="N")] = 60,
+    requests_per_minute: Annotated[int, typer.Option(help="Request quota per project and region (0: none).", min=0, metavar="N")] = 600,
 ) -> int:
     """Serve a local emulator of the Vertex AI tuning-jobs API (no Google account needed)."""
     from reconciler.emulator.backend import Backend, EmulatorConfig

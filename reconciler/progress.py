@@ -68,7 +68,7 @@ class JobProgress:
         if self.live is not None:
             table = Table(title=f"stack {self.stack}: {done}/{len(rows)} final · {elapsed} elapsed")
             for column in ("model", "state", "job"):
-                table.add_column(column)
+                table.add_column(column, overflow="fold")
             for name, job in rows:
                 table.add_row(escape(name), f"[{STYLE[job.state_class]}]{short_state(job.state)}[/]", escape(job.name))
             self.live.update(table)

@@ -30,11 +30,12 @@ def status_rows(plan: Plan, observation: Observation, state: State) -> tuple[lis
             "endpoint": entry.tuned_model.endpoint if entry and entry.tuned_model else None,
             "error": change.error,
         })
+    adopted = {job for e in state.models.values() for job in e.adopted}  # shown in their model's row
     others = [
         {"job": j.name, "state": j.state, "display_name": j.display_name,
          "owner": f"stack {j.stack}" if j.managed else "unmanaged"}
         for j in observation.jobs
-        if not (j.managed and j.stack == plan.stack)
+        if not (j.managed and j.stack == plan.stack) and j.name not in adopted
     ]
     return rows, others
 
