@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from reconciler.models import ObservedJob, short_state
-from reconciler.plan import Observation, OwnedJob, Plan
+from reconciler.plan import Observation, OwnedJob, Plan, cancelled
 from reconciler.state.model import State
 
 
@@ -110,6 +110,8 @@ def model_detail(name: str, owned: list[OwnedJob], plan: Plan, state: State) -> 
     change = next((c for c in plan.changes if c.name == name), None)
     entry = state.models.get(name)
     hashes = {o.name: o.spec_hash for o in owned}
+    despite = {o.name for o in cancelled.completed_despite_cancel(owned, entry)} | set(
+        entry.completed_despite_cancel if entry else [])
     ordered = sorted((o.job for o in owned), key=lambda j: j.sort_key, reverse=True)
     latest_stats = next((j for j in ordered if j.tuning_data_stats), None)
     return {
@@ -122,7 +124,7 @@ def model_detail(name: str, owned: list[OwnedJob], plan: Plan, state: State) -> 
             {"job": j.name, "state": j.state, "spec_hash": hashes[j.name], "create_time": j.create_time,
              "start_time": j.start_time or None, "end_time": j.end_time or None,
              "error": j.error_message, "endpoint": j.endpoint, "experiment": j.experiment,
-             "gcs_metrics_uri": j.gcs_metrics_uri}
+             "gcs_metrics_uri": j.gcs_metrics_uri, "completed_despite_cancel": j.name in despite}
             for j in ordered
         ],
         "tuning_data_stats": latest_stats.tuning_data_stats if latest_stats else None,
@@ -213,7 +215,8 @@ def model_detail_text(d: dict[str, Any]) -> Group:
     for column in ("created", "state", "spec", "ended", "job", "error"):
         table.add_column(column, overflow="fold")
     for j in d["jobs"]:
-        table.add_row(short_time(j["create_time"]), short_state(j["state"]), escape(j["spec_hash"] or "-"),
+        state = short_state(j["state"]) + (" (despite cancel)" if j.get("completed_despite_cancel") else "")
+        table.add_row(short_time(j["create_time"]), state, escape(j["spec_hash"] or "-"),
                       short_time(j["end_time"]), escape(short_name(j["job"])), escape(j["error"] or ""))
     parts.append(table)
     if d["tuning_data_stats"]:

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from tests.clihelp import Cli
 
 
@@ -74,12 +72,6 @@ def test_a_removed_model_whose_cancel_lost_is_reported_not_looped_on(cli: Cli, e
     assert cli("plan", "--detailed-exitcode").code == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="planner (issue 13): a job listed in the entry's cancelRequested that is observed "
-    "SUCCEEDED should give a warning 'completed despite cancellation' with its job id and "
-    "endpoint, in every plan format and in status",
-)
 def test_status_and_plan_say_the_job_completed_despite_the_cancel(cli: Cli, emulator: Any) -> None:
     emulator.configure(cancel_wins=False)
     cli.manifest("alpha")
@@ -94,3 +86,8 @@ def test_status_and_plan_say_the_job_completed_despite_the_cancel(cli: Cli, emul
     assert "despite" in said and old["name"].rsplit("/", 1)[1] in said, said
     body = cli("plan", "--format", "json").json()
     assert any("despite" in w for w in body.get("warnings", [])), body.get("warnings")
+    detail = cli.ok("status", "alpha", "--format", "json").json()
+    [row] = [j for j in detail[0]["jobs"] if j["job"] == old["name"]]
+    assert row["completed_despite_cancel"] is True
+    cli.ok("apply", "--auto-approve")  # recorded once: the state says so from now on
+    assert old["name"] in cli.state()["models"]["alpha"]["completedDespiteCancel"]

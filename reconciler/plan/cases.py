@@ -19,6 +19,7 @@ from datetime import date
 from reconciler.catalog import Catalog
 from reconciler.errors import PlanError
 from reconciler.models import DesiredModel, StateClass, short_state
+from reconciler.plan import cancelled
 from reconciler.plan.continuation import plan_model
 from reconciler.plan.cost import with_cost
 from reconciler.plan.explain import cosmetic_notes, explain_diff, failure, old_spec
@@ -428,6 +429,7 @@ def _plan_name(name: str, inputs: Inputs, forced: bool, prune_unrecorded: bool, 
         jobs = all_recorded(jobs)
     entry = inputs.state.models.get(name)
     d = inputs.desired.get(name)
+    ctx.warnings.extend(cancelled.warnings(name, jobs, entry, has_manifest=d is not None))
     if d is not None:
         return cancels + plan_model(Model(d, jobs, entry, forced, ctx.stack), inputs, ctx, plan_desired)
     return cancels + plan_orphan(name, jobs, entry, ctx)

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from reconciler.models import DesiredModel, StateClass, spec_hash
+from reconciler.plan import cancelled
 from reconciler.plan.continuation import resolved_models
 from reconciler.plan.explain import project_region
 from reconciler.plan.ownership import OwnedJob, jobs_by_name, newest, request_duplicates
@@ -58,6 +59,8 @@ def derive_entry(
         servingJob=serving.name if serving else None,
         protect=desired.protect if desired else (previous.protect if previous else False),
         cancelRequested=[j.name for j in ordered if j.state_class is StateClass.CANCELLING],
+        completedDespiteCancel=sorted({*(previous.completed_despite_cancel if previous else []),
+                                       *(j.name for j in cancelled.completed_despite_cancel(ordered, previous))}),
         parents=sorted(watched | ({parent} if parent else set())),
         adopted=previous.adopted if previous else {},
         jobs=sorted(known),

@@ -67,6 +67,10 @@ class ModelEntry(_Model):
     # Left out of what is written while None, so an entry without it reads back and is journalled
     # byte for byte as the first release wrote it.
     jobs: list[str] | None = Field(None, alias="jobs")
+    # Jobs whose cancel was requested but that completed anyway (a cancel may lose the race to
+    # completion): their tuned models serve although this state asked them to stop. Written only
+    # when there is one, like `jobs`.
+    completed_despite_cancel: list[str] = Field(default_factory=list, alias="completedDespiteCancel")
     # smokeTest outcomes by job: with a gating smokeTest, a new endpoint serves only once passed.
     smoke_tests: dict[str, SmokeRecord] = Field(default_factory=dict, alias="smokeTests")
     # pinDatasets: the data each job was tuned on (job → data hash), for jobs whose labels do not
@@ -79,6 +83,9 @@ class ModelEntry(_Model):
         data: dict[str, Any] = handler(self)
         if self.jobs is None:
             data.pop("jobs", None)
+        for key in ("completedDespiteCancel", "completed_despite_cancel"):
+            if not data.get(key):
+                data.pop(key, None)
         return data
 
 
