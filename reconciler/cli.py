@@ -337,19 +337,63 @@ def apply(
     rt = _rt(ctx)
     session = rt.session
     session.client()  # credentials and the endpoint are checked before the lock is taken
-    outcome = session.apply(
-        paths or [], PlanOptions(targets=target or [], replace=replace or [], prune=prune,
-                                 prune_unrecorded=prune_unrecorded, allow_empty=allow_empty, destroy=destroy),
-        Limits(max_cancel=max_cancel, max_cost=max_cost), lock_timeout=lock_timeout, concurrency=concurrency,
-        show=lambda p: rt.out.print(render.plan_text(p)), approve=lambda p: _approve(auto_approve),
-        on_outcome=_outcome_reporter(rt), on_probe=_probe_reporter(rt))
+
+    def run(given: list[Path]) -> Any:
+        return session.apply(
+            given, PlanOptions(targets=target or [], replace=replace or [], prune=prune,
+                               prune_unrecorded=prune_unrecorded, allow_empty=allow_empty, destroy=destroy),
+            Limits(max_cancel=max_cancel, max_cost=max_cost), lock_timeout=lock_timeout, concurrency=concurrency,
+            show=lambda p: rt.out.print(render.plan_text(p)), approve=lambda p: _approve(auto_approve),
+            on_outcome=_outcome_reporter(rt), on_probe=_probe_reporter(rt))
+
+    outcome = run(paths or [])
     if outcome is None:
         rt.info("Apply cancelled; nothing was changed.")
         return EXIT_ERROR
     planned, result = outcome
     _report_apply(rt, planned.plan, result)
-    tuning_failed = _wait(rt, planned, poll_interval, wait_timeout, lock_timeout) if wait else []
-    return EXIT_ERROR if result.failed or tuning_failed else EXIT_OK
+    if not wait:
+        return EXIT_ERROR if result.failed else EXIT_OK
+    failed = bool(result.failed) or bool(_wait(rt, planned, poll_interval, wait_timeout, lock_timeout))
+    if failed or _is_saved_plan(paths or []):
+        return EXIT_ERROR if failed else EXIT_OK  # a saved plan runs as it is: `apply` again for the rest
+    follow = lambda p: _wait(rt, p, poll_interval, wait_timeout, lock_timeout)  # noqa: E731
+    return EXIT_ERROR if _continuations(rt, lambda: run(paths or []), planned, follow) else EXIT_OK
+
+
+def _continuations(rt: Runtime, run: Any, planned: Any, follow: Any) -> bool:
+    """`apply --wait` with continuations: once the parents' tuned models exist, plan and apply the
+    held children, and wait for them, round after round. True if anything failed."""
+    held = _held(planned)
+    for round_ in range(2, MAX_ROUNDS + 1):
+        if not held:
+            return False
+        rt.info(f"{', '.join(held)}: the parent's tuned model is ready; planning the continuation (round {round_}).")
+        outcome = run()
+        if outcome is None:
+            return True
+        planned, result = outcome
+        _report_apply(rt, planned.plan, result)
+        if result.failed or follow(planned):
+            return True
+        now = _held(planned)
+        held = now if now != held else []  # nothing moved: a parent failed; the plan says why
+    return False
+
+
+MAX_ROUNDS = 10  # a chain of continuations deeper than this needs another apply
+
+
+def _held(planned: Any) -> list[str]:
+    from reconciler.plan.continuation import waiting
+
+    return waiting(planned.plan.changes)
+
+
+def _is_saved_plan(paths: list[Path]) -> bool:
+    from reconciler.session import read_saved_plan
+
+    return len(paths) == 1 and read_saved_plan(paths[0]) is not None
 
 
 def _approve(auto_approve: bool) -> bool:

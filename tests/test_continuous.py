@@ -140,3 +140,20 @@ def test_a_continuation_of_a_preference_model_is_refused(cli: Cli) -> None:
     result = cli("validate")
     assert result.code == 1
     assert "only a supervised-tuned model can be tuned further" in result.err
+
+
+def test_apply_wait_creates_a_chain_of_continuations_round_after_round(cli: Cli, emulator: Any) -> None:
+    """`apply --wait` with parent → child → grandchild: each is created once the one before it has
+    a tuned model, in one command (rounds), and the command exits 0 when all have succeeded."""
+    emulator.configure(clock="real", pending_seconds=0.05, running_seconds=0.2)
+    cli.manifest("parent", base=BASE, epochs=3)
+    _child(cli)
+    _child(cli, "grandchild", parent="child")
+    r = cli("apply", "--auto-approve", "--wait", "--poll-interval", "0.1", "--wait-timeout", "60")
+    assert r.code == 0, r.out + r.err
+    assert "planning the continuation (round 2)" in r.err and "(round 3)" in r.err
+    jobs = {j["labels"]["reconciler-name"]: j for j in emulator.jobs()}
+    assert set(jobs) == {"parent", "child", "grandchild"}
+    assert jobs["grandchild"]["preTunedModel"]["tunedModelName"] == jobs["child"]["tunedModel"]["model"]
+    assert all(j["state"] == "JOB_STATE_SUCCEEDED" for j in jobs.values())
+    assert cli("plan", "--detailed-exitcode").code == 0
