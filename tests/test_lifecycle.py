@@ -222,3 +222,17 @@ def test_model_overrides_are_validated_with_file_and_line(cli: Cli, emulator):
         assert f"reconciler.yaml:{line}: {where}" in r.err, (line, r.err)
     assert "reconciler.yaml:11: models.Bad Name" in r.err
     assert not any(emulator.stats()["requests"].values())
+
+
+def test_a_continuation_shares_its_chains_base_model_lifecycle(cli: Cli, emulator):
+    """A continuation's request has no baseModel: its lifecycle is its chain's root base model's —
+    closed to new tuning, the child is refused too, naming that model."""
+    cli.manifest("parent", base="gemini-3.5-flash")
+    child = cli.manifest("child", base="gemini-3.5-flash", spec={"baseModel": None, "preTunedModel": {"model": "parent"}})
+    child.write_text(child.read_text().replace("  baseModel: null\n", ""))
+    cli.ok("apply", "--auto-approve")
+    emulator.advance(10_000)
+    closes = TODAY - datetime.timedelta(days=1)
+    write_config(cli.workdir, models={"gemini-3.5-flash": {"tuningClosesDate": closes.isoformat()}})
+    r = cli("plan")
+    assert r.code == 1 and "child: gemini-3.5-flash is closed to new tuning" in r.err, r.out + r.err

@@ -44,7 +44,7 @@ def review(changes: list[Change], desired: Mapping[str, DesiredModel], jobs: Map
     rules = _Rules(catalog, today, warning_days, found)
     for change in changes:
         if isinstance(change, CreateJob):
-            rules.check_create(change)
+            rules.check_create(change, base_of(change.name, desired))
     notes: dict[str, str] = {}
     for name in dict.fromkeys(c.name for c in changes):
         if name in desired:
@@ -52,6 +52,25 @@ def review(changes: list[Change], desired: Mapping[str, DesiredModel], jobs: Map
             if note:
                 notes[name] = note
     return [_annotated(c, notes[c.name]) if c.name in notes else c for c in changes]
+
+
+def base_of(name: str, desired: Mapping[str, DesiredModel]) -> str | None:
+    """The base model at the root of a chain of continuations (`preTunedModel: {model: NAME}`):
+    a tuned model shares its base model's lifecycle. None when a link names a tuned model by
+    resource, whose base model the manifests do not say."""
+    seen: set[str] = set()
+    d = desired.get(name)
+    while d is not None and d.reference is not None and d.name not in seen:
+        seen.add(d.name)
+        d = desired.get(d.reference)
+    return (d.base_model or None) if d is not None else None
+
+
+def _served_base(job: OwnedJob) -> str | None:
+    """A job's base model; a continuation's is `preTunedModel.baseModel`, which the service fills."""
+    pre = job.job.spec.get("preTunedModel")
+    from_pre = pre.get("baseModel") if isinstance(pre, dict) else None
+    return job.job.base_model or (from_pre if isinstance(from_pre, str) else None)
 
 
 def _annotated(change: Change, note: str) -> Change:
@@ -82,11 +101,11 @@ class _Rules:
         left = (info.retirement_date - self.today).days
         return left if left <= self.warning_days else None
 
-    def check_create(self, change: CreateJob) -> None:
-        base = change.request.get("baseModel")
+    def check_create(self, change: CreateJob, root: str | None) -> None:
+        base = change.request.get("baseModel") or root  # a continuation tunes its chain's base model
         info = self.catalog.lookup(base) if isinstance(base, str) else None
         if info is None:
-            return  # continuous tuning from a tuned model, or a model the catalog does not know
+            return  # a tuned model named by resource (its base unknown here), or a model the catalog does not know
         if info.closed(self.today):
             since = f" since {info.tuning_closes.isoformat()}" if info.tuning_closes else ""
             self.found.problems.append(
@@ -103,7 +122,7 @@ class _Rules:
         """A warning for the job serving `name` when its base model retires soon or has retired;
         returns the note for the model's changes when it no longer serves."""
         serving = newest([j for j in jobs if j.state_class is StateClass.SUCCEEDED])
-        info = self.catalog.lookup(serving.job.base_model or "") if serving is not None else None
+        info = self.catalog.lookup(_served_base(serving) or "") if serving is not None else None
         if serving is None or info is None:
             return None
         moving = self.catalog.lookup(d.base_model or "")
