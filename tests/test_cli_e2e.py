@@ -324,7 +324,11 @@ def test_status_reports_even_when_apply_would_refuse(cli: Cli, emulator):
     cli.ok("apply", "--auto-approve")
     cli.manifest("alpha", epochs=8, spec={"protect": True})
     body = cli.ok("status", "--format", "json").json()
-    assert [m["name"] for m in body["models"]] == ["beta"] and "protected" in body["errors"][0]
+    # Every model has its row (issue 14 item 2: the protected one was hidden), with the problem.
+    assert [m["name"] for m in body["models"]] == ["alpha", "beta"] and "protected" in body["errors"][0]
+    assert "protected" in body["models"][0]["error"]
+    detail = cli.ok("status", "alpha").out
+    assert "None" not in detail.splitlines()[0] and "protected" in detail.splitlines()[0]
 
 
 def seed_unmanaged(emulator, epochs: int = 3, **extra) -> str:

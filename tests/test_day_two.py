@@ -180,3 +180,17 @@ def test_a_broken_credentials_file_is_named_with_its_problem(cli: Cli, tmp_path,
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(broken))
     r = cli("plan")
     assert r.code == 1 and "is not a valid json file" in r.err and len(r.err.strip().splitlines()) == 1, r.err
+
+
+def test_protect_also_refuses_forgetting_a_finished_model(cli: Cli, emulator):
+    """Deleting the manifest of a protected, finished model would drop its endpoint from the state
+    and from `output`: refused like a cancel (issue 14 item 3)."""
+    path = cli.manifest("alpha", spec={"protect": True})
+    cli.ok("apply", "--auto-approve")
+    emulator.advance(10_000)
+    cli.ok("refresh")
+    endpoint = cli.ok("output", "alpha").json()["alpha"]["endpoint"]
+    path.unlink()
+    r = cli("apply", "--auto-approve", "--allow-empty")
+    assert r.code == 1 and "protected" in r.err and "endpoint" in r.err
+    assert cli.ok("output", "alpha").json()["alpha"]["endpoint"] == endpoint

@@ -662,3 +662,23 @@ def test_cost_comes_from_the_catalog_and_reads_epochs_from_the_request():
     assert c.cost_usd is None and "no price for gemini-3.5-flash" in c.cost_note
     (c,) = plan_for([d], [], catalog=cat, prices={"gemini-3.5-flash": 1.0}).changes  # prices= wins
     assert c.cost_usd == 2.0
+
+
+def test_a_data_re_upload_is_a_replace_even_after_an_older_cancelled_job():
+    """pinDatasets: a job without a data record older than one with a record is not the current
+    data's job — a new upload is a replace that says the data changed, not a recreate of the old
+    cancelled job (issue 14 item 4)."""
+    from reconciler.models import pins_tuple
+
+    old_pins = pins_tuple({"trainingDatasetUri": {"generation": "1", "md5Hash": "a"}})
+    new_pins = pins_tuple({"trainingDatasetUri": {"generation": "2", "md5Hash": "b"}})
+    before = desired(pin_datasets=True, dataset_pins=old_pins)
+    now = desired(pin_datasets=True, dataset_pins=new_pins)
+    cancelled = job(before, "CANCELLED", created="2026-01-01T00:00:00Z")  # made before pinning: no record
+    done = job(before, "SUCCEEDED", created="2026-01-02T00:00:00Z",
+               labels={**ownership_labels(STACK, "bot", before.spec_hash), "reconciler-data": before.data_hash})
+    state = recorded_state([now], [cancelled, done])
+    state.models["bot"] = state.models["bot"].model_copy(update={"dataset_pins": before.pins()})
+    (c,) = plan_for([now], [cancelled, done], state).changes
+    assert c.action == "replace" and c.reason.startswith("training data changed"), c.reason
+    assert {f.path for f in c.diff} >= {"datasetPins.trainingDatasetUri.generation"}

@@ -106,11 +106,19 @@ class Model:
     forced: bool
     stack: str
 
+    def _data_of(self, job: OwnedJob) -> str | None:
+        return job.data_hash or (self.entry.data_hashes.get(job.name) if self.entry else None)
+
     def _data_matches(self, job: OwnedJob) -> bool:
         if not self.d.pin_datasets:
             return True
-        have = job.data_hash or (self.entry.data_hashes.get(job.name) if self.entry else None)
-        return have is None or have == self.d.data_hash  # no record: pinned from now on, no re-tune
+        have = self._data_of(job)
+        if have is not None:
+            return have == self.d.data_hash
+        # No record: pinned from now on, no re-tune — unless a newer job of the spec has a record
+        # (then this older job's data are older still, not the data the manifest pins now).
+        return not any(j.sort_key > job.sort_key and j.spec_hash == job.spec_hash and self._data_of(j) is not None
+                       for j in self.jobs)
 
     @property
     def current(self) -> list[OwnedJob]:
@@ -253,9 +261,11 @@ def _changed(m: Model, ctx: Context) -> list[Change]:
     d, last = m.d, newest(m.jobs)
     assert last is not None
     if d.protect:
-        ctx.problems.append(f"{d.name} ({d.source}): protected (protect: true) but its spec changed; "
-                            "revert the change or remove protect first")
-        return []
+        problem = (f"{d.name} ({d.source}): protected (protect: true) but its spec changed; revert the change "
+                   "or remove protect first")
+        ctx.problems.append(problem)
+        # Still a row (status reports rather than refuses): the model must not vanish from it.
+        return [m.noop("protected: its spec changed, and it is not re-tuned", last, error=problem)]
     if last.spec_hash == d.spec_hash:  # same spec: only the pinned data differ
         old_pins = m.entry.dataset_pins if m.entry is not None else {}
         diff = explain_diff({"datasetPins": old_pins}, {"datasetPins": d.pins()}) if old_pins else []
@@ -313,6 +323,12 @@ def plan_orphan(name: str, jobs: list[OwnedJob], entry: ModelEntry | None, ctx: 
                            parent=parent, job=j.name, job_state=j.state, cancel_jobs=[j.address]) for j in live]
     if any(j.state_class is StateClass.CANCELLING for j in jobs):
         return [NoChange(action=Action.NOOP, name=name, reason="manifest removed; cancel in progress", parent=parent)]
+    if entry is not None and entry.protect and entry.tuned_model is not None:
+        ctx.problems.append(f"{name}: protected (protect: true) but its manifest is gone; forgetting it would drop "
+                            "its endpoint from the state and `output`. Restore the manifest, set protect: false "
+                            "and apply before removing it")
+        return [NoChange(action=Action.NOOP, name=name, parent=parent, job=entry.serving_job,
+                         reason="protected; manifest removed, endpoint kept", error="protected: not forgotten")]
     if entry is not None:
         last = jobs[-1] if jobs else None
         reason = ("manifest removed; its jobs have finished" if not running else
