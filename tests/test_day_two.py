@@ -194,3 +194,18 @@ def test_protect_also_refuses_forgetting_a_finished_model(cli: Cli, emulator):
     r = cli("apply", "--auto-approve", "--allow-empty")
     assert r.code == 1 and "protected" in r.err and "endpoint" in r.err
     assert cli.ok("output", "alpha").json()["alpha"]["endpoint"] == endpoint
+
+
+def test_a_dead_endpoint_fails_after_three_connection_attempts_naming_host_and_port(cli: Cli, monkeypatch):
+    """Retries are for answers that say "try again": a port nobody listens on is refused at once,
+    so the run ends after three attempts (seconds, not the 120 s retry deadline) and names
+    host:port (issue 14 item 6)."""
+    import socket
+
+    with socket.socket() as s:  # a port that is free now: nobody listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("RECONCILER_API_ENDPOINT", f"http://127.0.0.1:{port}")
+    cli.manifest("alpha")
+    r = cli("plan")
+    assert r.code == 1 and f"cannot connect to 127.0.0.1:{port}" in r.err and "gave up after 3 attempts" in r.err, r.err

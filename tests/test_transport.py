@@ -259,8 +259,17 @@ def test_before_retry_can_settle_the_call() -> None:
 def test_a_connection_that_never_comes_names_the_host() -> None:
     handler, _ = answers(*[httpx.ConnectError("refused")] * 2)
     t, _ = transport(handler, RetryPolicy(initial=1, max_attempts=2))
-    with pytest.raises(TransportError, match=r"^cannot connect to api\.test: refused \[gave up after 2 attempts"):
+    with pytest.raises(TransportError, match=r"^cannot connect to api\.test:80: refused \[gave up after 2 attempts"):
         t.send("GET", URL)
+
+
+def test_an_unreachable_host_is_given_up_after_three_connection_attempts() -> None:
+    """A dead endpoint is not a busy one: three attempts, then the error (not the retry deadline)."""
+    handler, _ = answers(*[httpx.ConnectError("refused")] * 10)
+    t, clock = transport(handler, RetryPolicy(initial=1, max_attempts=10, deadline=120))
+    with pytest.raises(TransportError, match=r"gave up after 3 attempts"):
+        t.send("GET", URL)
+    assert len(clock.sleeps) == 2
 
 
 # -- pacing -------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ Injectable for tests: the `httpx.Client` (e.g. over `httpx.MockTransport`), `sle
 from __future__ import annotations
 
 import email.utils
+import dataclasses
 import json
 import logging
 import math
@@ -158,6 +159,7 @@ class _Failure:
     error: Exception
     ambiguous: bool  # the request may have reached the server
     retry_after: float | None = None
+    unreachable: bool = False  # no connection was ever made: a wrong or dead endpoint, not a busy one
 
 
 class Transport:
@@ -267,7 +269,8 @@ class Transport:
                 f"{call.where} could not be sent: {_describe(exc)} (nothing was "
                 "sent; check the access token and endpoint settings)") from None
         except _NOT_SENT as exc:
-            return self._broken(call, f"cannot connect to {_host(call.url)}: {_describe(exc)}", ambiguous=False)
+            failure = self._broken(call, f"cannot connect to {_host(call.url)}: {_describe(exc)}", ambiguous=False)
+            return dataclasses.replace(failure, unreachable=True)
         except httpx.HTTPError as exc:
             return self._broken(call, f"{call.where} failed: {type(exc).__name__} {_describe(exc)}".strip(),
                                 ambiguous=True)
@@ -298,6 +301,10 @@ class Transport:
         delay = policy.backoff(call.attempt, self._rng)
         if failure.retry_after is not None:
             delay = max(delay, failure.retry_after)
+        if failure.unreachable and call.attempt >= CONNECT_ATTEMPTS:
+            # Retries are for answers that say "try again"; a host that never answered the
+            # connection (refused, no route, no such name) is a wrong or dead endpoint: say so now.
+            raise _give_up(failure.error, call.attempt, elapsed)
         if call.attempt >= policy.max_attempts or elapsed + delay > policy.deadline:
             raise _give_up(failure.error, call.attempt, elapsed)
         self._count("retries")
@@ -308,6 +315,7 @@ class Transport:
 
 
 NOTICE_AFTER = 5.0  # seconds a call has been retrying before the user is told
+CONNECT_ATTEMPTS = 3  # attempts to open a connection before an endpoint counts as unreachable
 NOTICE_EVERY = 30.0
 
 
@@ -366,4 +374,9 @@ def _strip_query(url: str) -> str:
 
 
 def _host(url: str) -> str:
-    return httpx.URL(url).host or url
+    """`host:port` of a URL (the port said even when it is the scheme's default)."""
+    parsed = httpx.URL(url)
+    if not parsed.host:
+        return url
+    port = parsed.port or {"https": 443, "http": 80}.get(parsed.scheme)
+    return f"{parsed.host}:{port}" if port else parsed.host
