@@ -153,7 +153,7 @@ def _global(
         import logging
 
         logging.basicConfig(level=logging.DEBUG, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-        for noisy in ("httpcore", "urllib3", "google"):
+        for noisy in ("httpx", "httpcore", "urllib3", "google"):  # one line per request: ours (reconciler.api)
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -228,13 +228,18 @@ class Session:
         """The models of `paths` with their dataset pins resolved (refresh, status, import)."""
         return self.with_datasets(self.load(paths, allow_empty=allow_empty).models)
 
-    def with_datasets(self, desired: Sequence[DesiredModel], sizes_for: set[str] | None = None) -> list[DesiredModel]:
-        """Pins of `pinDatasets` models (and sizes, for `sizes_for`) read from Cloud Storage."""
-        if not sizes_for and not any(d.pin_datasets for d in desired):
+    def with_datasets(self, desired: Sequence[DesiredModel], sizes_for: set[str] | None = None,
+                      only: set[str] | None = None) -> list[DesiredModel]:
+        """Pins of `pinDatasets` models (and sizes, for `sizes_for`) read from Cloud Storage; with
+        `only`, for those models alone (the others are planned out of scope anyway)."""
+        chosen = [d for d in desired if only is None or d.name in only]
+        if not sizes_for and not any(d.pin_datasets for d in chosen):
             return list(desired)
         from reconciler.datasets import resolve
 
-        return resolve(desired, self.storage(), sizes_for=sizes_for or (), workers=self.settings.concurrency)
+        resolved = {d.name: d for d in resolve(chosen, self.storage(), sizes_for=sizes_for or (),
+                                                workers=self.settings.concurrency)}
+        return [resolved.get(d.name, d) for d in desired]
 
     def load_and_observe(self, paths: Sequence[Path], state: State, *, allow_empty: bool
                          ) -> tuple[LoadResult, Observation]:
@@ -294,8 +299,13 @@ class Session:
         from reconciler.observe import parents_to_observe
         from reconciler.plan import compute_plan
 
+        outside = sorted(set(options.replace) - set(options.targets)) if options.targets else []
+        if outside:
+            raise ConfigError(f"--replace {', '.join(outside)} is outside --target {', '.join(options.targets)}: "
+                              f"add --target {' --target '.join(outside)} (or drop the --target)")
         seen = observation if observation is not None else self.observe(parents_to_observe(desired, state))
-        models = self.with_datasets(desired)
+        # With --target, only the targeted models' datasets are read from Cloud Storage.
+        models = self.with_datasets(desired, only=set(options.targets) or None)
 
         def planned(chosen: Sequence[DesiredModel]) -> Plan:
             return compute_plan(chosen, seen, state, stack=self.settings.stack, targets=options.targets,
@@ -308,7 +318,7 @@ class Session:
             plan = plan.model_copy(update={"warnings": [*plan.warnings, *hints]})
         unknown = {c.name for c in plan.creates if c.cost_usd is None}
         if options.estimate_cost and unknown:
-            models = self.with_datasets(models, sizes_for=unknown)
+            models = self.with_datasets(models, sizes_for=unknown, only=set(options.targets) or None)
             plan = planned(models)
         notes = interrupted_creates(state, seen) + behind(state, models, seen, self.settings.stack)
         if options.destroy:

@@ -65,3 +65,27 @@ def test_the_emulator_on_a_port_in_use_says_so(cli: Cli):
         port = taken.getsockname()[1]
         r = cli("emulator", "--port", str(port))
     assert r.code == 1 and f"cannot listen on 127.0.0.1:{port}" in r.err and "unexpected" not in r.err
+
+
+def test_target_with_replace_outside_it_is_refused(cli: Cli, emulator):
+    cli.manifest("alpha")
+    cli.manifest("beta")
+    r = cli("plan", "--target", "alpha", "--replace", "beta")
+    assert r.code == 1 and "--replace beta is outside --target alpha" in r.err
+
+
+def test_target_reads_only_the_targeted_models_datasets(cli: Cli, emulator, fake_gcs_server, monkeypatch):
+    """With --target, the datasets of the other pinDatasets models are not read (a missing one
+    elsewhere no longer fails a targeted plan)."""
+    from tests.gcsfake import new_bucket, put_object
+
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", fake_gcs_server)
+    bucket = new_bucket(fake_gcs_server)
+    put_object(fake_gcs_server, bucket, "alpha/train.jsonl", b"{}\n")
+    for name in ("alpha", "beta"):  # beta's dataset does not exist
+        path = cli.manifest(name, spec={"pinDatasets": True})
+        path.write_text(path.read_text().replace("gs://bucket/", f"gs://{bucket}/"))
+    assert cli("plan").code == 1  # the whole set: beta's missing dataset is an error
+    r = cli("plan", "--target", "alpha", "--format", "json")
+    assert r.code == 0, r.err
+    assert [c["name"] for c in r.json()["changes"]] == ["alpha"]
