@@ -104,6 +104,13 @@ class Runtime:
             self._err_console = self._make_console(True)
         return self._err_console
 
+    events: bool = False  # --json: JSON Lines events on stdout
+
+    def emit(self, event: dict[str, Any]) -> None:
+        """One JSON Lines event on stdout (compact, one line, flushed: a CI reader follows it live)."""
+        typer.echo(json.dumps(event, separators=(",", ":"), ensure_ascii=False))
+        sys.stdout.flush()
+
     def warn(self, message: str) -> None:
         from rich.markup import escape
 
@@ -186,6 +193,9 @@ def _outcome_reporter(rt: Runtime) -> Any:
 
     def report(outcome: Any) -> None:
         c = outcome.change
+        if rt.events:
+            rt.emit({"event": "outcome", "action": c.action.value, "name": c.name, "ok": outcome.ok,
+                     "message": outcome.message, "job": outcome.job})
         colour, mark = ("green", "✓") if outcome.ok else ("red", "✗")
         rt.err.print(f"[{colour}]{mark}[/] {c.action.value} {escape(c.name)}: {escape(outcome.message)}")
 
@@ -325,25 +335,33 @@ def apply(
     allow_empty: AllowEmptyOpt = False,
     lock_timeout: LockTimeoutOpt = None,
     concurrency: Annotated[int | None, typer.Option("--concurrency", help="Actions at once (default 8).", show_default=False, min=1, max=256, metavar="N")] = None,
-    max_cost: Annotated[float | None, typer.Option("--max-cost", help="Refuse a plan whose estimated tuning cost (USD) is above this.", show_default=False, callback=AT_LEAST_0, metavar="SECONDS")] = None,
+    max_cost: Annotated[float | None, typer.Option("--max-cost", help="Refuse a plan whose estimated tuning cost (USD) is above this.", show_default=False, callback=AT_LEAST_0, metavar="USD")] = None,
     prune: PruneOpt = False,
     prune_unrecorded: PruneUnrecordedOpt = False,
     destroy: DestroyOpt = False,
+    events: Annotated[bool, typer.Option("--json", help="JSON Lines events on stdout (plan, outcome, applied, poll, done) for CI tooling; messages stay on stderr.")] = False,
 ) -> int:
     """Create, replace, recreate, cancel and forget so that the API matches the manifests."""
     from reconciler import render
     from reconciler.session import Limits, PlanOptions
 
     rt = _rt(ctx)
+    rt.events = events
     session = rt.session
     session.client()  # credentials and the endpoint are checked before the lock is taken
+
+    def show(the_plan: Plan) -> None:
+        if rt.events:
+            rt.emit({"event": "plan", **json.loads(render.plan_json(the_plan))})
+        else:
+            rt.out.print(render.plan_text(the_plan))
 
     def run(given: list[Path]) -> Any:
         return session.apply(
             given, PlanOptions(targets=target or [], replace=replace or [], prune=prune,
                                prune_unrecorded=prune_unrecorded, allow_empty=allow_empty, destroy=destroy),
             Limits(max_cancel=max_cancel, max_cost=max_cost), lock_timeout=lock_timeout, concurrency=concurrency,
-            show=lambda p: rt.out.print(render.plan_text(p)), approve=lambda p: _approve(auto_approve),
+            show=show, approve=lambda p: _approve(auto_approve),
             on_outcome=_outcome_reporter(rt), on_probe=_probe_reporter(rt))
 
     outcome = run(paths or [])
@@ -408,6 +426,9 @@ def _approve(auto_approve: bool) -> bool:
 def _report_apply(rt: Runtime, the_plan: Plan, result: Any) -> None:
     done = len(result.outcomes) - len(result.failed)
     serial = result.state.serial if result.state else "?"
+    if rt.events:
+        rt.emit({"event": "applied", "done": done, "failed": len(result.failed),
+                 "state_serial": result.state.serial if result.state else None})
     counts = rt.session.client().transport.counts
     api = f"API: {counts['attempts']} request(s), {counts['retries']} retried"
     where = rt.session.store().describe()
@@ -421,9 +442,11 @@ def _report_apply(rt: Runtime, the_plan: Plan, result: Any) -> None:
 def _wait(rt: Runtime, planned: Any, poll_interval: float | None, timeout: float | None,
           lock_timeout: float | None) -> list[str]:
     """Follow the plan's jobs to a final state, write the state; the models whose tuning failed."""
-    from reconciler.progress import JobProgress
+    from reconciler.progress import JobProgress, JsonProgress
 
     def progress(names: set[str], state: State) -> JobProgress:
+        if rt.events:
+            return JsonProgress(rt.emit, planned.plan.stack, names, state)
         return JobProgress(rt.err, planned.plan.stack, names, state)
 
     try:
@@ -435,6 +458,8 @@ def _wait(rt: Runtime, planned: Any, poll_interval: float | None, timeout: float
                 "--watch`; `reconciler refresh` records their endpoints.")
         raise
     rt.info(f"All jobs reached a final state; state written (serial {new_state.serial}).")
+    if rt.events:
+        rt.emit({"event": "done", "failed": failed, "state_serial": new_state.serial})
     if failed:
         rt.err.print(f"[red]Tuning did not succeed for: {', '.join(failed)}[/] (see `reconciler status`)")
     return failed
@@ -502,7 +527,7 @@ def status(
 
     def take() -> tuple[Any, Any]:
         snap = query.snapshot()
-        return _status_view(rt, snap, fmt), snap
+        return _status_view(rt, snap, fmt, watching=watch), snap
 
     if not watch:
         view, _ = take()
@@ -514,18 +539,19 @@ def status(
     return _watch_status(rt, take, fmt, interval or rt.session.settings.poll_interval)
 
 
-def _status_view(rt: Runtime, snap: Any, fmt: str) -> Any:
+def _status_view(rt: Runtime, snap: Any, fmt: str, watching: bool = False) -> Any:
     """A status snapshot as JSON text or as rich renderables."""
     from reconciler.status import model_detail_text, status_table
 
     if snap.details is not None:
         if fmt == "json":
-            return json.dumps(snap.details, indent=2)
+            return json.dumps(snap.details, separators=(",", ":")) if watching else json.dumps(snap.details, indent=2)
         from rich.console import Group
 
         return Group(*[model_detail_text(d) for d in snap.details])
     if fmt == "json":
-        return json.dumps({"models": snap.rows, "unmanaged": snap.others, "errors": snap.errors}, indent=2)
+        body = {"models": snap.rows, "unmanaged": snap.others, "errors": snap.errors}
+        return json.dumps(body, separators=(",", ":")) if watching else json.dumps(body, indent=2)
     return status_table(snap.rows, snap.others, rt.session.settings.stack)
 
 

@@ -4,6 +4,7 @@ per state change (CI logs stay readable)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
@@ -78,3 +79,26 @@ class JobProgress:
             if self.last.get(name) != label:
                 self.last[name] = label
                 self.console.print(f"[{elapsed}] {escape(name)}: {escape(label)}", highlight=False)
+
+
+class JsonProgress(JobProgress):
+    """The same progress as JSON Lines events (`apply --wait --json`): one `poll` event each time
+    a model's newest job changes state, for CI tooling that reads stdout line by line."""
+
+    def __init__(self, emit: Callable[[dict[str, Any]], None], stack: str, names: set[str], state: State) -> None:
+        super().__init__(Console(file=None, quiet=True), stack, names, state)
+        self.emit = emit
+
+    def __enter__(self) -> JobProgress:
+        return self
+
+    def update(self, observation: Observation) -> None:
+        rows = self._rows(observation)
+        models = {name: {"job": job.name, "state": job.state} for name, job in rows}
+        snapshot = {name: m["state"] for name, m in models.items()}
+        if snapshot == self.last:
+            return
+        self.last = snapshot
+        done = sum(1 for _, j in rows if j.state_class not in (StateClass.LIVE, StateClass.CANCELLING))
+        self.emit({"event": "poll", "elapsed_s": round(time.monotonic() - self.start, 1), "final": done,
+                   "total": len(rows), "models": models})

@@ -459,7 +459,7 @@ def test_status_watch_follows_until_jobs_finish(cli: Cli, emulator):
     cli.manifest("alpha")
     cli.ok("apply", "--auto-approve")
     r = cli.ok("status", "--watch", "--interval", "0.1", "--format", "json")
-    snapshots = [json.loads(chunk) for chunk in r.out.replace("}\n{", "}\n\x00{").split("\x00")]
+    snapshots = [json.loads(line) for line in r.out.splitlines()]  # JSON Lines: one snapshot a line
     assert snapshots[-1]["models"][0]["state"] == "JOB_STATE_SUCCEEDED"
     assert len(snapshots) >= 2
 

@@ -209,3 +209,30 @@ def test_a_dead_endpoint_fails_after_three_connection_attempts_naming_host_and_p
     cli.manifest("alpha")
     r = cli("plan")
     assert r.code == 1 and f"cannot connect to 127.0.0.1:{port}" in r.err and "gave up after 3 attempts" in r.err, r.err
+
+
+def test_apply_json_is_json_lines_events_for_ci_tooling(cli: Cli, emulator):
+    """`apply --wait --json`: every stdout line is one JSON event — the plan, each outcome, the
+    apply's summary, each change of the jobs' states, and the end (issue 14, missing #6)."""
+    emulator.configure(clock="real", pending_seconds=0.05, running_seconds=0.3)
+    cli.manifest("alpha")
+    cli.manifest("beta")
+    r = cli("apply", "--auto-approve", "--wait", "--poll-interval", "0.1", "--json")
+    assert r.code == 0, r.err
+    events = [json.loads(line) for line in r.out.splitlines()]
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "plan" and events[0]["summary"]["create"] == 2
+    assert kinds.count("outcome") == 2 and all(e["ok"] for e in events if e["event"] == "outcome")
+    assert "applied" in kinds and "poll" in kinds and kinds[-1] == "done"
+    assert events[-1]["failed"] == []
+    polls = [e for e in events if e["event"] == "poll"]
+    assert polls[-1]["final"] == polls[-1]["total"] == 2
+
+
+def test_status_watch_json_is_json_lines(cli: Cli, emulator):
+    emulator.configure(clock="real", pending_seconds=0.05, running_seconds=1.0)
+    cli.manifest("alpha")
+    cli.ok("apply", "--auto-approve")
+    out = cli.ok("status", "--watch", "--interval", "0.1", "--format", "json").out
+    lines = out.splitlines()
+    assert len(lines) >= 2 and all(json.loads(line)["models"] for line in lines)
