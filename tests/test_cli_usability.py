@@ -89,3 +89,17 @@ def test_target_reads_only_the_targeted_models_datasets(cli: Cli, emulator, fake
     r = cli("plan", "--target", "alpha", "--format", "json")
     assert r.code == 0, r.err
     assert [c["name"] for c in r.json()["changes"]] == ["alpha"]
+
+
+def test_shell_completion_is_offered_and_completes_commands(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    run = [sys.executable, "-m", "reconciler.cli"]
+    script = subprocess.run([*run, "--show-completion", "bash"], capture_output=True, text=True, timeout=60)
+    assert script.returncode == 0 and "_reconciler_completion" in script.stdout
+    env = {**os.environ, "_RECONCILER_COMPLETE": "complete_bash", "COMP_WORDS": "reconciler pl", "COMP_CWORD": "1"}
+    done = subprocess.run([sys.executable, "-c", "from reconciler.cli import main; main()"], env=env,
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert "plan" in done.stdout.split(), done.stdout + done.stderr
