@@ -143,6 +143,7 @@ def _global(
     project: Annotated[str | None, typer.Option("--project", help="Default project for manifests without spec.project.", show_default=False, metavar="PROJECT")] = None,
     region: Annotated[str | None, typer.Option("--region", help="Default region for manifests without spec.region.", show_default=False, metavar="REGION")] = None,
     stack: Annotated[str | None, typer.Option("--stack", help="Stack name: which managed jobs this run owns.", show_default=False, metavar="STACK")] = None,
+    environment: Annotated[str | None, typer.Option("--env", help="An environment of reconciler.yaml's environments: (its project, region, stack, state and manifest overrides; env RECONCILER_ENV).", show_default=False, metavar="NAME")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="Settings file (default ./reconciler.yaml).", show_default=False, metavar="FILE")] = None,
     allow_insecure_http: Annotated[bool, typer.Option("--allow-insecure-http", help="Allow a plain http:// endpoint on a non-loopback host.")] = False,
     no_color: Annotated[bool, typer.Option("--no-color", help="No colour (NO_COLOR is honoured too).")] = False,
@@ -151,7 +152,8 @@ def _global(
                                           callback=_print_version, expose_value=False)] = False,
 ) -> None:
     """Global options come before the command: `reconciler --stack prod plan manifests/`."""
-    flags = {"api_endpoint": api_endpoint, "state": state, "project": project, "region": region, "stack": stack}
+    flags = {"api_endpoint": api_endpoint, "state": state, "project": project, "region": region, "stack": stack,
+             "environment": environment}
     runtime = Runtime(flags=flags, config_file=config, debug=debug, no_color=no_color,
                       allow_insecure_http=allow_insecure_http)
     ctx.obj = runtime
@@ -843,7 +845,7 @@ def _click_exceptions() -> tuple[tuple[type[BaseException], ...], ...]:
     return tuple(tuple(classes) for classes in found.values())
 
 
-GLOBAL_OPTIONS = ("--api-endpoint", "--state", "--project", "--region", "--stack", "--config",
+GLOBAL_OPTIONS = ("--api-endpoint", "--state", "--project", "--region", "--stack", "--env", "--config",
                   "--allow-insecure-http", "--no-color", "--debug")
 
 

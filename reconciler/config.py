@@ -97,6 +97,19 @@ class RateLimitFile(_Strict):
     creates_per_minute: int | None = Field(None, alias="createsPerMinute", ge=0, le=1_000_000)
 
 
+class EnvironmentFile(_Strict):
+    """One environment of `environments:` (terraform's workspaces, kustomize's overlays): where
+    its models go, and what of their manifests differs."""
+
+    project: str | None = Field(None, pattern=PROJECT_PATTERN)
+    region: str | None = Field(None, pattern=REGION_PATTERN)
+    stack: str | None = Field(None, pattern=STACK_PATTERN)
+    state: str | None = Field(None, min_length=1)
+    api_endpoint: str | None = Field(None, alias="apiEndpoint", min_length=1)
+    # Merged into manifests before validation: by model name, or "*" for every model.
+    overrides: dict[str, dict[str, Any]] | None = None
+
+
 class ConfigFile(_Strict):
     project: str | None = Field(None, pattern=PROJECT_PATTERN)
     region: str | None = Field(None, pattern=REGION_PATTERN)
@@ -116,6 +129,7 @@ class ConfigFile(_Strict):
     # The model catalog extended and overridden (reconciler/catalog.py: ModelSettings)
     models: dict[ModelId, ModelSettings] | None = None
     retirement_warning_days: int | None = Field(None, alias="retirementWarningDays", ge=0, le=3650)
+    environments: dict[Annotated[str, Field(pattern=STACK_PATTERN)], EnvironmentFile] | None = None
 
 
 @dataclass(frozen=True)
@@ -145,6 +159,9 @@ class Settings:
     # a serving model whose base model retires within this many days is a plan warning
     retirement_warning_days: int = 30
     config_file: str | None = None
+    # --env / RECONCILER_ENV: the environment chosen, and its manifest overrides
+    environment: str | None = None
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _read_file(path: Path) -> tuple[ConfigFile, LineMap | None]:
@@ -199,11 +216,14 @@ def load_settings(
         raise ConfigError(f"{_shown(config_file)}: config file not found")
     # Anything at the path (a dangling symlink, a FIFO) is read, and so refused with its reason:
     # silently running without the file would mean another stack and another state.
+    chosen = flags.get("environment") or env.get("RECONCILER_ENV") or None
     if _exists(path):
-        settings = _from_file(settings, path)
+        settings = _from_file(settings, path, chosen)
+    elif chosen:
+        raise ConfigError(f"--env {chosen!r}: there is no reconciler.yaml with `environments:` at {_shown(path)}")
     from_env: dict[str, Any] = {k: env[v] for k, v in _ENV.items() if env.get(v)}
     settings = replace(settings, **from_env)
-    given = {k: v for k, v in flags.items() if v is not None}
+    given = {k: v for k, v in flags.items() if v is not None and k != "environment"}
     settings = replace(settings, **given)
     _check_settings(settings)
     return settings
@@ -219,12 +239,28 @@ _ENV = {
 }
 
 
-def _from_file(settings: Settings, path: Path) -> Settings:
+def _from_file(settings: Settings, path: Path, chosen: str | None = None) -> Settings:
     cf, lines = _read_file(path)
+    settings = _with_file_values(settings, cf, path, lines)
+    if chosen is None:
+        return settings
+    environments = cf.environments or {}
+    if chosen not in environments:
+        known = ", ".join(sorted(environments)) or "none"
+        raise ConfigError(f"{_shown(path)}: no environment {chosen!r} under environments: (defined: {known})")
+    chosen_env = environments[chosen]
+    values = {k: v for k, v in chosen_env.model_dump(exclude={"overrides"}).items() if v is not None}
+    if "state" in values and not Path(values["state"]).is_absolute() and "://" not in values["state"]:
+        values["state"] = str(path.parent / values["state"])
+    return replace(settings, **values, environment=chosen, overrides=dict(chosen_env.overrides or {}))
+
+
+def _with_file_values(settings: Settings, cf: ConfigFile, path: Path, lines: LineMap | None) -> Settings:
     retry = settings.retry
     if cf.retry is not None:
         retry = replace(retry, **{k: v for k, v in cf.retry.model_dump().items() if v is not None})
-    values = {k: v for k, v in cf.model_dump(exclude={"retry", "rate_limit", "models"}).items() if v is not None}
+    values = {k: v for k, v in cf.model_dump(exclude={"retry", "rate_limit", "models", "environments"}).items()
+              if v is not None}
     if cf.models is not None:
         values["models"] = _overrides(cf.models, path, lines)
     if cf.rate_limit is not None:

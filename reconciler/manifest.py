@@ -291,18 +291,22 @@ def load_manifests(
     paths: Iterable[Path],
     defaults: Defaults = Defaults(),
     on_model: Callable[[DesiredModel], None] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> LoadResult:
-    """Load and validate every manifest under `paths`; raise ManifestError listing all problems.
+    """Load and validate every manifest under `paths`; raise ManifestError listing all problems
+    (every kind of problem in one run: fields, names, project and region, duplicates).
 
     `on_model` sees each valid model as soon as it is read (plan starts listing its region
-    while the rest load)."""
+    while the rest load). `overrides` (an environment of reconciler.yaml, by model name or `*`)
+    are merged into each manifest before it is validated. A document that is empty or holds
+    only comments (a trailing `---`) is skipped, as kubectl does."""
     files, problems = find_files(paths)
     result = LoadResult(files=files)
     seen: dict[str, str] = {}
     references: dict[str, str] = {}  # name → "file:line" of its preTunedModel.model
     for path in files:
         try:
-            docs = list(read_documents(path))
+            docs = [doc for doc in read_documents(path) if doc[1] is not None]
         except YamlProblem as exc:
             problems.append(exc.located(path))
             continue
@@ -312,16 +316,16 @@ def load_manifests(
         if not docs:
             problems.append(f"{shown_path(path)}:1: empty manifest file (no YAML documents)")
         for line, data, conv in docs:
+            data = with_overrides(data, overrides)
             model = _validate(path, line, data, conv, defaults, problems, result.warnings)
+            name, where = _name_and_line(path, data, conv, line)
+            if name is not None and name in seen:
+                problems.append(f"{where}: metadata.name: duplicate name {name!r} (also in {seen[name]})")
+                continue
+            if name is not None:
+                seen[name] = where
             if model is None:
                 continue
-            where = model.source
-            if model.name in seen:
-                problems.append(
-                    f"{where}: metadata.name: duplicate name {model.name!r} (also in {seen[model.name]})"
-                )
-                continue
-            seen[model.name] = where
             if model.reference is not None:
                 references[model.name] = f"{shown_path(path)}:{conv.line_of(REFERENCE_LOC)}"
             result.models.append(model)
@@ -415,6 +419,7 @@ def _validate(
         for err in exc.errors():
             loc = _without_tag(tuple(err["loc"]))
             problems.append(f"{at}:{conv.line_of(loc)}: {dotted(loc)}: {_message(err)}")
+        problems += _unplaced(at, data, conv, defaults)  # one run says every kind of problem
         return None
     spec = manifest.spec
     found: list[str] = []
@@ -438,11 +443,56 @@ def _validate(
     return None if more else model
 
 
+def _name_and_line(path: Path, data: Any, conv: LineMap, line: int) -> tuple[str | None, str]:
+    """A document's metadata.name (as written, valid or not) and `file:line` of that name."""
+    metadata = data.get("metadata") if isinstance(data, dict) else None
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    at = shown_path(path)
+    if not isinstance(name, str):
+        return None, f"{at}:{line}"
+    return name, f"{at}:{conv.line_of(('metadata', 'name'))}"
+
+
+def with_overrides(data: Any, overrides: Mapping[str, Mapping[str, Any]] | None) -> Any:
+    """A manifest with an environment's overrides merged in: those for every model (`*`) first,
+    then those for its name; mappings merge key by key, anything else replaces."""
+    if not overrides or not isinstance(data, dict):
+        return data
+    metadata = data.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    for key in ("*", name):
+        if isinstance(key, str) and key in overrides:
+            data = _merged(data, overrides[key])
+    return data
+
+
+def _merged(base: Any, extra: Any) -> Any:
+    if not isinstance(base, dict) or not isinstance(extra, Mapping):
+        return extra
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = _merged(base.get(key), value)
+    return out
+
+
 def _without_tag(loc: tuple[Any, ...]) -> tuple[Any, ...]:
     """An error's location without the union's tag pydantic puts after `spec`."""
     if len(loc) > 1 and loc[0] == "spec" and loc[1] in _KIND_TAGS:
         return loc[:1] + loc[2:]
     return loc
+
+
+def _unplaced(at: str, data: dict[str, Any], conv: LineMap, defaults: Defaults) -> list[str]:
+    """For a manifest with field errors: a missing project or region, read from the raw document
+    (the same messages as for a valid one)."""
+    raw = data.get("spec")
+    spec: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    out = []
+    for field_name, default, flag in (("project", defaults.project, "--project"), ("region", defaults.region, "--region")):
+        if not spec.get(field_name) and not default:
+            out.append(f"{at}:{conv.line_of(('spec',))}: spec.{field_name}: not set here, nor in "
+                       f"reconciler.yaml, RECONCILER_{field_name.upper()} or {flag}")
+    return out
 
 
 def _check_model(d: DesiredModel, at: str, conv: LineMap) -> list[str]:

@@ -50,16 +50,20 @@ def style(action: Action) -> Style:
 ORDER: tuple[Action, ...] = tuple(sorted(ACTIONS, key=lambda a: style(a).rank))
 
 
+def _where(plan: Plan) -> str:
+    return f"stack {plan.stack}" + (f", environment {plan.environment}" if plan.environment else "")
+
+
 def summary_line(plan: Plan) -> str:
     s = plan.summary()
     failed = sum(1 for c in plan.changes if c.action is Action.NOOP and c.error)
     if not plan.has_changes:
         if failed:
             return (f"No changes. {s['noop'] - failed} model(s) up to date or in progress, {failed} failed "
-                    f"(stack {plan.stack}).")
-        return f"No changes. {s['noop']} model(s) up to date or in progress (stack {plan.stack})."
+                    f"({_where(plan)}).")
+        return f"No changes. {s['noop']} model(s) up to date or in progress ({_where(plan)})."
     parts = [f"{s[a.value]} to {a.value}" for a in ACTIONS if a is not Action.NOOP and s[a.value]]
-    line = f"Plan: {', '.join(parts)}; {s['noop']} unchanged (stack {plan.stack})."
+    line = f"Plan: {', '.join(parts)}; {s['noop']} unchanged ({_where(plan)})."
     if s["jobs_to_cancel"]:
         line += f" This plan cancels {s['jobs_to_cancel']} running job(s)."
     if any(c.cost_usd is not None for c in plan.creates):
@@ -146,7 +150,7 @@ def plan_json(plan: Plan) -> str:
     body = plan.model_dump(mode="json")
     body["summary"] = plan.summary()
     order = ["format_version", "tool_version", "stack", "summary", "changes", "warnings", "parents",
-             "targets", "replace", "prune", "prune_unrecorded", "state_lineage", "state_serial", "fingerprint"]
+             "targets", "replace", "prune", "prune_unrecorded", "environment", "state_lineage", "state_serial", "fingerprint"]
     return json.dumps({k: body[k] for k in order if k in body}, indent=2, ensure_ascii=False)
 
 
@@ -171,7 +175,7 @@ def _md_escape(text: str) -> str:
 def plan_markdown(plan: Plan, *, limit: int = GITHUB_COMMENT_LIMIT - 1_536) -> str:
     """A PR comment: summary first, a table, details folded; never longer than `limit`."""
     s = plan.summary()
-    head = [f"### Tuning plan for stack `{plan.stack}`", "", f"**{_md_escape(summary_line(plan))}**", "",
+    head = [f"### Tuning plan for stack `{plan.stack}`" + (f" (environment `{plan.environment}`)" if plan.environment else ""), "", f"**{_md_escape(summary_line(plan))}**", "",
             _md_escape(scope_line(plan)), ""]
     counts = " · ".join(f"{s[a.value]} {a.value}" for a in ACTIONS)
     head += [counts, ""]

@@ -215,7 +215,8 @@ class Session:
         s = self.settings
         paths = list(paths) or [self.manifest_root()]
         with using(self.catalog()):  # validate against the catalog with reconciler.yaml's models:
-            result = load_manifests(paths, Defaults(project=s.project, region=s.region), on_model)
+            result = load_manifests(paths, Defaults(project=s.project, region=s.region), on_model,
+                                overrides=s.overrides)
         for warning in result.warnings:
             self.warn(warning)
         if not result.models and not allow_empty:
@@ -321,6 +322,8 @@ class Session:
             models = self.with_datasets(models, sizes_for=unknown, only=set(options.targets) or None)
             plan = planned(models)
         notes = interrupted_creates(state, seen) + behind(state, models, seen, self.settings.stack)
+        if self.settings.environment:
+            plan = plan.model_copy(update={"environment": self.settings.environment})
         if options.destroy:
             notes.insert(0, "destroy: every model this state records is removed — running jobs cancelled (not "
                             "protected ones), entries forgotten; endpoints of finished jobs stay in Vertex AI")

@@ -261,7 +261,8 @@ def test_duplicate_names_name_both_files(cli: Cli):
     cli.manifest("alpha", folder="manifests/other")
     r = cli("validate")
     assert r.code == 1 and "duplicate name 'alpha'" in r.err
-    assert "manifests/alpha.yaml:1" in r.err and "manifests/other/alpha.yaml:1" in r.err
+    # Both at the line of their metadata.name (issue 14 item 9), not the document's first line.
+    assert "manifests/alpha.yaml:4" in r.err and "manifests/other/alpha.yaml:4" in r.err
 
 
 def test_schema_is_json_schema(cli: Cli):

@@ -236,3 +236,59 @@ def test_status_watch_json_is_json_lines(cli: Cli, emulator):
     out = cli.ok("status", "--watch", "--interval", "0.1", "--format", "json").out
     lines = out.splitlines()
     assert len(lines) >= 2 and all(json.loads(line)["models"] for line in lines)
+
+
+def test_multi_document_files_with_a_trailing_separator_or_comments_only_are_read(cli: Cli):
+    """As kubectl: an empty or comment-only document (a trailing `---`) is skipped (issue 14 item 8)."""
+    one = cli.manifest("alpha").read_text()
+    two = cli.manifest("beta").read_text()
+    (cli.workdir / "manifests" / "beta.yaml").unlink()
+    (cli.workdir / "manifests" / "alpha.yaml").write_text(f"# two models\n---\n{one}---\n# nothing here\n---\n{two}---\n")
+    assert "2 manifest(s) in 1 file(s) are valid." in cli.ok("validate").out
+
+
+def test_validate_reports_every_kind_of_problem_in_one_run(cli: Cli, tmp_path, monkeypatch):
+    """Field errors, a missing region and a duplicate name at its metadata.name line, all at once
+    (issue 14 item 9)."""
+    from tests.clihelp import write_config
+
+    write_config(cli.workdir, region=None)
+    bad = cli.manifest("alpha", epochs=None, spec={"supervisedTuningSpec": {"trainingDatasetUri": "nope"}})
+    cli.manifest("alpha", folder="manifests/more")
+    r = cli("validate")
+    assert r.code == 1
+    assert "trainingDatasetUri" in r.err and "spec.region: not set here" in r.err
+    dup = [line for line in r.err.splitlines() if "duplicate name 'alpha'" in line]
+    assert dup and ":4: metadata.name" in dup[0], r.err  # the name's line, not the document's
+    assert bad.exists()
+
+
+def test_environments_of_one_manifest_set(cli: Cli, emulator):
+    """`--env NAME` (or RECONCILER_ENV): one manifest set, per-environment project, stack and state,
+    and overrides of spec values for every model (`*`) or one; the plan names the environment
+    (issue 14, missing #4)."""
+    from tests.clihelp import write_config
+
+    write_config(cli.workdir, environments={
+        "staging": {"project": "staging-proj", "stack": "staging", "state": "staging.state.json",
+                    "overrides": {"*": {"spec": {"supervisedTuningSpec": {"hyperParameters": {"epochCount": 1}}}},
+                                  "alpha": {"metadata": {"labels": {"tier": "canary"}}}}},
+        "prod": {"project": "prod-project", "stack": "prod", "state": "prod.state.json"},
+    })
+    cli.manifest("alpha", epochs=4)
+    cli.manifest("beta", epochs=4)
+    plan = cli.ok("--env", "staging", "plan", "--format", "json").json()
+    assert plan["environment"] == "staging" and plan["stack"] == "staging"
+    requests = {c["name"]: c["request"] for c in plan["changes"]}
+    assert all(r["supervisedTuningSpec"]["hyperParameters"]["epochCount"] == "1" for r in requests.values())
+    assert requests["alpha"]["labels"]["tier"] == "canary" and "tier" not in requests["beta"]["labels"]
+    assert "environment staging" in cli.ok("--env", "staging", "plan").out.splitlines()[0]
+    cli.ok("--env", "staging", "apply", "--auto-approve")
+    cli.ok("--env", "prod", "apply", "--auto-approve")
+    staging = emulator.jobs(project="staging-proj")
+    prod = emulator.jobs(project="prod-project")
+    assert len(staging) == 2 and len(prod) == 2
+    assert {j["supervisedTuningSpec"]["hyperParameters"]["epochCount"] for j in prod} == {"4"}
+    assert (cli.workdir / "staging.state.json").exists() and (cli.workdir / "prod.state.json").exists()
+    r = cli("--env", "nope", "plan")
+    assert r.code == 1 and "no environment 'nope'" in r.err and "prod, staging" in r.err

@@ -303,7 +303,7 @@ def test_an_edited_plan_file_is_refused_and_nothing_runs(cli: Cli, emulator, wha
 
 
 # Fields that explain a plan and are not acted on: outside the fingerprint by design.
-EXPLAINING = {"reason", "notes", "warnings", "diff", "cost_usd", "cost_note", "errors", "tool_version",
+EXPLAINING = {"reason", "notes", "warnings", "diff", "cost_usd", "cost_note", "errors", "tool_version", "environment",
               "job_state", "error", "source"}
 
 

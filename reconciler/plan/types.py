@@ -172,6 +172,7 @@ class Plan(_Frozen):
     state_serial: int = 0
     prune: bool = True  # models whose manifest is gone are cancelled/forgotten (the whole set was read)
     prune_unrecorded: bool = False  # jobs of the stack this state has no record of may be cancelled
+    environment: str | None = None  # --env: the environment of reconciler.yaml it was planned for
     changes: list[Change]
     warnings: list[str] = Field(default_factory=list)
     fingerprint: str
