@@ -25,6 +25,8 @@ from reconciler.observe import observe
 from reconciler.vertex.client import VertexClient
 
 CLI = (sys.executable, "-m", "reconciler.cli")
+PAGER = Path(__file__).resolve().parent / "pager.py"
+FLOOR = 'python -c "import pydantic, yaml"'  # the start-up floor: the libraries any run needs
 PAGE_SIZE = 1000
 APPLY_CONCURRENCY = Settings().concurrency  # the reconciler's default, which the harness keeps
 T = TypeVar("T")
@@ -115,8 +117,9 @@ def listing_bound(bench: Bench, jobs_per_region: dict[str, int]) -> dict[str, An
     """(a) The pages that must be read, and the time the minimal raw client takes to read them.
 
     Clients ask for PAGE_SIZE; the server's `max_page_size` may cap it lower."""
-    max_page_size = int(bench.emulator.config()["max_page_size"])
-    page_size = min(max_page_size, PAGE_SIZE)
+    config = bench.emulator.config()
+    max_page_size = int(config["max_page_size"])
+    page_size = int(config.get("forced_page_size") or 0) or min(max_page_size, PAGE_SIZE)
     region_pages = [page_bound(jobs_per_region, [r], page_size) for r in bench.regions]
     cpu_before = bench.emulator.cpu_seconds()
     walls, jobs, delta = bench.repeated(partial(raw_listing, bench.emulator.url, bench.regions))
@@ -129,7 +132,9 @@ def listing_bound(bench: Bench, jobs_per_region: dict[str, int]) -> dict[str, An
         "jobs": jobs,
         "max_page_size": max_page_size,
         "pages": sum(region_pages),
-        "latency_floor_s": max(region_pages) * bench.emulator.latency_ms / 1000,
+        "page_size": page_size,
+        "latency_ms": float(config["latency_ms"]),
+        "latency_floor_s": max(region_pages) * float(config["latency_ms"]) / 1000,
         "emulator_cpu_s": server_cpu,
         "raw_client": {"wall_s": summary(walls), "requests": delta},
     }
@@ -149,10 +154,84 @@ def plan(bench: Bench, workspace: Workspace) -> dict[str, Any]:
         deltas.append(delta)
     return {
         "wall_s": summary([r.wall_s for r in runs]),
+        "cpu_s": summary([r.cpu_s for r in runs]),
         "peak_rss_mb": summary([r.peak_rss_mb for r in runs]),
         "requests": deltas[0],
         "requests_same_every_run": all(d == deltas[0] for d in deltas),
         "exit_code": runs[0].code,
+    }
+
+
+def process_bound(bench: Bench) -> dict[str, Any]:
+    """(a') The minimal pager as a whole process (bench/pager.py: stdlib only, a thread and a
+    keep-alive connection per region, json.loads of each page): the API's pages plus Python's
+    start-up, the like-for-like bound of a whole `plan` process. Wall, CPU and peak RSS."""
+    command = [sys.executable, str(PAGER), bench.emulator.url, PROJECT, *bench.regions]
+    runs: list[ChildRun] = []
+    delta: dict[str, int] = {}
+    for _ in range(bench.repeat):
+        run, delta = bench.counted(lambda: _check(run_child(command, env=bench.env), 0, "pager"))
+        runs.append(run)
+    return {
+        "wall_s": summary([r.wall_s for r in runs]),
+        "cpu_s": summary([r.cpu_s for r in runs]),
+        "peak_rss_mb": summary([r.peak_rss_mb for r in runs]),
+        "requests": delta,
+        "jobs": int(runs[-1].stdout.strip() or 0),
+    }
+
+
+def page_regime(bench: Bench, workspace: Workspace, jobs_per_region: dict[str, int], page_size: int,
+                latency_ms: float) -> dict[str, Any]:
+    """One page-size regime on the seeded workload: the emulator's max page size and latency set,
+    then the bound (in-process raw client, and the stdlib pager as a process), plan as a whole
+    process, and observe in-process; every ratio to the bounds of this same regime."""
+    bench.emulator.config(max_page_size=page_size, latency_ms=latency_ms)
+    bound = listing_bound(bench, jobs_per_region)
+    process = process_bound(bench)
+    planned = plan(bench, workspace)
+    observed = observe_in_process(bench)
+    bound_wall = bound["raw_client"]["wall_s"]["median"]
+    jobs = sum(jobs_per_region.values())
+    return {
+        "page_size": page_size,
+        "latency_ms": latency_ms,
+        "regions": list(bench.regions),
+        "jobs": jobs,
+        "manifests": len(workspace.models),
+        "listing_bound": bound,
+        "process_bound": process,
+        "plan": planned,
+        "observe": observed,
+        "plan_ratio_to_bound": ratio(planned["wall_s"]["median"], bound_wall),
+        "plan_ratio_to_process_bound": ratio(planned["wall_s"]["median"], process["wall_s"]["median"]),
+        "observe_ratio_to_bound": ratio(observed["wall_s"]["median"], bound_wall),
+        "plan_rss_kb_per_job": planned["peak_rss_mb"]["median"] * 1024 / jobs if jobs else None,
+    }
+
+
+def big_page(bench: Bench, workspace: Workspace, jobs: int) -> dict[str, Any]:
+    """One page of every job of one region (the emulator answers with all of them whatever
+    pageSize asks): plan's wall and peak RSS against the stdlib pager's, as processes, once."""
+    bench.emulator.config(forced_page_size=jobs)
+    try:
+        body = httpx.get(f"{bench.emulator.url}/v1/{parents(bench.regions)[0]}/tuningJobs",
+                         params={"pageSize": str(PAGE_SIZE)}, timeout=1800).raise_for_status()
+        page_mb = len(body.content) / 1e6
+        del body
+        process = process_bound(bench)
+        planned = plan(bench, workspace)
+    finally:
+        bench.emulator.config(forced_page_size=0)
+    return {
+        "jobs": jobs,
+        "page_mb": page_mb,
+        "process_bound": process,
+        "plan": planned,
+        "plan_ratio_to_process_bound": ratio(planned["wall_s"]["median"], process["wall_s"]["median"]),
+        "plan_rss_kb_per_job": planned["peak_rss_mb"]["median"] * 1024 / jobs,
+        "pager_rss_kb_per_job": process["peak_rss_mb"]["median"] * 1024 / jobs,
+        "page_bytes_per_job": page_mb * 1e6 / jobs,
     }
 
 
@@ -312,10 +391,12 @@ def validate(bench: Bench, workspace: Workspace) -> dict[str, Any]:
 
 
 def startup(bench: Bench, workspace: Workspace) -> dict[str, Any]:
-    """(e) Medians of `python -c pass`, `--help` (module and console script) and `validate` of
-    the workspace, measured round-robin so that drift hits all alike; ratios to `python -c pass`."""
+    """(e) Medians of `python -c pass`, the floor (`python -c "import pydantic, yaml"`), `--help`
+    (module and console script) and `validate` of the workspace, measured round-robin so that
+    drift hits all alike; ratios to `python -c pass` and to the floor."""
     commands: dict[str, list[str]] = {
         "python -c pass": [sys.executable, "-c", "pass"],
+        FLOOR: [sys.executable, "-c", "import pydantic, yaml"],
         "python -m reconciler.cli --help": [*CLI, "--help"],
     }
     script = console_script()
@@ -327,9 +408,11 @@ def startup(bench: Bench, workspace: Workspace) -> dict[str, Any]:
     for _ in range(bench.repeat):
         for name, command in commands.items():
             walls[name].append(_check(run_child(command, cwd=workspace.root, env=bench.env), 0, name).wall_s)
-    floor = summary(walls["python -c pass"])["median"]
+    python = summary(walls["python -c pass"])["median"]
+    floor = summary(walls[FLOOR])["median"]
     figures = {
-        name: {"wall_s": summary(values), "ratio_to_python": ratio(summary(values)["median"], floor)}
+        name: {"wall_s": summary(values), "ratio_to_python": ratio(summary(values)["median"], python),
+               "ratio_to_floor": ratio(summary(values)["median"], floor)}
         for name, values in walls.items()
     }
     return {

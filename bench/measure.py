@@ -30,6 +30,7 @@ class ChildRun:
     stdout: str
     stderr: str
     timed_out: bool
+    cpu_s: float = 0.0  # user + system CPU of the command (its own rusage)
 
 
 # Peak RSS must be taken from a small parent. Linux starts a child's `ru_maxrss` at the RSS of
@@ -45,7 +46,8 @@ pid = os.posix_spawnp(argv[0], argv, os.environ)
 _, status, usage = os.wait4(pid, 0)
 wall = time.perf_counter() - start
 os.write(report, json.dumps({"code": os.waitstatus_to_exitcode(status), "wall": wall,
-                             "maxrss_kb": usage.ru_maxrss}).encode())
+                             "maxrss_kb": usage.ru_maxrss,
+                             "cpu": usage.ru_utime + usage.ru_stime}).encode())
 """
 
 
@@ -98,9 +100,8 @@ def run_child(
             return ChildRun(proc.returncode if proc.returncode else -9, float(timeout_s), 0.0,
                             out.read(), err.read(), expired.is_set())
         figures = json.loads(report)
-        return ChildRun(
-            figures["code"], figures["wall"], figures["maxrss_kb"] / 1024, out.read(), err.read(), expired.is_set()
-        )
+        return ChildRun(figures["code"], figures["wall"], figures["maxrss_kb"] / 1024, out.read(), err.read(),
+                        expired.is_set(), figures["cpu"])
 
 
 def summary(values: Sequence[float]) -> dict[str, Any]:

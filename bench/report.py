@@ -66,6 +66,9 @@ def _listing(results: dict[str, Any]) -> list[str]:
          requests(raw["requests"]), "1.00×", ""],
         ["`reconciler.observe.observe` in-process (plan's listing)", *_wall(observe),
          requests(observe["requests"]), times(observe["ratio_to_bound"]), ""],
+        ["bound as a process: stdlib pager (bench/pager.py), Python start-up included",
+         *_wall(bound["process"]), requests(bound["process"]["requests"]),
+         times(ratio_of(bound["process"], raw)), f"{bound['process']['peak_rss_mb']['median']:.0f} MB"],
         [f"`reconciler plan --detailed-exitcode` (CLI process, exit {plan['exit_code']})", *_wall(plan),
          requests(plan["requests"]), times(plan["ratio_to_bound"]),
          f"{plan['peak_rss_mb']['median']:.0f} MB"],
@@ -89,6 +92,9 @@ def _listing(results: dict[str, Any]) -> list[str]:
     ]
     if not sdk.get("available"):
         lines += ["", f"google-genai: {sdk['reason']}."]
+    lines += ["", f"Whole `plan` process against the bound as a process: "
+              f"{times(plan['ratio_to_process_bound'])}; its CPU: {seconds(plan['cpu_s']['median'])} "
+              f"(the stdlib pager's: {seconds(bound['process']['cpu_s']['median'])})."]
     lists = plan["requests"]["list"]
     verdict = "yes" if lists == bound["pages"] and plan["requests"]["get"] == 0 else "**no**"
     lines += [
@@ -97,6 +103,75 @@ def _listing(results: dict[str, Any]) -> list[str]:
         f"{plan['requests']['get']} get; the same in every run: {plan['requests_same_every_run']}).",
     ]
     return lines
+
+
+def ratio_of(figure: dict[str, Any], base: dict[str, Any]) -> float | None:
+    """The median wall of `figure` over that of `base`."""
+    denominator = base["wall_s"]["median"]
+    return figure["wall_s"]["median"] / denominator if denominator else None
+
+
+def _regime_row(r: dict[str, Any]) -> list[str]:
+    bound, process, plan = r["listing_bound"], r["process_bound"], r["plan"]
+    same = plan["requests"]["list"] == bound["pages"] and plan["requests"]["get"] == 0
+    return [
+        f"{r['page_size']:,}", str(bound["pages"]), seconds(bound["latency_floor_s"]),
+        seconds(bound["emulator_cpu_s"]), seconds(bound["raw_client"]["wall_s"]["median"]),
+        seconds(process["wall_s"]["median"]), seconds(r["observe"]["wall_s"]["median"]),
+        times(r["observe_ratio_to_bound"]), seconds(plan["wall_s"]["median"]),
+        f"**{times(r['plan_ratio_to_bound'])}**", times(r["plan_ratio_to_process_bound"]),
+        seconds(plan["cpu_s"]["median"]), f"{plan['peak_rss_mb']['median']:.0f} MB",
+        f"{r['plan_rss_kb_per_job']:.1f} KB", f"{plan['requests']['list']} list, {plan['requests']['get']} get"
+        + ("" if same else " (**not the bound**)"),
+    ]  # fmt: skip
+
+
+def _regimes(results: dict[str, Any]) -> list[str]:
+    regimes = results.get("page_regimes") or []
+    if not regimes:
+        return []
+    first = regimes[0]
+    jobs = ", ".join(f"{region} {n:,}" for region, n in first["listing_bound"]["jobs_by_region"].items())
+    return [
+        "",
+        "## Page sizes: the whole plan process against the bound",
+        "",
+        f"One workload ({first['manifests']:,} manifests; jobs per region: {jobs}; "
+        f"{first['latency_ms']:g} ms per request) listed at each max page size of the emulator. "
+        "Bound: the in-process raw client as in the table above; bound as a process: the stdlib "
+        "pager (bench/pager.py) from spawn to exit. Peak RSS per job: the plan process's peak over the "
+        "jobs listed.",
+        "",
+        *_table(["max page size", "pages", "latency floor", "emulator CPU / listing", "bound",
+                 "bound (process)", "observe", "observe / bound", "plan", "plan / bound",
+                 "plan / bound (process)", "plan CPU", "plan peak RSS", "RSS / job", "plan requests"],
+                [_regime_row(r) for r in regimes]),
+    ]  # fmt: skip
+
+
+def _big_page(results: dict[str, Any]) -> list[str]:
+    big = results.get("big_page")
+    if not big:
+        return []
+    pager, plan = big["process_bound"], big["plan"]
+    rows = [
+        ["stdlib pager (process)", seconds(pager["wall_s"]["median"]), seconds(pager["cpu_s"]["median"]),
+         f"{pager['peak_rss_mb']['median']:.0f} MB", f"{big['pager_rss_kb_per_job']:.2f} KB"],
+        ["`reconciler plan` (process)", seconds(plan["wall_s"]["median"]), seconds(plan["cpu_s"]["median"]),
+         f"{plan['peak_rss_mb']['median']:.0f} MB", f"{big['plan_rss_kb_per_job']:.2f} KB"],
+    ]  # fmt: skip
+    return [
+        "",
+        f"## One page of {big['jobs']:,} jobs",
+        "",
+        f"The emulator answers every job of one region in one page ({big['page_mb']:.0f} MB of JSON, "
+        f"{big['page_bytes_per_job']:.0f} bytes per job; `forced_page_size`), measured once.",
+        "",
+        *_table(["what", "wall", "CPU", "peak RSS", "peak RSS / job"], rows),
+        "",
+        f"plan / pager: {times(big['plan_ratio_to_process_bound'])} in wall time; "
+        f"requests: {requests(plan['requests'])}.",
+    ]
 
 
 def _apply_rows(applies: Sequence[dict[str, Any]]) -> list[list[str]]:
@@ -152,7 +227,7 @@ def _apply(results: dict[str, Any]) -> list[str]:
 def _startup(results: dict[str, Any]) -> list[str]:
     s = results["startup"]
     rows = [
-        [f"`{name}`", *_wall(figure), times(figure["ratio_to_python"])]
+        [f"`{name}`", *_wall(figure), times(figure["ratio_to_python"]), times(figure.get("ratio_to_floor"))]
         for name, figure in s["commands"].items()
     ]
     heavy = s["heavy_imports"]
@@ -161,7 +236,8 @@ def _startup(results: dict[str, Any]) -> list[str]:
         "",
         "## Start-up and validate",
         "",
-        *_table(["command", "wall median", "wall min", "ratio to `python -c pass`"], rows),
+        *_table(["command", "wall median", "wall min", "ratio to `python -c pass`",
+                 "ratio to the floor (`import pydantic, yaml`)"], rows),
         "",
         f"Heavy modules imported (httpx, google.auth, deepdiff, uvicorn, starlette): {imported}.",
     ]
@@ -183,6 +259,7 @@ def _growth(results: dict[str, Any]) -> list[str]:
         [f"{r['n']:,}", f"{r['jobs']:,}", str(r["pages"]),
          seconds(validate[i]) + _growth_ratio(validate, i), seconds(plan[i]) + _growth_ratio(plan, i),
          requests(r["plan"]["requests"]), f"{rss[i]:.0f} MB" + _growth_ratio(rss, i),
+         f"{rss[i] * 1024 / r['jobs']:.1f} KB",
          seconds(r["bound_wall_s"]["median"]), times(r["plan_ratio_to_bound"])]
         for i, r in enumerate(rows_in)
     ]  # fmt: skip
@@ -193,7 +270,7 @@ def _growth(results: dict[str, Any]) -> list[str]:
         f"N managed jobs + {g['others']:,} others; in brackets the ratio to the previous row.",
         "",
         *_table(["N", "jobs", "pages", "validate", "plan wall", "plan requests", "plan peak RSS",
-                 "listing bound", "plan / bound"], rows),  # fmt: skip
+                 "RSS / job", "listing bound", "plan / bound"], rows),  # fmt: skip
     ]
     if g["apply"]:
         lines += ["", *_table(_APPLY_HEADER, _apply_rows(g["apply"]))]
@@ -205,5 +282,6 @@ def _growth(results: dict[str, Any]) -> list[str]:
 def render(results: dict[str, Any]) -> str:
     """The whole report as markdown."""
     return "\n".join(
-        [*_header(results), *_listing(results), *_apply(results), *_startup(results), *_growth(results)]
+        [*_header(results), *_listing(results), *_regimes(results), *_big_page(results), *_apply(results),
+         *_startup(results), *_growth(results)]
     )

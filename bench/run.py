@@ -53,10 +53,19 @@ class Sizes:
     growth_n: tuple[int, ...]
     growth_creates: tuple[int, ...]
     growth_creates_big: int  # only with --growth-apply-10k, at rate C/2 per minute
+    # the page-size regimes: max page sizes, on their own workload (regions × jobs, N, latency)
+    page_sizes: tuple[int, ...] = (1000, 100, 50)
+    pages_regions: int = 2
+    pages_jobs_per_region: int = 2600
+    pages_n: int = 200
+    pages_latency_ms: float = 20.0
+    big_page_jobs: int = 200_000  # one page of this many jobs (0: not measured)
 
 
 FULL = Sizes(1000, 9000, 4, 25.0, 5, 1000, 600, (100, 1000, 10_000), (100, 1000), 10_000)
-QUICK = Sizes(20, 180, 2, 5.0, 1, 15, 600, (10, 20, 40), (5, 10), 20)
+QUICK = Sizes(20, 180, 2, 5.0, 1, 15, 600, (10, 20, 40), (5, 10), 20,
+              page_sizes=(1000, 10, 5), pages_jobs_per_region=30, pages_n=10, pages_latency_ms=5.0,
+              big_page_jobs=2000)
 
 
 @dataclass(frozen=True)
@@ -106,6 +115,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument("--growth", action="store_true", help="also N = 100, 1000, 10000")
     parser.add_argument("--growth-apply-10k", action="store_true", help="growth: also apply 10000 creates")
     parser.add_argument("--skip-apply", action="store_true", help="no apply figure")
+    parser.add_argument("--skip-big-page", action="store_true", help="no single page of 200,000 jobs")
     parser.add_argument(
         "--apply-timeout", type=float, default=1800.0, help="seconds before an apply is killed (default 1800)"
     )
@@ -126,6 +136,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         "repeat": args.repeat,
         "creates": args.creates,
         "rate": args.rate,
+        "big_page_jobs": 0 if args.skip_big_page else None,
     }
     sizes = Sizes(**{**asdict(base), **{k: v for k, v in given.items() if v is not None}})
     return Options(
@@ -184,8 +195,11 @@ def listing_figures(bench: Bench, root: Path, sizes: Sizes) -> dict[str, Any]:
     workspace, per_region = seed_workload(bench, root, sizes.n, sizes.others)
     bound = figures.listing_bound(bench, per_region)
     bound_wall = bound["raw_client"]["wall_s"]["median"]
+    process = figures.process_bound(bench)
     plan = figures.plan(bench, workspace)
     plan["ratio_to_bound"] = ratio(plan["wall_s"]["median"], bound_wall)
+    plan["ratio_to_process_bound"] = ratio(plan["wall_s"]["median"], process["wall_s"]["median"])
+    bound["process"] = process
     observe = figures.observe_in_process(bench)
     observe["ratio_to_bound"] = ratio(observe["wall_s"]["median"], bound_wall)
     sdk = figures.sdk_listing(bench)
@@ -199,6 +213,26 @@ def listing_figures(bench: Bench, root: Path, sizes: Sizes) -> dict[str, Any]:
         "sdk": sdk,
         "startup": figures.startup(bench, workspace),
     }
+
+
+def page_regimes(bench: Bench, root: Path, sizes: Sizes) -> list[dict[str, Any]]:
+    """The same workload listed at each max page size (1,000 and the small pages real services
+    often use): plan as a whole process against the bounds of each regime."""
+    regional = Bench(bench.emulator, DEFAULT_REGIONS[: sizes.pages_regions], bench.repeat)
+    total = sizes.pages_jobs_per_region * sizes.pages_regions
+    workspace, per_region = seed_workload(regional, root, sizes.pages_n, total - sizes.pages_n)
+    return [figures.page_regime(regional, workspace, per_region, page, sizes.pages_latency_ms)
+            for page in sizes.page_sizes]
+
+
+def big_page(bench: Bench, root: Path, sizes: Sizes) -> dict[str, Any] | None:
+    """Every job of one region in one page (`big_page_jobs`), measured once."""
+    if not sizes.big_page_jobs:
+        return None
+    single = Bench(bench.emulator, bench.regions[:1], 1)
+    n = min(sizes.pages_n, sizes.big_page_jobs)
+    workspace, _ = seed_workload(single, root, n, sizes.big_page_jobs - n)
+    return figures.big_page(single, workspace, sizes.big_page_jobs)
 
 
 def apply_figure(bench: Bench, root: Path, creates: int, rate: int, options: Options) -> dict[str, Any]:
@@ -261,6 +295,8 @@ def run(options: Options) -> dict[str, Any]:
         with EmulatorProcess(sizes.latency_ms, tmp / "emulator.log") as emulator:
             bench = Bench(emulator, options.regions, sizes.repeat)
             results.update(listing_figures(bench, tmp / "main", sizes))
+            results["page_regimes"] = page_regimes(bench, tmp / "pages", sizes)
+            results["big_page"] = big_page(bench, tmp / "big", sizes)
             results["apply"] = None
             if not options.skip_apply:
                 results["apply"] = apply_figure(bench, tmp / "apply", sizes.creates, sizes.rate, options)

@@ -9,8 +9,13 @@ written (lowercase letters, digits, `_`, `-`, at most 63): it is not ours, whate
 
 Every string of an observed job comes from the server: the transport cleans each answer
 (`reconciler.http.redact.clean`: control characters escaped, credentials masked), and
-`to_observed` cleans again whatever it is given (a `TuningJob` built elsewhere), so no text of a
-job reaches the terminal, a plan or the state with a control character or a token in it.
+`to_observed` cleans whatever it is given unless it is a job the transport listed (a `TuningJob`
+built elsewhere, a test's fake client), so no text of a job reaches the terminal, a plan or the
+state with a control character or a token in it.
+
+A listing converts each page as it arrives, while the next page's request is on its way
+(`VertexClient.list_converted`). The plan package is imported only once the first requests have
+left: its import is CPU the first request need not wait for.
 """
 
 from __future__ import annotations
@@ -18,17 +23,20 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from reconciler import interrupt
 from reconciler.errors import MalformedResponseError, ReconcilerError
 from reconciler.http.redact import clean, clean_tree
 from reconciler.kinds import kind_of_job
 from reconciler.models import LABEL_NAME, LABEL_SPEC, LABEL_STACK, DesiredModel, ObservedJob
-from reconciler.plan import Observation
-from reconciler.state.model import State
 from reconciler.vertex.client import REQUEST_LABEL, VertexClient, job_in_parent, split_job_name
 from reconciler.vertex.wire import TuningJob
+
+if TYPE_CHECKING:
+    from reconciler.plan import Observation
+    from reconciler.state.model import State
 
 
 def parents_to_observe(desired: Iterable[DesiredModel], state: State, extra: Iterable[str] = ()) -> list[str]:
@@ -54,15 +62,14 @@ def _spec_fields(raw: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     return kind.name, kind.read_observed(raw)
 
 
-def _text(value: str | None) -> str | None:
-    return clean(value) if value else value
-
-
-def to_observed(job: TuningJob, parent: str) -> ObservedJob:
+def to_observed(job: TuningJob, parent: str, *, cleaned: bool = False) -> ObservedJob:
     """Reduce a wire TuningJob to what planning needs; tolerant of absent fields. Every string
-    is cleaned (`redact.clean`): one line, no control characters, no credentials."""
-    # known fields and the ones kept as extra, every string cleaned
-    raw: dict[str, Any] = clean_tree(job.model_dump(by_alias=True, exclude_none=True))
+    is cleaned (`redact.clean`): one line, no control characters, no credentials — unless
+    `cleaned` says the transport has already cleaned every string of it (a listed job)."""
+    # known fields and the ones kept as extra
+    raw: dict[str, Any] = job.model_dump(by_alias=True, exclude_none=True)
+    if not cleaned:
+        raw = clean_tree(raw)
     kind, spec = _spec_fields(raw)
     error: dict[str, Any] = raw["error"] if isinstance(raw.get("error"), dict) else {}
     tuned: dict[str, Any] = raw["tunedModel"] if isinstance(raw.get("tunedModel"), dict) else {}
@@ -81,8 +88,8 @@ def to_observed(job: TuningJob, parent: str) -> ObservedJob:
         endpoint=tuned.get("endpoint"),
         start_time=raw.get("startTime") or "",
         tuning_data_stats=dict(raw.get("tuningDataStats") or {}),
-        experiment=_text(job.experiment),
-        gcs_metrics_uri=_text(job.gcs_metrics_uri),
+        experiment=raw.get("experiment"),
+        gcs_metrics_uri=raw.get("gcsMetricsUri"),
         checkpoints=tuple(_dicts(tuned.get("checkpoints"))),
         evaluations=tuple(_dicts(raw.get("evaluateDatasetRuns"))),
     )
@@ -93,7 +100,7 @@ def _dicts(value: Any) -> list[dict[str, Any]]:
     return [dict(v) for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
-def bad_identity(job: TuningJob) -> str | None:
+def bad_identity(job: TuningJob | ObservedJob) -> str | None:
     """The first identity label of `job` whose value the reconciler could not have written, or
     None: such a job is not ours (a forged or broken label), and is left out."""
     labels = job.labels or {}
@@ -102,12 +109,24 @@ def bad_identity(job: TuningJob) -> str | None:
                 None)
 
 
+def list_observed(client: VertexClient, parent: str) -> list[ObservedJob]:
+    """Every job of `parent`, converted as its page arrives (the transport has cleaned it). A
+    client without `list_converted` (a test's fake) lists first, and each job is cleaned here."""
+    each = getattr(client, "list_converted", None)
+    if each is None:
+        return [to_observed(job, parent) for job in client.list_tuning_jobs(parent)]
+    listed: list[ObservedJob] = each(parent, partial(to_observed, parent=parent, cleaned=True))
+    return listed
+
+
 def observe(client: VertexClient, parents: Iterable[str], *, workers: int = 8) -> Observation:
     """List all jobs of every parent concurrently. A job listed twice (the same project by id
     and by number) counts once.
 
     Ctrl-C or SIGTERM while the lists run asks every worker to stop (`interrupt.request_stop`):
     each ends at its next wait or page, and this does not wait for the calls still retrying."""
+    from reconciler.plan import Observation
+
     parent_list = sorted(set(parents))
     if not parent_list:
         return Observation(parents=(), jobs=())
@@ -125,7 +144,10 @@ def observe(client: VertexClient, parents: Iterable[str], *, workers: int = 8) -
 def observe_parent(client: VertexClient, parent: str) -> Observation:
     """Every job of one parent (all pages), converted as it arrives; jobs not directly under
     `parent` are left out and named in the observation's warnings."""
-    listed = client.list_tuning_jobs(parent)
+    listed = list_observed(client, parent)
+    # imported once the first requests have left: plan's import is CPU they need not wait for
+    from reconciler.plan import Observation
+
     # The service names jobs by project NUMBER even when the parent gave the project id: a
     # listing of one project must then use one number (the project's). Jobs under two numbers
     # cannot be told apart — which are ours? — so the listing is refused rather than guessed at.
@@ -144,9 +166,9 @@ def observe_parent(client: VertexClient, parent: str) -> Observation:
         if not job_in_parent(job.name, parent, number):
             skipped.append(_shown(job.name))
         elif (key := bad_identity(job)) is not None:
-            forged.append(f"{job.name} ({key}={_cut(repr(clean((job.labels or {})[key])))})")
+            forged.append(f"{job.name} ({key}={_cut(repr(clean(job.labels[key])))})")
         else:
-            jobs.append(to_observed(job, parent))
+            jobs.append(job)
     warnings: list[str] = []
     if skipped:
         warnings.append(f"the list of {parent} returned {len(skipped)} job(s) not under {parent}; ignored, "
@@ -186,6 +208,8 @@ def _project_of(name: str | None) -> str:
 def merge(observations: Iterable[Observation]) -> Observation:
     """One observation of several; a job listed twice (the same project by id and by number)
     counts once; the warnings of all are kept."""
+    from reconciler.plan import Observation
+
     parents: list[str] = []
     seen: set[str] = set()
     jobs: list[ObservedJob] = []

@@ -38,6 +38,8 @@ SCALAR_TAGS = frozenset(_TAG + t for t in ("str", "int", "float", "bool", "null"
 MAPPING_TAGS = frozenset(_TAG + t for t in ("map", "set"))
 SEQUENCE_TAGS = frozenset(_TAG + t for t in ("seq", "omap", "pairs"))
 TEXT_TAGS = frozenset(_TAG + t for t in ("merge", "value"))  # `<<`, `=`: text outside a key
+_SCALAR_OR_TEXT_TAGS = SCALAR_TAGS | TEXT_TAGS
+_STR_TAG = _TAG + "str"
 _KIND_WORDS = {
     "int": "an integer",
     "float": "a number",
@@ -132,7 +134,7 @@ class LineMap:
         allowed = (
             MAPPING_TAGS if isinstance(node, yaml.MappingNode)
             else SEQUENCE_TAGS if isinstance(node, yaml.SequenceNode)
-            else SCALAR_TAGS | TEXT_TAGS
+            else _SCALAR_OR_TEXT_TAGS
         )
         if node.tag not in allowed:
             where = f"{dotted(path)}: " if path else ""
@@ -144,6 +146,8 @@ class LineMap:
     def _scalar(self, node: yaml.Node, path: KeyPath) -> Any:
         """The value of a scalar node, or a YamlProblem naming it: building a value from text the
         resolver tagged (a date, a number) can fail in many ways, and none of them is a bug."""
+        if node.tag == _STR_TAG:  # most values: what the safe constructor makes of them, at once
+            return str(node.value)
         kind = node.tag.removeprefix(_TAG)
         text = str(node.value)
         if node.tag in TEXT_TAGS:  # a bare `<<` or `=` as a value: the text itself
@@ -185,7 +189,7 @@ class LineMap:
         """A key as its text: keys are names, whatever a resolver would make of them."""
         if not isinstance(key_node, yaml.ScalarNode):
             raise YamlProblem(key_node.start_mark.line + 1, "mapping keys must be plain strings")
-        if key_node.tag not in SCALAR_TAGS | TEXT_TAGS:
+        if key_node.tag not in _SCALAR_OR_TEXT_TAGS:
             raise YamlProblem(key_node.start_mark.line + 1,
                               f"unsupported YAML tag {short_tag(key_node.tag)} on a key")
         return str(key_node.value)

@@ -1,8 +1,8 @@
 """Smoke run of the benchmark harness (`python -m bench.run --quick`), so that it cannot rot.
 
 Tiny sizes, one repeat; it checks that every figure is reported and the counts that do not
-depend on timing: plan reads exactly the list pages of the bound (no per-job GET) and apply
-creates every job. No timing is asserted.
+depend on timing: plan reads exactly the list pages of the bound (no per-job GET) at every page
+size and for one huge page, and apply creates every job. No timing is asserted.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FIGURES = ("machine", "parameters", "listing_bound", "plan", "observe", "sdk", "apply", "startup")
+FIGURES = ("machine", "parameters", "listing_bound", "plan", "observe", "sdk", "apply", "startup", "page_regimes",
+           "big_page")
 
 
 def test_quick_benchmark_reports_every_figure(tmp_path: Path) -> None:
@@ -41,6 +42,20 @@ def test_quick_benchmark_reports_every_figure(tmp_path: Path) -> None:
     if results["sdk"]["available"]:
         assert results["sdk"]["parallel"]["jobs"] == bound["jobs"]
 
+    regimes = results["page_regimes"]
+    assert [r["page_size"] for r in regimes] == list(results["parameters"]["page_sizes"])
+    for regime in regimes:  # every page size: no per-job GET, list requests equal to the page bound
+        pages = regime["listing_bound"]["pages"]
+        assert pages >= len(regime["regions"])
+        for listing in (regime["plan"], regime["observe"], regime["process_bound"]):
+            assert listing["requests"] == {"list": pages, "get": 0, "create": 0, "cancel": 0}
+        assert regime["plan"]["exit_code"] == 0 and regime["plan_rss_kb_per_job"] > 0
+        assert regime["process_bound"]["jobs"] == regime["observe"]["jobs"] == regime["jobs"]
+    assert regimes[-1]["listing_bound"]["pages"] > regimes[0]["listing_bound"]["pages"]  # small pages: more
+    big = results["big_page"]
+    assert big["plan"]["requests"] == {"list": 1, "get": 0, "create": 0, "cancel": 0}
+    assert big["process_bound"]["jobs"] == big["jobs"] and big["plan_rss_kb_per_job"] > 0
+
     apply = results["apply"]
     assert apply["exit_code"] == 0
     assert apply["jobs_created"] == apply["creates_planned"] == results["parameters"]["creates"]
@@ -48,9 +63,10 @@ def test_quick_benchmark_reports_every_figure(tmp_path: Path) -> None:
     assert apply["client_rate_limit"]["setting"] in ("configured", "unsupported")
 
     commands = results["startup"]["commands"]
-    assert {"python -c pass", "python -m reconciler.cli --help"} <= set(commands)
+    assert {"python -c pass", 'python -c "import pydantic, yaml"', "python -m reconciler.cli --help"} <= set(commands)
+    assert all(figure["ratio_to_floor"] > 0 for figure in commands.values())
     assert all(figure["wall_s"]["median"] > 0 for figure in commands.values())
 
     report = done.stdout
-    for heading in ("## Listing", "## Apply", "## Start-up and validate"):
+    for heading in ("## Listing", "## Page sizes", "## One page of", "## Apply", "## Start-up and validate"):
         assert heading in report

@@ -107,6 +107,9 @@ class EmulatorConfig:
     clock: Literal["real", "manual"] = "real"
     default_page_size: int = 100
     max_page_size: int = 1000
+    # Jobs per list page whatever pageSize asks (0: honour pageSize up to max_page_size): a server
+    # that answers with more than asked, e.g. one page of 200,000 jobs for the client's bounds.
+    forced_page_size: int = 0
     submissions_per_minute: int = 60  # create calls per project+region; 0 = unlimited
     requests_per_minute: int = 600  # all tuningJobs calls per project+region; 0 = unlimited
     latency_ms: float = 0.0
@@ -157,6 +160,7 @@ _CONFIG_RULES: Mapping[str, tuple[Callable[[Any], bool], str]] = {
     "clock": (lambda v: v in ("real", "manual"), '"real" or "manual"'),
     "default_page_size": _PAGE,
     "max_page_size": _PAGE,
+    "forced_page_size": _COUNT,
     "submissions_per_minute": _COUNT,
     "requests_per_minute": _COUNT,
     "latency_ms": _SECONDS,
@@ -355,7 +359,9 @@ class Backend:
                     f"page_size must not be negative, got {page_size}.",
                     [("page_size", "must not be negative")],
                 )
-            size = min(page_size or self.config.default_page_size, self.config.max_page_size)
+            size = self.config.forced_page_size or min(
+                page_size or self.config.default_page_size, self.config.max_page_size
+            )
             matches = compile_filter(filter)
             mode = self.config.page_tokens
             if mode == "endless" and page_token.startswith(_ENDLESS_TOKEN):

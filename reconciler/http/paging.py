@@ -44,6 +44,11 @@ class Pager:
         self.pages += 1
         return self.pages
 
+    def asks_again(self) -> bool:
+        """Whether the loop will ask for another page (what `__next__` says next), so that the
+        request can be sent before the current page is worked on."""
+        return bool(self.token) and self.pages < self.max_pages
+
     def took(self, count: int, token: str) -> None:
         """Record a page of `count` items and its next-page token ('' at the end); raises
         TransportError when the server is not ending its list."""

@@ -47,7 +47,20 @@ _CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028
                        "\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 # A quick test of whether a string needs `clean` at all (most of an API answer does not).
-_SUSPECT = re.compile(rf"{_CONTROLS.pattern}|(?i:bearer|basic|ya29\.|1//)")
+_WORDS_SUSPECT = r"(?i:bearer|basic|ya29\.|1//)"
+_SUSPECT = re.compile(rf"{_CONTROLS.pattern}|{_WORDS_SUSPECT}")
+# The same test over the text of a whole JSON answer (`clean_json`), on its bytes. Tab, LF and CR
+# there can only be whitespace between tokens (a JSON string holds them escaped; the decoders
+# refuse them raw), so they are allowed; any backslash escape but `\"` and `\\` may spell
+# anything once decoded (`\n`, `\u001b`, `\u0062earer`, `\/`), so it counts as suspect.
+_RAW_ESCAPE = re.compile(rb'\\[^"\\]')
+_RAW_PLAIN_ASCII = bytes(range(0x20, 0x7F)) + b"\t\n\r"
+_RAW_CONTROLS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f" + _CONTROLS.pattern[len("[\x00-\x1f"):])
+_RAW_WORDS = ("bearer", "basic", "ya29.", "1//")
+_RAW_WORDS_BYTES = tuple(word.encode() for word in _RAW_WORDS)
+# The characters other than ASCII letters that `(?i:…)` takes for a letter of those words.
+_FOLDS_TO_ASCII = "\u0130\u0131\u017f"
+_RAW_CHUNK = 1 << 20  # bytes of an answer scanned at a time (a page may be hundreds of MB)
 
 _lock = threading.Lock()
 _secrets: set[str] = set()
@@ -129,3 +142,36 @@ def clean_tree(data: Any) -> Any:
         return value
 
     return walk(data)
+
+
+def clean_json(data: Any, text: bytes) -> Any:
+    """`clean_tree(data)` for `data` decoded from the JSON `text`: `data` itself when no string
+    of it can need cleaning, which one scan of the text tells (no control or invisible character,
+    no credential word, no registered secret, no escape but `\\"` and `\\\\`) — a tenth of the cost
+    of walking a page of jobs, and no second copy of it."""
+    secrets = _secrets_now()
+    if any('"' in s or "\\" in s for s in secrets) or not _plain_text(text, secrets):
+        return clean_tree(data)
+    return data
+
+
+def _plain_text(text: bytes, secrets: list[str]) -> bool:
+    """Whether the UTF-8 `text` holds nothing `clean` would change, read in chunks that overlap by
+    the longest word searched (nothing is missed at a chunk's edge; no copy of a huge page)."""
+    needles = [secret.encode() for secret in secrets]  # a UTF-8 substring is a text substring
+    overlap = max([len("bearer"), *map(len, needles)]) - 1
+    for start in range(0, len(text), _RAW_CHUNK):
+        chunk = text[max(0, start - overlap):start + _RAW_CHUNK]
+        if _suspect_chunk(chunk) or any(needle in chunk for needle in needles):
+            return False
+    return True
+
+
+def _suspect_chunk(chunk: bytes) -> bool:
+    if b"\\" in chunk and _RAW_ESCAPE.search(chunk):
+        return True
+    if chunk.isascii():  # the common case: C-speed checks only
+        return bool(chunk.translate(None, _RAW_PLAIN_ASCII)) or any(w in chunk.lower() for w in _RAW_WORDS_BYTES)
+    text = chunk.decode("utf-8", "replace")  # a character cut at an edge is whole in the next chunk
+    return (bool(_RAW_CONTROLS.search(text)) or any(c in text for c in _FOLDS_TO_ASCII)
+            or any(w in text.lower() for w in _RAW_WORDS))

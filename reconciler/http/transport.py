@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from pydantic_core import from_json
 
 from reconciler import interrupt
 from reconciler.errors import (
@@ -47,7 +48,7 @@ from reconciler.errors import (
     api_error,
 )
 from reconciler.http.ratelimit import SlidingWindowLimiter
-from reconciler.http.redact import clean, clean_tree, redact
+from reconciler.http.redact import clean, clean_json, clean_tree, redact
 from reconciler.http.retry import RetryPolicy
 
 # 408 too: google-genai and google-auth retry it (api-core does not); for a create it is
@@ -328,12 +329,24 @@ def _give_up(error: Exception, attempts: int, elapsed: float) -> Exception:
 MAX_JSON_DEPTH = 64  # API answers nest a dozen levels; deeper is a broken or hostile server
 
 
+def _decode(content: bytes) -> Any:
+    """JSON of a body, with pydantic-core's parser (Rust: ~1.7× faster than `json.loads` on a
+    page of jobs); what it refuses goes to `json.loads`, so that the answers accepted and the
+    errors raised stay those of the standard library (a BOM, UTF-16, lone surrogates)."""
+    try:
+        return from_json(content)
+    except ValueError as exc:
+        if str(exc).startswith("recursion limit"):  # its own depth bound (~200), far past ours
+            raise RecursionError(str(exc)) from None
+    return json.loads(content)
+
+
 def _loads(content: bytes) -> Any:
     """JSON of a body; ValueError if it is not JSON or nests deeper than MAX_JSON_DEPTH."""
-    value = json.loads(content)
+    value = _decode(content)
     stack: list[tuple[Any, int]] = [(value, 1)]
     pop, push = stack.pop, stack.append
-    while stack:  # iterative, containers only: ~1/4 of the parse time of a 1000-job page
+    while stack:  # iterative, containers only
         item, depth = pop()
         if depth > MAX_JSON_DEPTH:
             raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
@@ -346,11 +359,13 @@ def _loads(content: bytes) -> Any:
 
 def _json_body(response: httpx.Response) -> Any:
     """The decoded body, every string in it cleaned (`redact.clean`: no control characters, no
-    credentials): whatever the API says may be shown or stored."""
-    if not response.content.strip():
+    credentials): whatever the API says may be shown or stored. `clean_json` looks at the body's
+    text first and walks the decoded value only when some string of it may need cleaning."""
+    content = response.content
+    if not content.strip():
         return {}
     try:
-        return clean_tree(_loads(response.content))
+        return clean_json(_loads(content), content)
     except RecursionError:
         reason = "nested too deeply"
     except (json.JSONDecodeError, UnicodeDecodeError):

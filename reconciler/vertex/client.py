@@ -7,6 +7,9 @@ region or job name can never steer a request to another host or path.
 from __future__ import annotations
 
 import re
+import threading
+from collections.abc import Callable
+from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -142,23 +145,39 @@ class VertexClient:
         Bounded (reconciler.http.paging), each bound an error naming the parent: a page token
         seen before, 20 empty pages in a row that still carry a next token, more than
         MAX_LIST_PAGES pages or MAX_LISTED_JOBS jobs."""
+        return self.list_converted(parent, _as_is, filter)
+
+    def list_converted(self, parent: str, convert: Callable[[TuningJob], _T], filter: str | None = None) -> list[_T]:
+        """`list_tuning_jobs`, each job validated and passed through `convert` as its page is
+        read, while the next page is already on its way: pages of one parent are sequential
+        (each needs the previous token), so the next request leaves as soon as the token is
+        known, and the work on a page overlaps the wait for the next. A page's decoded jobs are
+        released one by one as they are converted: at most one page is held twice."""
         _, location = _parent_parts(parent)
         url = self._url(location, parent + "/tuningJobs")
-        jobs: list[TuningJob] = []
-        pager = Pager(f"the list of tuning jobs of {parent}", "jobs",
-                      max_pages=MAX_LIST_PAGES, max_items=MAX_LISTED_JOBS)
-        for pages in pager:
-            interrupt.check()
-            params = {"pageSize": str(LIST_PAGE_SIZE)}
-            if filter:
-                params["filter"] = filter
-            if pager.token:
-                params["pageToken"] = pager.token
-            page = _parse(ListTuningJobsResponse, self.transport.send("GET", url, params=params, region=location),
-                          f"the list of tuning jobs of {parent} (page {pages})")
-            jobs.extend(page.tuning_jobs)
-            pager.took(len(page.tuning_jobs), page.next_page_token or "")
-        return jobs
+        what = f"the list of tuning jobs of {parent}"
+        pager = Pager(what, "jobs", max_pages=MAX_LIST_PAGES, max_items=MAX_LISTED_JOBS)
+        out: list[_T] = []
+        ahead: _Ahead | None = None
+        for number in pager:
+            answer = ahead.result() if ahead is not None else self._list_page(url, location, filter, pager.token)
+            jobs, token = _page_parts(answer, f"{what} (page {number})")
+            pager.took(len(jobs), token)
+            ahead = None
+            if pager.asks_again():
+                ahead = _Ahead(partial(self._list_page, url, location, filter, token))
+            out.extend(_convert_page(jobs, convert, f"{what} (page {number})"))
+        return out
+
+    def _list_page(self, url: str, location: str, filter: str | None, token: str) -> Any:
+        """One page's decoded (and cleaned) answer."""
+        interrupt.check()
+        params = {"pageSize": str(LIST_PAGE_SIZE)}
+        if filter:
+            params["filter"] = filter
+        if token:
+            params["pageToken"] = token
+        return self.transport.send("GET", url, params=params, region=location)
 
     def get_tuning_job(self, name: str) -> TuningJob:
         _, location, _ = split_job_name(name)
@@ -260,6 +279,68 @@ class VertexClient:
 
 
 _Model = TypeVar("_Model", bound=BaseModel)
+_T = TypeVar("_T")
+
+
+def _as_is(job: TuningJob) -> TuningJob:
+    return job
+
+
+class _Ahead:
+    """One call made on a thread of its own, its result collected later. A daemon thread: a
+    page request left behind (its listing failed on the page before) never holds up the exit."""
+
+    def __init__(self, call: Callable[[], Any]) -> None:
+        self._done = threading.Event()
+        self._result: Any = None
+        self._error: BaseException | None = None
+        threading.Thread(target=self._run, args=(call,), name="reconciler-next-page", daemon=True).start()
+
+    def _run(self, call: Callable[[], Any]) -> None:
+        try:
+            self._result = call()
+        except BaseException as exc:  # handed to the caller, in its thread
+            self._error = exc
+        finally:
+            self._done.set()
+
+    def result(self) -> Any:
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+
+def _page_parts(answer: Any, what: str) -> tuple[list[Any], str]:
+    """A list answer's jobs (undecoded) and next-page token; a body of the wrong shape is the
+    MalformedResponseError `_parse` gives for it."""
+    if isinstance(answer, dict):
+        jobs = answer.get("tuningJobs", [])
+        token = answer.get("nextPageToken")
+        if isinstance(jobs, list) and (token is None or isinstance(token, str)):
+            return jobs, token or ""
+    _parse(ListTuningJobsResponse, answer, what)  # raises, naming the first bad field
+    raise MalformedResponseError(f"Vertex AI answered {what} with a malformed body")  # pragma: no cover
+
+
+def _convert_page(jobs: list[Any], convert: Callable[[TuningJob], _T], what: str) -> list[_T]:
+    """Each job of a page validated and converted, its decoded form released as soon as it is
+    (the list is emptied as it goes). A bad job is the error `_parse` gives for the whole page:
+    the first bad field, with the count of the others."""
+    out: list[_T] = []
+    for index, item in enumerate(jobs):
+        try:
+            job = TuningJob.model_validate(item)
+        except ValidationError:
+            _parse(ListTuningJobsResponse, {"tuningJobs": [{}] * index + jobs[index:]}, what)
+            raise
+        except RecursionError:
+            raise MalformedResponseError(f"Vertex AI answered {what} with a body nested too deeply") from None
+        jobs[index] = None
+        out.append(convert(job))
+    return out
+
+
 
 
 def _parse(model: type[_Model], data: Any, what: str) -> _Model:

@@ -1,0 +1,57 @@
+"""The minimal pager as a process: stdlib only (http.client, json, threads), one keep-alive
+connection and one thread per region, every page of `GET …/tuningJobs?pageSize=1000` following
+`nextPageToken`, each page JSON-decoded and nothing else. Its wall time from spawn to exit is the
+bound a whole `reconciler plan` process is compared with: the API's pages plus Python's own
+start-up, nothing of the reconciler.
+
+    python bench/pager.py URL PROJECT REGION [REGION …]    (prints the number of jobs)
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import sys
+import threading
+import urllib.parse
+
+PAGE_SIZE = 1000
+
+
+def list_region(url: str, project: str, region: str, counts: dict[str, int]) -> None:
+    """Every page of one region over one connection; the number of jobs goes to `counts`."""
+    parts = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=600)
+    path = f"/v1/projects/{project}/locations/{region}/tuningJobs"
+    jobs, token = 0, ""
+    while True:
+        query = {"pageSize": str(PAGE_SIZE), **({"pageToken": token} if token else {})}
+        connection.request("GET", f"{path}?{urllib.parse.urlencode(query)}")
+        response = connection.getresponse()
+        body = json.loads(response.read())
+        if response.status != 200:
+            raise SystemExit(f"{region}: HTTP {response.status}")
+        jobs += len(body.get("tuningJobs", []))
+        token = body.get("nextPageToken", "")
+        if not token:
+            break
+    connection.close()
+    counts[region] = jobs
+
+
+def main(argv: list[str]) -> int:
+    url, project, regions = argv[0], argv[1], argv[2:]
+    counts: dict[str, int] = {}
+    threads = [threading.Thread(target=list_region, args=(url, project, r, counts)) for r in regions]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if len(counts) != len(regions):
+        return 1
+    print(sum(counts.values()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

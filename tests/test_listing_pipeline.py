@@ -1,0 +1,181 @@
+"""The listing's fast path (issue 15): each page converted while the next is on its way, answers
+decoded by pydantic-core and cleaned after one scan of their text — with the same results, errors
+and bounds as the plain path. No timing is asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from reconciler import interrupt
+from reconciler.errors import MalformedResponseError, TransportError
+from reconciler.http.paging import Pager
+from reconciler.http.redact import clean_json, clean_tree, register_secret
+from reconciler.http.transport import _loads
+from reconciler.observe import observe_parent, to_observed
+from reconciler.vertex.client import VertexClient
+from reconciler.vertex.wire import TuningJob
+
+PARENT = "projects/demo-project/locations/us-central1"
+SECRET = "pipeline-test-secret-0123456789"
+
+
+def _job(i: int, **extra: Any) -> dict[str, Any]:
+    return {"name": f"{PARENT}/tuningJobs/{i}", "state": "JOB_STATE_SUCCEEDED", "baseModel": "gemini-3.5-flash",
+            "supervisedTuningSpec": {"trainingDatasetUri": f"gs://b/{i}.jsonl",
+                                     "hyperParameters": {"epochCount": str(i % 5 + 1)}},
+            "labels": {"team": "a"}, **extra}
+
+
+def _pages(jobs: list[dict[str, Any]], size: int) -> list[dict[str, Any]]:
+    pages = [{"tuningJobs": jobs[i:i + size]} for i in range(0, len(jobs), size)] or [{}]
+    for number, page in enumerate(pages[:-1]):
+        page["nextPageToken"] = f"t{number + 1}"
+    return pages
+
+
+class Server:
+    """Pages by token, logging sends and conversions in order; `hold` keeps an answer back."""
+
+    def __init__(self, pages: list[Any]) -> None:
+        self.pages = pages
+        self.log: list[str] = []
+        self.hold: dict[int, threading.Event] = {}
+        self.lock = threading.Lock()
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        token = request.url.params.get("pageToken", "")
+        number = int(token[1:]) if token else 0
+        with self.lock:
+            self.log.append(f"send {number}")
+        if number in self.hold:
+            self.hold[number].wait(10)
+        body = self.pages[number]
+        content = body if isinstance(body, bytes) else json.dumps(body).encode()
+        return httpx.Response(200, content=content)
+
+    def client(self) -> VertexClient:
+        return VertexClient(endpoint="http://api.test", http=httpx.Client(transport=httpx.MockTransport(self)))
+
+
+@pytest.fixture(autouse=True)
+def _no_stop_request() -> Any:
+    interrupt.reset()
+    yield
+    interrupt.reset()
+
+
+def test_the_next_request_leaves_before_the_page_is_converted() -> None:
+    server = Server(_pages([_job(i) for i in range(7)], 3))
+
+    def convert(job: TuningJob) -> str:
+        with server.lock:
+            server.log.append(f"convert {job.name.rsplit('/', 1)[1] if job.name else ''}")
+        return str(job.name)
+
+    with server.client() as client:
+        names = client.list_converted(PARENT, convert)
+    assert names == [f"{PARENT}/tuningJobs/{i}" for i in range(7)]
+    assert server.log.index("send 1") < server.log.index("convert 0")
+    assert server.log.index("send 2") < server.log.index("convert 3")
+    assert server.log.count("send 0") == server.log.count("send 1") == server.log.count("send 2") == 1
+
+
+def test_requests_equal_the_pages_and_listing_equals_the_plain_conversion() -> None:
+    jobs = [_job(i, labels={"team": "a\nb", "x": f"Bearer {SECRET}"} if i == 4 else {"team": "a"}) for i in range(10)]
+    register_secret(SECRET)
+    server = Server(_pages(jobs, 4))
+    with server.client() as client:
+        observed = observe_parent(client, PARENT)
+        plain = [to_observed(TuningJob.model_validate(j), PARENT) for j in jobs]
+    assert [server.log.count(f"send {n}") for n in range(3)] == [1, 1, 1] and len(server.log) == 3
+    assert list(observed.jobs) == plain
+    assert observed.jobs[4].labels == {"team": "a\\nb", "x": "Bearer <redacted>"}
+
+
+@pytest.mark.parametrize(("page", "expected"), [
+    ({"tuningJobs": [{"name": f"{PARENT}/tuningJobs/1"}, {"name": 5}, {"labels": ["x"]}]},
+     "tuningJobs.1.name: Input should be a valid string (and 1 more)"),
+    ({"tuningJobs": "x"}, "tuningJobs: Input should be a valid list"),
+    ({"tuningJobs": [], "nextPageToken": 7}, "nextPageToken: Input should be a valid string"),
+    ([1, 2], "the body"),
+])
+def test_a_bad_page_is_the_same_one_line_error(page: Any, expected: str) -> None:
+    with Server([page]).client() as client, pytest.raises(MalformedResponseError) as caught:
+        client.list_tuning_jobs(PARENT)
+    assert f"the list of tuning jobs of {PARENT} (page 1) with a malformed body: {expected}" in str(caught.value)
+
+
+def test_a_bad_page_fails_while_the_request_sent_ahead_is_still_unanswered() -> None:
+    server = Server([{"tuningJobs": [{"name": 5}], "nextPageToken": "t1"}, {}])
+    server.hold[1] = threading.Event()
+    with server.client() as client, pytest.raises(MalformedResponseError):
+        client.list_tuning_jobs(PARENT)  # does not wait for page 2's answer
+    server.hold[1].set()
+
+
+def test_page_bounds_hold_with_requests_sent_ahead() -> None:
+    looping = Server([{"tuningJobs": [_job(1)], "nextPageToken": "t1"}, {"tuningJobs": [_job(2)], "nextPageToken": "t1"}])
+    with looping.client() as client, pytest.raises(TransportError, match="page token twice"):
+        client.list_tuning_jobs(PARENT)
+    assert len(looping.log) == 2  # the repeated token is never sent again
+    pager = Pager("x", "jobs", max_pages=2, max_items=10)
+    next(pager)
+    pager.took(1, "a")
+    assert pager.asks_again()
+    next(pager)
+    pager.took(1, "b")
+    assert not pager.asks_again()  # the third page is refused before it is asked for
+    with pytest.raises(TransportError, match="did not end after 2 pages"):
+        next(pager)
+
+
+# -- cleaning after one scan of the text ---------------------------------------------------------
+_PIECES = [*"abcBEARerBasic ya29.1/\\\"'é\u017f\u0131\n\t\x1b\x7f\u2028\u200b-", "bearer ", "ya29.", "1//", SECRET]
+_TEXT = st.lists(st.sampled_from(_PIECES), max_size=12).map("".join)
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | _TEXT,
+                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_TEXT, inner, max_size=4),
+                     max_leaves=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_JSON, st.booleans(), st.booleans())
+def test_cleaning_after_a_scan_equals_cleaning_every_string(value: Any, ascii_only: bool, indent: bool) -> None:
+    register_secret(SECRET)
+    text = json.dumps(value, ensure_ascii=ascii_only, indent=2 if indent else None).encode()
+    assert clean_json(_loads(text), text) == clean_tree(json.loads(text))
+
+
+def test_plain_answers_are_not_copied_and_long_ones_are_scanned_across_chunks() -> None:
+    plain = json.dumps({"tuningJobs": [_job(i) for i in range(3)]}, indent=2).encode()
+    value = _loads(plain)
+    assert clean_json(value, plain) is value
+    for word in (b"bearer", b"\\u001b", SECRET.encode()):
+        for cut in sorted({0, 1, len(word) // 2, len(word) - 1, len(word)}):  # across the first 1 MiB edge
+            body = b'["' + b"x" * ((1 << 20) - 2 - cut) + word + b'"]'
+            assert clean_json(_loads(body), body) == clean_tree(_loads(body))
+            assert clean_json(_loads(body), body) is not _loads(body)
+
+
+@pytest.mark.parametrize(("body", "reason"), [
+    (b"\xef\xbb\xbf{}", None),  # a BOM: the standard library reads it, so does the transport
+    (b'["\\ud800"]', None),  # a lone surrogate: likewise
+    (b"[" * 300 + b"]" * 300, "nested too deeply"),
+    (b"[" * 70 + b"]" * 70, "nested deeper than 64 levels"),
+    (b"{} x", "not JSON"),
+])
+def test_decoding_accepts_and_refuses_what_the_standard_library_does(body: bytes, reason: str | None) -> None:
+    server = Server([body])
+    with server.client() as client:
+        if reason is None:
+            client.transport.send("GET", "http://api.test/v1/x")
+        else:
+            with pytest.raises(MalformedResponseError, match=reason):
+                client.transport.send("GET", "http://api.test/v1/x")
