@@ -48,6 +48,7 @@ class Bench:
     emulator: EmulatorProcess
     regions: tuple[str, ...]
     repeat: int
+    baseline: Path | None = None  # another checkout whose `plan` is measured beside this one's
 
     @property
     def env(self) -> dict[str, str]:
@@ -55,6 +56,11 @@ class Bench:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
         env.update(RECONCILER_API_ENDPOINT=self.emulator.url, NO_COLOR="1")
         return env
+
+    @property
+    def baseline_env(self) -> dict[str, str]:
+        """`env` with the baseline checkout first on the path (its `reconciler` package wins)."""
+        return {**self.env, "PYTHONPATH": str(self.baseline)}
 
     def counted(self, action: Callable[[], T]) -> tuple[T, dict[str, int]]:
         """Run `action`; return its result and the API requests the emulator saw meanwhile."""
@@ -141,14 +147,16 @@ def listing_bound(bench: Bench, jobs_per_region: dict[str, int]) -> dict[str, An
 
 
 # -- (b) plan, and observe in-process -------------------------------------------------------------
-def plan(bench: Bench, workspace: Workspace) -> dict[str, Any]:
-    """(b) `reconciler plan --detailed-exitcode` of the unchanged folder (exit 0: no change)."""
+def plan(bench: Bench, workspace: Workspace, *, baseline: bool = False) -> dict[str, Any]:
+    """(b) `reconciler plan --detailed-exitcode` of the unchanged folder (exit 0: no change); with
+    `baseline`, the baseline checkout's."""
     command = [*CLI, "plan", str(workspace.root), "--detailed-exitcode"]
+    env = bench.baseline_env if baseline else bench.env
     runs: list[ChildRun] = []
     deltas: list[dict[str, int]] = []
     for _ in range(bench.repeat):
         run, delta = bench.counted(
-            lambda: _check(run_child(command, cwd=workspace.root, env=bench.env), 0, "plan")
+            lambda: _check(run_child(command, cwd=workspace.root, env=env), 0, "plan")
         )
         runs.append(run)
         deltas.append(delta)
@@ -193,7 +201,10 @@ def page_regime(bench: Bench, workspace: Workspace, jobs_per_region: dict[str, i
     observed = observe_in_process(bench)
     bound_wall = bound["raw_client"]["wall_s"]["median"]
     jobs = sum(jobs_per_region.values())
+    before = plan(bench, workspace, baseline=True) if bench.baseline else None
     return {
+        "plan_baseline": before,
+        "plan_baseline_ratio_to_bound": ratio(before["wall_s"]["median"], bound_wall) if before else None,
         "page_size": page_size,
         "latency_ms": latency_ms,
         "regions": list(bench.regions),
@@ -221,9 +232,11 @@ def big_page(bench: Bench, workspace: Workspace, jobs: int) -> dict[str, Any]:
         del body
         process = process_bound(bench)
         planned = plan(bench, workspace)
+        before = plan(bench, workspace, baseline=True) if bench.baseline else None
     finally:
         bench.emulator.config(forced_page_size=0)
     return {
+        "plan_baseline": before,
         "jobs": jobs,
         "page_mb": page_mb,
         "process_bound": process,

@@ -52,6 +52,7 @@ def _header(results: dict[str, Any]) -> list[str]:
         f"({', '.join(p['regions'])}); M = {managed + p['others']:,} jobs ({managed:,} of this stack, "
         f"matching; {p['others']:,} others, unmanaged or of another stack); {p['latency_ms']:g} ms "
         f"per API request; max page size {bound['max_page_size']:,}.",
+        *([f"- Baseline (its `plan` measured beside this one's): {p['baseline']}"] if p.get("baseline") else []),
         f"- Each figure measured k = {p['repeat']} times in this run: median and min. Load average "
         f"(1, 5, 15 min) at start {m['load_average_at_start']}, at end {m['load_average_at_end']}.",
     ]
@@ -123,7 +124,14 @@ def _regime_row(r: dict[str, Any]) -> list[str]:
         seconds(plan["cpu_s"]["median"]), f"{plan['peak_rss_mb']['median']:.0f} MB",
         f"{r['plan_rss_kb_per_job']:.1f} KB", f"{plan['requests']['list']} list, {plan['requests']['get']} get"
         + ("" if same else " (**not the bound**)"),
-    ]  # fmt: skip
+    ] + ([_before(r["plan_baseline"], r["plan_baseline_ratio_to_bound"], r["jobs"])] if r.get("plan_baseline")
+         else [])  # fmt: skip
+
+
+def _before(plan: dict[str, Any], to_bound: float | None, jobs: int) -> str:
+    """The baseline checkout's plan: wall (ratio to the bound), CPU, peak RSS per job."""
+    return (f"{seconds(plan['wall_s']['median'])} ({times(to_bound)}), CPU {seconds(plan['cpu_s']['median'])}, "
+            f"{plan['peak_rss_mb']['median'] * 1024 / jobs:.1f} KB/job")
 
 
 def _regimes(results: dict[str, Any]) -> list[str]:
@@ -144,7 +152,8 @@ def _regimes(results: dict[str, Any]) -> list[str]:
         "",
         *_table(["max page size", "pages", "latency floor", "emulator CPU / listing", "bound",
                  "bound (process)", "observe", "observe / bound", "plan", "plan / bound",
-                 "plan / bound (process)", "plan CPU", "plan peak RSS", "RSS / job", "plan requests"],
+                 "plan / bound (process)", "plan CPU", "plan peak RSS", "RSS / job", "plan requests",
+                 *(["baseline plan (ratio), CPU, RSS / job"] if first.get("plan_baseline") else [])],
                 [_regime_row(r) for r in regimes]),
     ]  # fmt: skip
 
@@ -160,6 +169,11 @@ def _big_page(results: dict[str, Any]) -> list[str]:
         ["`reconciler plan` (process)", seconds(plan["wall_s"]["median"]), seconds(plan["cpu_s"]["median"]),
          f"{plan['peak_rss_mb']['median']:.0f} MB", f"{big['plan_rss_kb_per_job']:.2f} KB"],
     ]  # fmt: skip
+    before = big.get("plan_baseline")
+    if before:
+        rows.append(["baseline `reconciler plan` (process)", seconds(before["wall_s"]["median"]),
+                     seconds(before["cpu_s"]["median"]), f"{before['peak_rss_mb']['median']:.0f} MB",
+                     f"{before['peak_rss_mb']['median'] * 1024 / big['jobs']:.2f} KB"])  # fmt: skip
     return [
         "",
         f"## One page of {big['jobs']:,} jobs",

@@ -80,6 +80,7 @@ class Options:
     apply_timeout_s: float
     client_rate_limit: bool
     json_path: Path
+    baseline: Path | None = None
 
 
 def _regions(text: str) -> tuple[str, ...]:
@@ -116,6 +117,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument("--growth-apply-10k", action="store_true", help="growth: also apply 10000 creates")
     parser.add_argument("--skip-apply", action="store_true", help="no apply figure")
     parser.add_argument("--skip-big-page", action="store_true", help="no single page of 200,000 jobs")
+    parser.add_argument("--baseline", type=Path, help="a checkout of another commit: its plan measured beside "
+                        "this one's in the page-size regimes and the big page (e.g. a git worktree)")
     parser.add_argument(
         "--apply-timeout", type=float, default=1800.0, help="seconds before an apply is killed (default 1800)"
     )
@@ -148,6 +151,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         apply_timeout_s=args.apply_timeout,
         client_rate_limit=args.client_rate_limit,
         json_path=args.json,
+        baseline=args.baseline.resolve() if args.baseline else None,
     )
 
 
@@ -218,7 +222,7 @@ def listing_figures(bench: Bench, root: Path, sizes: Sizes) -> dict[str, Any]:
 def page_regimes(bench: Bench, root: Path, sizes: Sizes) -> list[dict[str, Any]]:
     """The same workload listed at each max page size (1,000 and the small pages real services
     often use): plan as a whole process against the bounds of each regime."""
-    regional = Bench(bench.emulator, DEFAULT_REGIONS[: sizes.pages_regions], bench.repeat)
+    regional = Bench(bench.emulator, DEFAULT_REGIONS[: sizes.pages_regions], bench.repeat, bench.baseline)
     total = sizes.pages_jobs_per_region * sizes.pages_regions
     workspace, per_region = seed_workload(regional, root, sizes.pages_n, total - sizes.pages_n)
     return [figures.page_regime(regional, workspace, per_region, page, sizes.pages_latency_ms)
@@ -229,7 +233,7 @@ def big_page(bench: Bench, root: Path, sizes: Sizes) -> dict[str, Any] | None:
     """Every job of one region in one page (`big_page_jobs`), measured once."""
     if not sizes.big_page_jobs:
         return None
-    single = Bench(bench.emulator, bench.regions[:1], 1)
+    single = Bench(bench.emulator, bench.regions[:1], 1, bench.baseline)
     n = min(sizes.pages_n, sizes.big_page_jobs)
     workspace, _ = seed_workload(single, root, n, sizes.big_page_jobs - n)
     return figures.big_page(single, workspace, sizes.big_page_jobs)
@@ -288,12 +292,13 @@ def run(options: Options) -> dict[str, Any]:
     sizes = options.sizes
     results: dict[str, Any] = {
         "machine": machine(),
-        "parameters": {**asdict(sizes), "regions": list(options.regions), "growth": options.growth},
+        "parameters": {**asdict(sizes), "regions": list(options.regions), "growth": options.growth,
+                       "baseline": str(options.baseline) if options.baseline else None},
     }
     with tempfile.TemporaryDirectory(prefix="reconciler-bench-") as tmp_name:
         tmp = Path(tmp_name)
         with EmulatorProcess(sizes.latency_ms, tmp / "emulator.log") as emulator:
-            bench = Bench(emulator, options.regions, sizes.repeat)
+            bench = Bench(emulator, options.regions, sizes.repeat, options.baseline)
             results.update(listing_figures(bench, tmp / "main", sizes))
             results["page_regimes"] = page_regimes(bench, tmp / "pages", sizes)
             results["big_page"] = big_page(bench, tmp / "big", sizes)
