@@ -89,8 +89,11 @@ class Runtime:
 
         plain = self.no_color or bool(os.environ.get("NO_COLOR"))
         # NO_COLOR means no escape sequences at all (bold included), not only no colours.
-        return Console(stderr=stderr, no_color=plain, color_system=None if plain else "auto",
-                       highlight=False, soft_wrap=True, emoji=False)
+        console = Console(stderr=stderr, no_color=plain, color_system=None if plain else "auto",
+                          highlight=False, soft_wrap=True, emoji=False)
+        if not console.is_terminal:  # a log or a pipe: tables as wide as their content, ids never folded
+            console.width = 400
+        return console
 
     @property
     def out(self) -> Console:

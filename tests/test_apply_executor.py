@@ -261,7 +261,8 @@ def test_a_job_named_by_another_projects_number_is_cancelled_only_at_the_listed_
     api.jobs[victim.name or ""] = victim
     state = State(stack=STACK, serial=1, models={"bot": ModelEntry.model_validate({"parent": PARENT})})
     plan = compute_plan([], api.observe([PARENT]), state, stack=STACK)
-    (change,) = plan.changes
+    change, forget = plan.changes
+    assert forget.action == "forget"
     assert change.cancel_jobs == [f"{PARENT}/tuningJobs/{victim.name.rsplit('/', 1)[1]}"]
     result = apply_plan(plan, [], api, MemoryStore(state), state, api.observe)
     assert api.calls[0] == ("cancel", change.cancel_jobs[0]) and "no longer exists" in result.outcomes[0].message

@@ -103,3 +103,13 @@ def test_shell_completion_is_offered_and_completes_commands(tmp_path):
     done = subprocess.run([sys.executable, "-c", "from reconciler.cli import main; main()"], env=env,
                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert "plan" in done.stdout.split(), done.stdout + done.stderr
+
+
+def test_piped_tables_never_fold_a_job_name(cli: Cli, emulator):
+    """A log or a pipe is not 80 columns wide: tables keep each job name on one line."""
+    for name in ("alpha", "beta"):
+        cli.manifest(name)
+    cli.ok("apply", "--auto-approve")
+    out = cli.ok("status").out
+    names = [j["name"].rsplit("/", 2)[-2] + "/" + j["name"].rsplit("/", 1)[1] for j in emulator.jobs()]
+    assert all(any(n in line for line in out.splitlines()) for n in names), out

@@ -174,7 +174,7 @@ def test_orphan_running_is_cancelled_and_finished_orphan_forgotten():
                                                  "gone": ModelEntry(parent=PARENT)})
     running, finished = job(gone, "RUNNING"), job(old, "SUCCEEDED")
     p = plan_for([], [running, finished], state)
-    assert actions(p) == [("cancel", "gone"), ("forget", "old")]
+    assert actions(p) == [("cancel", "gone"), ("forget", "gone"), ("forget", "old")]
     assert p.changes[0].cancel_jobs == [running.address]
 
 
@@ -312,7 +312,7 @@ def test_protect_label_guards_orphans_when_the_state_is_lost():
     assert [(c.action, c.job) for c in lost.changes] == [("noop", running.name)]
     # The state, when present, is what the last apply said: protect: false was applied.
     state = State(stack=STACK, serial=1, models={"bot": ModelEntry(parent=PARENT, protect=False)})
-    assert actions(plan_for([], [running], state)) == [("cancel", "bot")]
+    assert actions(plan_for([], [running], state)) == [("cancel", "bot"), ("forget", "bot")]
 
 
 def test_protected_model_keeps_extra_running_jobs_with_a_warning():
@@ -481,7 +481,7 @@ def test_an_orphan_cancels_its_recorded_job_only():
     theirs = job(d, "RUNNING", created="2026-01-02T00:00:00Z", hash_="f" * 20)
     state = State(stack=STACK, serial=2, lineage="L", models={"gone": entry_with_jobs(mine)})
     p = plan_for([], [mine, theirs], state)
-    assert [(c.action, c.cancel_jobs) for c in p.changes] == [("cancel", [mine.address])]
+    assert [(c.action, c.jobs_to_cancel) for c in p.changes] == [("cancel", [mine.address]), ("forget", [])]
     finished = dataclasses.replace(mine, state="JOB_STATE_CANCELLED")
     (c,) = plan_for([], [finished, theirs], state).changes
     assert c.action == "forget" and "not recorded" in c.reason
@@ -528,7 +528,7 @@ def test_every_cancel_is_addressed_through_the_listed_parent():
                                  parent=fresh)
     state = State(stack=STACK, serial=1, models={"gone": ModelEntry(parent=fresh)})
     p = compute_plan([], Observation((fresh,), (victim,)), state, stack=STACK)
-    (c,) = p.changes
+    c, _forget = p.changes
     assert c.cancel_jobs == [f"{fresh}/tuningJobs/11"] and c.job == victim.name
 
 

@@ -63,7 +63,7 @@ def test_the_manifest_root_however_spelled_is_the_whole_set(cli: Cli, emulator, 
     path = spelling.format(abs=cli.workdir / "manifests")
     body = cli.ok("plan", "--format", "json", path).json()
     assert body["prune"] is True
-    assert [(c["action"], c["name"]) for c in body["changes"] if c["action"] != "noop"] == [("cancel", "gone")]
+    assert [(c["action"], c["name"]) for c in body["changes"] if c["action"] != "noop"] == [("cancel", "gone"), ("forget", "gone")]
 
 
 def test_prune_flag_and_the_configured_root(cli: Cli, emulator):
@@ -76,7 +76,7 @@ def test_prune_flag_and_the_configured_root(cli: Cli, emulator):
     cli.manifest("a", folder="one")
     assert "No changes" in cli.ok("plan", "one").out
     pruned = cli.ok("plan", "--format", "json", "--prune", "one").json()
-    assert [(c["action"], c["name"]) for c in pruned["changes"] if c["action"] != "noop"] == [("cancel", "b")]
+    assert [(c["action"], c["name"]) for c in pruned["changes"] if c["action"] != "noop"] == [("cancel", "b"), ("forget", "b")]
 
 
 def test_a_rename_inside_a_subset_creates_no_second_job(cli: Cli, emulator):
@@ -186,7 +186,7 @@ def test_a_job_named_by_another_projects_number_is_never_cancelled_at_its_path(c
     assert cli.state()["models"]["delta"]["job"] == victim
     path.unlink()
     body = cli.ok("plan", "--format", "json", "--allow-empty").json()
-    assert [c["cancel_jobs"] for c in body["changes"]] == [[address(victim, fresh)]]
+    assert [c["cancel_jobs"] for c in body["changes"]] == [[address(victim, fresh)], []]  # the cancel, the forget
     r = cli.ok("apply", "--auto-approve", "--allow-empty")
     assert "no longer exists" in r.err, r.err
     [job] = emulator.jobs("374143254140", "us-central1")

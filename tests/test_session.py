@@ -107,8 +107,8 @@ def test_a_subset_prunes_nothing_unless_told(session: Session, tmp_path: Path):
     beta.unlink()
     subset = session.plan([root / "alpha.yaml"], PlanOptions())
     assert not subset.prune and not subset.has_changes
-    assert [c.action.value for c in session.plan([root / "alpha.yaml"], PlanOptions(prune=True)).actionable] == ["cancel"]
-    assert [c.action.value for c in session.plan([root], PlanOptions()).actionable] == ["cancel"]
+    assert [c.action.value for c in session.plan([root / "alpha.yaml"], PlanOptions(prune=True)).actionable] == ["cancel", "forget"]
+    assert [c.action.value for c in session.plan([root], PlanOptions()).actionable] == ["cancel", "forget"]
 
 
 def test_limits_refuse_before_anything_changes(session: Session, tmp_path: Path):

@@ -306,6 +306,13 @@ def plan_desired(m: Model, ctx: Context) -> list[Change]:
 
 
 # -- models without a manifest ------------------------------------------------------------------
+def _forget_now(name: str, entry: ModelEntry | None, parent: str | None, why: str) -> list[Change]:
+    if entry is None:
+        return []
+    return [ForgetEntry(action=Action.FORGET, name=name, parent=parent, job=entry.job, job_state=entry.state,
+                        reason=f"manifest removed; {why}, and the entry leaves the state now")]
+
+
 def plan_orphan(name: str, jobs: list[OwnedJob], entry: ModelEntry | None, ctx: Context) -> list[Change]:
     parent = entry.parent if entry else (jobs[-1].parent if jobs else None)
     if any(j.state_class is StateClass.UNKNOWN for j in jobs):
@@ -319,9 +326,15 @@ def plan_orphan(name: str, jobs: list[OwnedJob], entry: ModelEntry | None, ctx: 
             ctx.problems.append(f"{name}: protected (protect: true) but its manifest is gone; restore the "
                                 "manifest, set protect: false and apply before removing it")
             return []
-        return [CancelJobs(action=Action.CANCEL, name=name, reason="manifest removed; job still running",
-                           parent=parent, job=j.name, job_state=j.state, cancel_jobs=[j.address]) for j in live]
+        cancels: list[Change] = [
+            CancelJobs(action=Action.CANCEL, name=name, reason="manifest removed; job still running", parent=parent,
+                       job=j.name, job_state=j.state, cancel_jobs=[j.address]) for j in live]
+        # One apply removes the model: its entry goes with the cancel request, so `output` stops
+        # exporting it now rather than at a second apply once the jobs have ended.
+        return cancels + _forget_now(name, entry, parent, "its running job(s) are cancelled")
     if any(j.state_class is StateClass.CANCELLING for j in jobs):
+        if entry is not None:
+            return _forget_now(name, entry, parent, "its cancel is in progress")
         return [NoChange(action=Action.NOOP, name=name, reason="manifest removed; cancel in progress", parent=parent)]
     if entry is not None and entry.protect and entry.tuned_model is not None:
         ctx.problems.append(f"{name}: protected (protect: true) but its manifest is gone; forgetting it would drop "
