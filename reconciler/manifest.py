@@ -87,6 +87,8 @@ class Settings(SpecModel):
     pin_datasets: bool = Field(False, alias="pinDatasets")
     serving_checkpoint: str | None = Field(None, alias="servingCheckpoint", min_length=1, max_length=128,
                                            pattern=r"^[A-Za-z0-9_.-]+$")
+    ignore_changes: list[Literal["tunedModelDisplayName", "description", "labels", "serviceAccount"]] | None = Field(
+        None, alias="ignoreChanges")
 
 
 # A manifest's `spec` of each kind: the job's spec (reconciler.spec, REST names) and the settings.
@@ -600,6 +602,7 @@ def _desired(manifest: Manifest, project: str, region: str, source: str) -> Desi
         smoke_gate=bool(spec.smoke_test and spec.smoke_test.gate),
         pin_datasets=spec.pin_datasets,
         serving_checkpoint=spec.serving_checkpoint,
+        ignore_changes=tuple(sorted(set(spec.ignore_changes or ()))),
     )
 
 

@@ -192,6 +192,9 @@ class DesiredModel:
     # servingCheckpoint: the checkpoint whose endpoint the state exports (not re-tuned: a choice
     # among what the job already made)
     serving_checkpoint: str | None = None
+    # ignoreChanges: cosmetic fields whose differences the plan no longer notes (terraform's
+    # lifecycle.ignore_changes): accepted as they are on the job
+    ignore_changes: tuple[str, ...] = ()
 
     @property
     def kind(self) -> Kind:
@@ -250,6 +253,8 @@ class DesiredModel:
                     training_bytes=self.training_bytes)
         if self.serving_checkpoint is not None:  # absent when unset: saved plans of before read the same
             data["serving_checkpoint"] = self.serving_checkpoint
+        if self.ignore_changes:  # likewise
+            data["ignore_changes"] = list(self.ignore_changes)
         if rest:
             data["spec"] = rest
         return data
@@ -260,6 +265,7 @@ class DesiredModel:
         values["labels"] = tuple(sorted(dict(values.get("labels") or {}).items()))
         values["dataset_pins"] = pins_tuple(values.get("dataset_pins") or {})
         values["spec"] = dict(values.get("spec") or {})
+        values["ignore_changes"] = tuple(values.get("ignore_changes") or ())
         return cls(**values)
 
     @property
@@ -316,7 +322,8 @@ class DesiredModel:
             have, label_keys = recorded, set(want["labels"]) | set(recorded.get("labels", {}))
         else:  # labels the service added are not ours to compare
             have, label_keys = job.cosmetic(), set(want["labels"])
-        return self.kind.cosmetic_notes(self.spec, want, have, label_keys, name=self.name)
+        notes = self.kind.cosmetic_notes(self.spec, want, have, label_keys, name=self.name)
+        return [n for n in notes if n.split(":", 1)[0] not in self.ignore_changes]
 
     # -- the flat names of the first release (read-only views of `spec`) --
     @property

@@ -292,3 +292,19 @@ def test_environments_of_one_manifest_set(cli: Cli, emulator):
     assert (cli.workdir / "staging.state.json").exists() and (cli.workdir / "prod.state.json").exists()
     r = cli("--env", "nope", "plan")
     assert r.code == 1 and "no environment 'nope'" in r.err and "prod, staging" in r.err
+
+
+def test_ignore_changes_accepts_cosmetic_differences_as_they_are(cli: Cli, emulator):
+    """A cosmetic change repeats its note on every plan; `spec.ignoreChanges` accepts it (as
+    terraform's lifecycle.ignore_changes): no note, no re-tune (issue 14 item 12)."""
+    cli.manifest("alpha", spec={"description": "first"})
+    cli.ok("apply", "--auto-approve")
+    cli.manifest("alpha", spec={"description": "second"})
+    noted = cli.ok("plan", "--format", "json").json()["changes"][0]["notes"]
+    assert noted and noted[0].startswith("description:")
+    cli.manifest("alpha", spec={"description": "second", "ignoreChanges": ["description"]})
+    plan = cli.ok("plan", "--format", "json").json()
+    assert plan["changes"][0]["notes"] == [] and plan["summary"]["changes"] == 0
+    bad = cli.manifest("beta", spec={"ignoreChanges": ["baseModel"]})
+    r = cli("validate")
+    assert r.code == 1 and "ignoreChanges" in r.err and bad.name in r.err
