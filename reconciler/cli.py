@@ -1,4 +1,4 @@
-"""The command line: `reconciler validate | plan | apply | refresh | status | output | models |
+"""The command line: `reconciler validate | fmt | plan | apply | refresh | status | output | models |
 emulator | schema | force-unlock`.
 
 This is the only module that prints or reads `os.environ`/`argv`. Exit codes: 0 success,
@@ -738,6 +738,33 @@ def state_push(
     rt = _rt(ctx)
     where, serial = rt.session.state_push(path, force=force, lock_timeout=lock_timeout)
     rt.info(f"Pushed {path} to {where} (serial {serial}).")
+    return EXIT_OK
+
+
+@app.command()
+def fmt(
+    ctx: typer.Context,
+    paths: PathsArg = None,
+    check: Annotated[bool, typer.Option("--check", help="Change nothing; exit 1 if a manifest is not in the canonical layout (CI).")] = False,
+    diff: Annotated[bool, typer.Option("--diff", help="Print what would change, as a unified diff.")] = False,
+) -> int:
+    """Rewrite manifests in the canonical layout (key order, indentation); comments and values kept."""
+    from reconciler.fmt import unified, write
+
+    rt = _rt(ctx)
+    changes = rt.session.fmt(paths or [])
+    for path, old, new in changes:
+        if diff:
+            typer.echo(unified(path, old, new), nl=False)
+        elif check:
+            typer.echo(str(path))
+    if check or diff:
+        if changes:
+            rt.info(f"{len(changes)} manifest file(s) not in the canonical layout; `reconciler fmt` rewrites them.")
+        return EXIT_ERROR if changes and check else EXIT_OK
+    write(changes)
+    for path, _old, _new in changes:
+        typer.echo(str(path))
     return EXIT_OK
 
 

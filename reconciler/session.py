@@ -627,6 +627,18 @@ class Session:
             written = store.write(pushed.model_copy(update={"serial": max(current.serial, pushed.serial)}))
         return store.describe(), written.serial
 
+    def fmt(self, paths: Sequence[Path]) -> list[tuple[Path, str, str]]:
+        """`reconciler fmt`: the manifests whose layout is not the canonical one, with their text
+        now and formatted. Only manifests that validate are formatted; a formatted file must
+        validate to the same models (refused otherwise — a bug of fmt, never a changed meaning)."""
+        from reconciler.fmt import plan_changes
+
+        before = self.load(paths, allow_empty=True)
+        changes = plan_changes(before.files)
+        for path, _old, new in changes:
+            _check_same_meaning(self, path, new, [d for d in before.models if d.source.startswith(_shown_of(path))])
+        return changes
+
     def state_list(self) -> dict[str, Any]:
         """`reconciler state list`: each model of the state with its job, state and endpoint."""
         state = self.read_state()
@@ -870,6 +882,27 @@ def _refuse_push(current: State, pushed: State, where: str, path: Path) -> None:
     if current.serial == pushed.serial and current.models != pushed.models:
         raise StateConflictError(f"{where} and {path} have the same serial ({current.serial}) but different "
                               "content: they diverged. Use --force to overwrite.")
+
+
+def _shown_of(path: Path) -> str:
+    from reconciler.yamlio import shown_path
+
+    return shown_path(path) + ":"
+
+
+def _check_same_meaning(session: Session, path: Path, new: str, models: Sequence[DesiredModel]) -> None:
+    """The formatted text validates to exactly the models the file held."""
+    import tempfile
+
+    from reconciler.manifest import Defaults, load_manifests
+
+    with tempfile.TemporaryDirectory() as folder:
+        copy = Path(folder) / path.name
+        copy.write_text(new, encoding="utf-8")
+        s = session.settings
+        again = load_manifests([copy], Defaults(project=s.project, region=s.region), overrides=s.overrides)
+    if [d.to_dict() | {"source": ""} for d in again.models] != [d.to_dict() | {"source": ""} for d in models]:
+        raise ConfigError(f"{path}: formatting would change what it means; left as it is (please report this)")
 
 
 def _check_emulator_data(data: Path) -> None:
