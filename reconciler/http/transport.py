@@ -22,8 +22,8 @@ Injectable for tests: the `httpx.Client` (e.g. over `httpx.MockTransport`), `sle
 
 from __future__ import annotations
 
-import email.utils
 import dataclasses
+import email.utils
 import json
 import logging
 import math
