@@ -120,7 +120,8 @@ def apply_plan(
     actionable = plan.actionable
     try:
         if actionable:
-            pool = ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(actionable))))
+            pool = ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(actionable))),
+                                      initializer=interrupt.worker_thread)
             futures = [pool.submit(run, change) for change in actionable]
             try:
                 for future in futures:

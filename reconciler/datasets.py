@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
+from reconciler import interrupt
 from reconciler.errors import ApiError, PlanError, TransportError
 from reconciler.models import DesiredModel, pins_tuple
 from reconciler.storage import parse_gs_uri
@@ -66,7 +67,7 @@ def resolve(
 
     if not todo:
         return list(models)
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(todo)))) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(todo))), initializer=interrupt.worker_thread) as pool:
         done = {d.name: d for d in pool.map(fetch, todo)}
     if problems:
         raise PlanError("\n".join(sorted(problems)))

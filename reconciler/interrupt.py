@@ -37,3 +37,16 @@ def sleep(seconds: float) -> None:
     if seconds > 0 and _STOP.wait(seconds):
         raise KeyboardInterrupt
     check()
+
+
+def worker_thread() -> None:
+    """Make the calling thread leave SIGINT and SIGTERM to the main thread (the initializer of
+    every pool and helper thread). The kernel hands a signal sent to the process to any thread
+    that does not block it, and Python runs its handler only in the main thread, at its next
+    bytecode: a signal that lands on a thread busy in a socket read leaves a main thread that
+    waits on a lock (a future's result, a pool's shutdown) asleep until that wait ends, which for
+    an endless listing is never. Blocked here, every signal wakes the main thread's wait."""
+    import signal
+
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})

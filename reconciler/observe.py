@@ -130,7 +130,7 @@ def observe(client: VertexClient, parents: Iterable[str], *, workers: int = 8) -
     parent_list = sorted(set(parents))
     if not parent_list:
         return Observation(parents=(), jobs=())
-    pool = ThreadPoolExecutor(max_workers=max(1, min(workers, len(parent_list))))
+    pool = ThreadPoolExecutor(max_workers=max(1, min(workers, len(parent_list))), initializer=interrupt.worker_thread)
     try:
         futures = [pool.submit(observe_parent, client, parent) for parent in parent_list]
         return merge(future.result() for future in futures)

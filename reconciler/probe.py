@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from reconciler import interrupt
 from reconciler.errors import ApiError, ReconcilerError
 from reconciler.models import DesiredModel, StateClass
 from reconciler.plan import Observation, jobs_by_name
@@ -92,5 +93,5 @@ def run_gates(api: ContentApi, candidates: list[tuple[DesiredModel, str, str]]) 
 
     if not candidates:
         return []
-    with ThreadPoolExecutor(max_workers=min(8, len(candidates))) as pool:
+    with ThreadPoolExecutor(max_workers=min(8, len(candidates)), initializer=interrupt.worker_thread) as pool:
         return list(pool.map(one, candidates))

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reconciler import interrupt
 from reconciler.errors import (
     ConfigError,
     PlanError,
@@ -252,7 +253,7 @@ class Session:
         from reconciler.observe import merge, observe_parent, parents_to_observe
 
         started: dict[str, Future[Observation]] = {}
-        with ThreadPoolExecutor(max_workers=self.settings.concurrency) as pool:
+        with ThreadPoolExecutor(max_workers=self.settings.concurrency, initializer=interrupt.worker_thread) as pool:
             def start(parent: str) -> None:
                 if parent not in started:
                     started[parent] = pool.submit(lambda: observe_parent(self.client(), parent))

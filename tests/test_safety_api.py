@@ -597,6 +597,28 @@ def test_a_signal_ends_a_run_within_seconds_while_retrying_or_paging(
 
 
 # == 12. malformed answers ======================================================================
+@pytest.mark.slow
+def test_a_signal_wakes_the_main_thread_whichever_thread_the_kernel_hands_it_to(workdir: Path) -> None:
+    # Python runs signal handlers in the main thread only; a signal the kernel hands to a worker
+    # busy in a socket read used to leave the main thread asleep on a future for ever (about one
+    # run in ten on a loaded machine, one in twenty idle). Workers now block SIGINT/SIGTERM, so
+    # every trial of this series ends at once.
+    write_config(workdir, retry={"initial": 40, "maximum": 60, "deadline": 120, "maxAttempts": 10})
+    (workdir / "manifests").mkdir()
+    (workdir / "manifests" / "bot.yaml").write_text(json.dumps(
+        {"apiVersion": "reconciler/v1", "kind": "TunedModel", "metadata": {"name": "bot"},
+         "spec": {"baseModel": "gemini-3.5-flash", "supervisedTuningSpec": {"trainingDatasetUri": "gs://bucket/bot/train.jsonl"}}}))
+    took = []
+    for trial in range(12):
+        served = {"n": 0}
+        with LocalServer(_endless_pages_app(served)) as url:
+            sig = (signal.SIGINT, signal.SIGTERM)[trial % 2]
+            seconds, done = _run_cli_and_signal(workdir, url, sig, lambda s=served: s["n"] >= 30)
+        assert done.returncode > 0 and "Traceback" not in done.stderr, (trial, done.returncode, done.stderr)
+        took.append(seconds)
+    print(f"12 signals while paging: slowest exit {max(took):.2f} s after its signal")
+    assert max(took) < 15, took
+
 @pytest.mark.parametrize(("answer", "expected"), [
     ({"tuningJobs": "x"}, "tuningJobs"),
     ({"tuningJobs": [{"name": 5}]}, "tuningJobs.0.name"),

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 
+from reconciler import interrupt
 from reconciler.emulator.app import create_app
 from reconciler.emulator.backend import Backend, EmulatorConfig
 
@@ -82,8 +83,8 @@ class EmulatorServer:
         self.port = sock.getsockname()[1]
         self._server = _Server(_uvicorn_config(self.backend, self._log_level))
         self._thread = threading.Thread(
-            target=self._server.run,
-            kwargs={"sockets": [sock]},
+            target=_serve,
+            args=(self._server, sock),
             name=f"vertex-emulator-{self.port}",
             daemon=True,
         )
@@ -169,3 +170,9 @@ def _listen(host: str, port: int) -> socket.socket:
 
 def _url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _serve(server: _Server, sock: socket.socket) -> None:
+    """The server thread: signals are left to the main thread (reconciler.interrupt)."""
+    interrupt.worker_thread()
+    server.run(sockets=[sock])

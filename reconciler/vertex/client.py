@@ -297,6 +297,7 @@ class _Ahead:
         threading.Thread(target=self._run, args=(call,), name="reconciler-next-page", daemon=True).start()
 
     def _run(self, call: Callable[[], Any]) -> None:
+        interrupt.worker_thread()
         try:
             self._result = call()
         except BaseException as exc:  # handed to the caller, in its thread
