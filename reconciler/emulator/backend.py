@@ -283,6 +283,9 @@ class Backend:
 
     def _clear(self) -> None:
         self._jobs: dict[int, _Job] = {}
+        # Jobs that made a new version of another job's Model (continuous tuning), by Model id:
+        # with the Model's own job, its versions, found without a scan of every job per render.
+        self._continuations: collections.defaultdict[int, list[_Job]] = collections.defaultdict(list)
         self._rules: list[dict[str, Any]] = []
         self._replies: dict[str, str] = {}
         self._requests = dict.fromkeys(_OPERATIONS, 0)
@@ -324,6 +327,8 @@ class Backend:
             self._check_lifecycle(wire.base_model_id(pre_tuned_base or spec["baseModel"]), now)
             job = self._add_job(project, location, spec, self._timeline(now), {})
             job.model_id = model_id
+            if model_id:
+                self._continuations[model_id].append(job)
             self._save()
             if self.config.lost_create_rate and self._rng.random() < self.config.lost_create_rate:
                 self._faults["lost_create"] += 1
@@ -778,11 +783,9 @@ class Backend:
 
     def _model_versions(self, model_id: int, now: int) -> list[_Job]:
         """The succeeded jobs whose tuned models are the versions of a Model, version 1 first."""
-        jobs = [
-            job
-            for job in self._jobs.values()
-            if job.own_model_id == model_id and job.state(now) == SUCCEEDED
-        ]
+        origin = self._jobs.get(model_id - _MODEL_ID_BASE)
+        own = [origin] if origin is not None and origin.own_model_id == model_id else []
+        jobs = [job for job in own + self._continuations.get(model_id, []) if job.state(now) == SUCCEEDED]
         return sorted(jobs, key=lambda job: (job.history(now)[-1][0], job.id))
 
     def _model_display_name(self, model_id: int, now: int) -> str:
@@ -1004,6 +1007,10 @@ class Backend:
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"{path}: not a readable emulator data file: {exc}") from exc
         self._jobs = {job.id: job for job in jobs}
+        self._continuations.clear()
+        for job in jobs:
+            if job.model_id:
+                self._continuations[job.model_id].append(job)
 
 
 def _sort_key(job: _Job) -> tuple[int, int]:
