@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import subprocess
+import signal
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -313,6 +314,11 @@ def run(options: Options) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run, print the markdown report, write the JSON. Exit 130 on Ctrl-C."""
     options = parse_args(argv)
+
+    def terminated(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM (kill, a CI timeout) stops the emulator and children like Ctrl-C
+
+    signal.signal(signal.SIGTERM, terminated)
     try:
         results = run(options)
     except KeyboardInterrupt:
