@@ -14,8 +14,8 @@ import importlib.metadata
 import json
 import os
 import platform
-import subprocess
 import signal
+import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
