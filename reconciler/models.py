@@ -281,8 +281,10 @@ class DesiredModel:
         """What the spec hash covers, in API field names; unset fields are absent."""
         return self.kind.canonical(self.spec, self.project, self.region)
 
-    @property
+    @cached_property
     def spec_hash(self) -> str:
+        """Computed once per model (the planner asks for it a dozen times per model; the spec is
+        never changed after load: a changed model is a new one, `dataclasses.replace`)."""
         return spec_hash(self.tuning_spec())
 
     def pins(self) -> dict[str, dict[str, str]]:
