@@ -3,27 +3,8 @@ and the state cope, through the CLI against the emulator."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from tests.clihelp import Cli, Result
+from tests.clihelp import OWNED, Cli, clean
 from tests.conftest import Emulator
-
-PARENT = "projects/demo-project/locations/us-central1"
-OWNED = {"managed-by": "vertex-tuning-reconciler", "reconciler-stack": "test"}
-
-
-def clean(r: Result, *codes: int) -> Result:
-    """The run ended with one of `codes` and neither crashed nor called itself buggy."""
-    assert r.code in (codes or (0,)), f"exit {r.code}\nstdout:\n{r.out}\nstderr:\n{r.err}"
-    for text in (r.out, r.err):
-        assert "Traceback" not in text and "this is a bug" not in text and "unexpected" not in text, text
-    return r
-
-
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
 
 
 # -- 2. API answers without optional fields --------------------------------------------------------

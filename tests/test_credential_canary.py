@@ -16,28 +16,10 @@ import pytest
 
 from reconciler.emulator.app import create_app
 from reconciler.emulator.backend import Backend, EmulatorConfig
-from tests.clihelp import Cli, Result, write_config
+from tests.clihelp import PARENT, Cli, Result, write_config
 from tests.conftest import Emulator
 from tests.gcsfake import StrictGcs, new_bucket
 from tests.localserver import LocalServer
-
-PARENT = "projects/demo-project/locations/us-central1"
-OWNED = {"managed-by": "vertex-tuning-reconciler", "reconciler-stack": "test"}
-
-
-def clean(r: Result, *codes: int) -> Result:
-    """The run ended with one of `codes` and neither crashed nor called itself buggy."""
-    assert r.code in (codes or (0,)), f"exit {r.code}\nstdout:\n{r.out}\nstderr:\n{r.err}"
-    for text in (r.out, r.err):
-        assert "Traceback" not in text and "this is a bug" not in text and "unexpected" not in text, text
-    return r
-
-
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
-
 
 # -- 4. the credential canary over more commands -----------------------------------------------------
 CANARY = "ya29.gaps-canary-5f0e-NEVER-SHOWN-91ab"

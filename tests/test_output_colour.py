@@ -16,25 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.clihelp import Cli, Result
-
-PARENT = "projects/demo-project/locations/us-central1"
-OWNED = {"managed-by": "vertex-tuning-reconciler", "reconciler-stack": "test"}
-
-
-def clean(r: Result, *codes: int) -> Result:
-    """The run ended with one of `codes` and neither crashed nor called itself buggy."""
-    assert r.code in (codes or (0,)), f"exit {r.code}\nstdout:\n{r.out}\nstderr:\n{r.err}"
-    for text in (r.out, r.err):
-        assert "Traceback" not in text and "this is a bug" not in text and "unexpected" not in text, text
-    return r
-
-
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
-
+from tests.clihelp import Cli
 
 # -- 3. colour only on a terminal ------------------------------------------------------------------
 _SGR = re.compile(r"\x1b\[([0-9;]*)m")
