@@ -68,11 +68,16 @@ def to_observed(job: TuningJob, parent: str, *, cleaned: bool = False) -> Observ
     `cleaned` says the transport has already cleaned every string of it (a listed job)."""
     # known fields and the ones kept as extra
     raw: dict[str, Any] = job.model_dump(by_alias=True, exclude_none=True)
-    if not cleaned:
-        raw = clean_tree(raw)
+    return observed_from_dump(raw if cleaned else clean_tree(raw), parent)
+
+
+def observed_from_dump(raw: dict[str, Any], parent: str) -> ObservedJob:
+    """`to_observed` of a job given as its dump (`TuningJob.model_dump(by_alias=True,
+    exclude_none=True)`, every string cleaned): what a listing hands over
+    (`VertexClient.list_converted`)."""
     kind, spec = _spec_fields(raw)
-    error: dict[str, Any] = raw["error"] if isinstance(raw.get("error"), dict) else {}
-    tuned: dict[str, Any] = raw["tunedModel"] if isinstance(raw.get("tunedModel"), dict) else {}
+    error: dict[str, Any] | None = raw.get("error")
+    tuned: dict[str, Any] = raw.get("tunedModel") or {}
     return ObservedJob(
         name=raw.get("name") or "",
         parent=parent,
@@ -82,8 +87,8 @@ def to_observed(job: TuningJob, parent: str, *, cleaned: bool = False) -> Observ
         end_time=raw.get("endTime") or "",
         spec=spec,
         kind_name=kind,
-        error_code=job.error.code if job.error else None,
-        error_message=error.get("message") if job.error else None,
+        error_code=error.get("code") if error is not None else None,
+        error_message=error.get("message") if error is not None else None,
         tuned_model=tuned.get("model"),
         endpoint=tuned.get("endpoint"),
         start_time=raw.get("startTime") or "",
@@ -115,7 +120,7 @@ def list_observed(client: VertexClient, parent: str) -> list[ObservedJob]:
     each = getattr(client, "list_converted", None)
     if each is None:
         return [to_observed(job, parent) for job in client.list_tuning_jobs(parent)]
-    listed: list[ObservedJob] = each(parent, partial(to_observed, parent=parent, cleaned=True))
+    listed: list[ObservedJob] = each(parent, partial(observed_from_dump, parent=parent))
     return listed
 
 

@@ -75,10 +75,10 @@ def _no_stop_request() -> Any:
 def test_the_next_request_leaves_before_the_page_is_converted() -> None:
     server = Server(_pages([_job(i) for i in range(7)], 3))
 
-    def convert(job: TuningJob) -> str:
+    def convert(job: dict[str, Any]) -> str:
         with server.lock:
-            server.log.append(f"convert {job.name.rsplit('/', 1)[1] if job.name else ''}")
-        return str(job.name)
+            server.log.append(f"convert {job['name'].rsplit('/', 1)[1]}")
+        return str(job["name"])
 
     with server.client() as client:
         names = client.list_converted(PARENT, convert)
