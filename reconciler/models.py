@@ -224,7 +224,7 @@ class DesiredModel:
     def written_labels(self, stack: str) -> dict[str, str]:
         """Every label a create of this model writes: the manifest's, the reconciler's own and
         the request label the client adds (values not known yet as placeholders of their length)."""
-        labels = {**self.request_body(stack)["labels"], LABEL_REQUEST: "0" * 24}
+        labels = {**self.job_labels(stack), LABEL_REQUEST: "0" * 24}
         if self.pin_datasets:  # its value comes from Cloud Storage at plan time
             labels.setdefault(LABEL_DATA, "0" * SPEC_HASH_LENGTH)
         return labels
@@ -300,15 +300,19 @@ class DesiredModel:
         """Fields that jobs carry but that cannot alter the weights (never re-tune on their own)."""
         return self.kind.cosmetic(self.spec, name=self.name, labels=dict(self.labels))
 
-    def request_body(self, stack: str) -> dict[str, Any]:
-        """The TuningJob create body, ownership labels included (the request label is added
-        by the client)."""
+    def job_labels(self, stack: str) -> dict[str, str]:
+        """The labels of the create body: the manifest's and the ownership labels."""
         labels = {**dict(self.labels), **ownership_labels(stack, self.name, self.spec_hash)}
         if self.protect:
             labels[LABEL_PROTECT] = "true"
         if self.data_hash:
             labels[LABEL_DATA] = self.data_hash
-        return self.kind.request_body(self.spec, name=self.name, labels=labels)
+        return labels
+
+    def request_body(self, stack: str) -> dict[str, Any]:
+        """The TuningJob create body, ownership labels included (the request label is added
+        by the client)."""
+        return self.kind.request_body(self.spec, name=self.name, labels=self.job_labels(stack))
 
     def seen_on(self, job: ObservedJob) -> dict[str, Any]:
         """A job's spec in the shape of `tuning_spec`, without the members this manifest leaves

@@ -779,7 +779,10 @@ def behind(state: State, desired: Sequence[DesiredModel], observation: Observati
     appeared): a plan with no changes must still say that apply records them."""
     from reconciler.plan import derive_models
 
-    fresh = derive_models(desired, observation, state, stack=stack, names=[d.name for d in desired])
+    recorded = [d.name for d in desired if d.name in state.models]  # only a recorded entry can be behind
+    if not recorded:
+        return []
+    fresh = derive_models(desired, observation, state, stack=stack, names=recorded)
     stale = sorted(n for n, e in fresh.items() if n in state.models and _seen(state.models[n]) != _seen(e))
     if not stale:
         return []

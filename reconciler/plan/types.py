@@ -233,8 +233,13 @@ def fingerprint(plan: Plan | dict[str, Any]) -> str:
     it was made from, its options, the parents it lists (apply lists them again, with the user's
     credentials) and the state it read. Apply recomputes it over the saved file
     (an edited file is refused) and over a fresh plan (a stale one is refused)."""
-    p = plan if isinstance(plan, dict) else plan.model_dump()
-    changes = [parse_change(c) if isinstance(c, dict) else c for c in p["changes"]]
+    if isinstance(plan, dict):
+        p = plan
+        changes = [parse_change(c) if isinstance(c, dict) else c for c in p["changes"]]
+    else:  # the fields read below, without dumping and parsing every change again
+        p = {name: getattr(plan, name) for name in ("desired", "stack", "targets", "replace", "prune",
+                                                   "prune_unrecorded", "state_lineage", "state_serial", "parents")}
+        changes = list(plan.changes)
     payload = canonical_json({
         "changes": sorted((c.key for c in changes if c.action is not Action.NOOP), key=canonical_json),
         "desired": sorted(p.get("desired") or [], key=lambda d: str(d.get("name"))),
