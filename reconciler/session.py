@@ -332,8 +332,17 @@ class Session:
             plan = plan.model_copy(update={"warnings": [*notes, *plan.warnings]})
         return Planned(plan, seen, models)
 
+    def _network_ahead(self) -> None:
+        """Start what the first request needs and can be made beside this thread's work: the TLS
+        context (loading the CA bundle takes ~30 ms, mostly outside the GIL)."""
+        if self.api is None:
+            from reconciler.http.clients import prefetch_tls
+
+            prefetch_tls()
+
     def plan(self, paths: Sequence[Path], options: PlanOptions) -> Plan:
         """`reconciler plan`: list while loading, then plan."""
+        self._network_ahead()
         state = self.read_state()
         if options.destroy:
             return self.make_plan(state, [], options, prune=True).plan
@@ -359,6 +368,7 @@ class Session:
         Returns None when the plan was not approved (nothing changed)."""
         from reconciler.apply import apply_plan
 
+        self._network_ahead()
         saved_file = paths[0] if len(paths) == 1 else None
         saved = read_saved_plan(saved_file) if saved_file else None
         if len(paths) > 1 and any(_looks_like_plan(p) for p in paths):

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import ssl
+import threading
 from collections.abc import Mapping
+from concurrent.futures import Future
 from typing import Any
 
 import httpx
 
-from reconciler import __version__
+from reconciler import __version__, interrupt
 from reconciler.errors import ConfigError
 
 USER_AGENT = f"vertex-tuning-reconciler/{__version__}"
@@ -51,6 +54,47 @@ def _no_proxy_pattern(host: str) -> str:
     return f"all://[{address}]" if address.version == 6 else f"all://{address}"
 
 
+# -- one TLS context per process ------------------------------------------------------------------
+# Loading the CA bundle takes ~30 ms, mostly outside the GIL: `prefetch_tls` starts it on a thread
+# of its own as a run begins, so that it is ready when the first client is built; every client
+# then shares it (an SSLContext may serve many connections and threads).
+_tls_lock = threading.Lock()
+_tls: dict[tuple[str, str], Future[ssl.SSLContext]] = {}
+
+
+def _tls_key() -> tuple[str, str]:
+    """What the context depends on: SSL_CERT_FILE and SSL_CERT_DIR, as httpx reads them."""
+    return os.environ.get("SSL_CERT_FILE", ""), os.environ.get("SSL_CERT_DIR", "")
+
+
+def _build_tls(future: Future[ssl.SSLContext]) -> None:
+    interrupt.worker_thread()
+    try:
+        future.set_result(httpx.create_ssl_context(trust_env=True))
+    except BaseException as exc:  # handed to whoever asks for the context
+        future.set_exception(exc)
+
+
+def prefetch_tls() -> None:
+    """Start building the TLS context in the background (a no-op once started)."""
+    key = _tls_key()
+    with _tls_lock:
+        if key in _tls:
+            return
+        future: Future[ssl.SSLContext] = Future()
+        _tls[key] = future
+    threading.Thread(target=_build_tls, args=(future,), name="reconciler-tls", daemon=True).start()
+
+
+def tls_context() -> ssl.SSLContext:
+    """The process's TLS context (certificates from SSL_CERT_FILE / SSL_CERT_DIR, else certifi's,
+    as httpx builds it)."""
+    prefetch_tls()
+    with _tls_lock:
+        future = _tls[_tls_key()]
+    return future.result()
+
+
 def http_client(*, limits: httpx.Limits | None = None, environ: Mapping[str, str] | None = None,
                 **options: Any) -> httpx.Client:
     """An httpx.Client that reads no proxy from the environment by itself (`trust_env=False`):
@@ -61,7 +105,7 @@ def http_client(*, limits: httpx.Limits | None = None, environ: Mapping[str, str
     mounts: dict[str, httpx.BaseTransport | None] = {}
     if proxy and "*" not in no_proxy:
         try:
-            mounts["https://"] = httpx.HTTPTransport(proxy=proxy, limits=limits, trust_env=True)
+            mounts["https://"] = httpx.HTTPTransport(proxy=proxy, limits=limits, trust_env=True, verify=tls_context())
         except (ImportError, ValueError, httpx.HTTPError) as exc:
             raise ConfigError(
                 "the proxy named by HTTPS_PROXY/ALL_PROXY cannot be used "
@@ -69,7 +113,7 @@ def http_client(*, limits: httpx.Limits | None = None, environ: Mapping[str, str
             ) from None
         mounts.update({_no_proxy_pattern(host): None for host in no_proxy})
     return httpx.Client(
-        transport=httpx.HTTPTransport(limits=limits, trust_env=True),
+        transport=httpx.HTTPTransport(limits=limits, trust_env=True, verify=tls_context()),
         mounts=mounts,
         trust_env=False,
         **options,
