@@ -309,11 +309,14 @@ def as_data(spec: SpecModel) -> dict[str, Any]:
     """Every field the spec sets, in REST names and manifest types (int64 as int); unset
     members and empty objects left out (an empty message is an unset one)."""
     out: dict[str, Any] = {}
+    values = spec.__dict__  # a pydantic model keeps every field's value there
     for attr, name in _wire_names(type(spec)):
-        value = getattr(spec, attr, None)
+        value = values.get(attr)
+        if value is None:
+            continue
         if isinstance(value, SpecModel):
             value = as_data(value)
-        if value is None or value == {}:
+        if value == {}:
             continue
         out[name] = value
     return out

@@ -27,7 +27,31 @@ import yaml
 
 # libyaml's parser when PyYAML has it (several times faster), else the pure-Python one: both are
 # safe loaders (SafeConstructor), both keep marks for line numbers.
-_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_BaseLoader):  # type: ignore[misc,valid-type]
+    """The safe loader, its tag resolution remembered: the composer asks the resolver about every
+    scalar (keys included), and manifests repeat the same few hundred texts. The answer depends
+    only on the node kind, the text and how it was written (the safe loader has no path
+    resolvers), so it is kept, up to `_RESOLVED_MAX` answers (~20 us of the ~0.1 ms a manifest
+    takes to compose)."""
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        if self.yaml_path_resolvers:  # pragma: no cover - the safe loader has none
+            return super().resolve(kind, value, implicit)
+        key = (kind, value, implicit)
+        tag = _RESOLVED.get(key)
+        if tag is None:
+            tag = super().resolve(kind, value, implicit)
+            if len(_RESOLVED) >= _RESOLVED_MAX:
+                _RESOLVED.clear()
+            _RESOLVED[key] = tag
+        return tag
+
+
+_RESOLVED: dict[tuple[Any, Any, Any], str] = {}
+_RESOLVED_MAX = 4096
 MAX_FILE_BYTES = 1024 * 1024
 MAX_NODES = 50_000  # per file (all its documents together), counting alias expansions
 MAX_INT_DIGITS = 100  # no setting needs more; Python refuses over 4,300 digits anyway
@@ -40,6 +64,8 @@ SEQUENCE_TAGS = frozenset(_TAG + t for t in ("seq", "omap", "pairs"))
 TEXT_TAGS = frozenset(_TAG + t for t in ("merge", "value"))  # `<<`, `=`: text outside a key
 _SCALAR_OR_TEXT_TAGS = SCALAR_TAGS | TEXT_TAGS
 _STR_TAG = _TAG + "str"
+_MERGE_TAG = _TAG + "merge"
+_ALLOWED_TAGS = {yaml.MappingNode: MAPPING_TAGS, yaml.SequenceNode: SEQUENCE_TAGS, yaml.ScalarNode: _SCALAR_OR_TEXT_TAGS}
 _KIND_WORDS = {
     "int": "an integer",
     "float": "a number",
@@ -113,22 +139,37 @@ class LineMap:
 
     def convert(self, node: yaml.Node, path: KeyPath = ()) -> Any:
         self.budget.spend(node)
-        self.lines.setdefault(path, node.start_mark.line + 1)
-        self._check_tag(node, path)
-        if isinstance(node, yaml.MappingNode):
-            if id(node) not in self._checked:
-                self._check_keys(node, path)
-                self.loader.flatten_mapping(node)  # merge keys (<<): explicit keys come last and win
-                self._checked.add(id(node))
+        if path not in self.lines:
+            self.lines[path] = node.start_mark.line + 1
+        kind = type(node)
+        if kind not in _ALLOWED_TAGS:  # a node class of another composer: its base class
+            kind = next((k for k in _ALLOWED_TAGS if isinstance(node, k)), yaml.ScalarNode)
+        if node.tag not in _ALLOWED_TAGS[kind]:
+            self._check_tag(node, path)  # raises
+        if kind is yaml.MappingNode:
+            # after the first visit (an alias visits again) every key of it is known to be good
+            plain = id(node) in self._checked or self._first_visit(node, path)
             result: dict[str, Any] = {}
+            lines = self.lines
             for key_node, value_node in node.value:
-                key = self._key(key_node)
-                self.lines[path + (key,)] = key_node.start_mark.line + 1
+                key = str(key_node.value) if plain else self._key(key_node)
+                lines[path + (key,)] = key_node.start_mark.line + 1
                 result[key] = self.convert(value_node, path + (key,))
             return result
-        if isinstance(node, yaml.SequenceNode):
+        if kind is yaml.SequenceNode:
             return [self.convert(item, path + (i,)) for i, item in enumerate(node.value)]
+        if node.tag == _STR_TAG:  # most values: what the safe constructor makes of them, at once
+            return str(node.value)
         return self._scalar(node, path)
+
+    def _first_visit(self, node: yaml.MappingNode, path: KeyPath) -> bool:
+        """Check a mapping's explicit keys and merge its `<<` keys in (explicit keys come last
+        and win); whether it had no merge key (every key then checked here)."""
+        plain = self._check_keys(node, path)
+        if not plain:
+            self.loader.flatten_mapping(node)
+        self._checked.add(id(node))
+        return plain
 
     def _check_tag(self, node: yaml.Node, path: KeyPath) -> None:
         allowed = (
@@ -194,16 +235,20 @@ class LineMap:
                               f"unsupported YAML tag {short_tag(key_node.tag)} on a key")
         return str(key_node.value)
 
-    def _check_keys(self, node: yaml.MappingNode, path: KeyPath) -> None:
-        """Explicit keys must be unique (a merged key may be overridden, as YAML allows)."""
+    def _check_keys(self, node: yaml.MappingNode, path: KeyPath) -> bool:
+        """Explicit keys must be unique (a merged key may be overridden, as YAML allows);
+        whether the mapping has no merge key."""
         seen: set[str] = set()
+        plain = True
         for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
+            if key_node.tag == _MERGE_TAG:
+                plain = False
                 continue
             key = self._key(key_node)
             if key in seen:
                 raise YamlProblem(key_node.start_mark.line + 1, f"{dotted(path + (key,))}: duplicate key")
             seen.add(key)
+        return plain
 
     def line_of(self, loc: KeyPath) -> int:
         for end in range(len(loc), -1, -1):
