@@ -113,3 +113,27 @@ def test_piped_tables_never_fold_a_job_name(cli: Cli, emulator):
     out = cli.ok("status").out
     names = [j["name"].rsplit("/", 2)[-2] + "/" + j["name"].rsplit("/", 1)[1] for j in emulator.jobs()]
     assert all(any(n in line for line in out.splitlines()) for n in names), out
+
+
+def test_the_process_ends_with_the_commands_code_its_output_whole_and_exit_handlers_run(tmp_path):
+    """The entry point ends the process without tearing the interpreter down (issue 15): the exit
+    code is the command's, a large output reaches the pipe whole, registered exit handlers still
+    run; under a tracer the interpreter ends as usual (a profiler writes its results then)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    script = ("import atexit, sys\n"
+              "atexit.register(lambda: print('handler ran', file=sys.stderr))\n"
+              "if sys.argv[1] == 'traced': sys.settrace(lambda *a: None)\n"
+              "sys.argv = ['reconciler', *sys.argv[2:]]\n"
+              "from reconciler.cli import run\n"
+              "run()\n")
+    for mode in ("plain", "traced"):
+        schema = subprocess.run([sys.executable, "-c", script, mode, "schema"], capture_output=True, cwd=tmp_path)
+        assert schema.returncode == 0 and "handler ran" in schema.stderr.decode()
+        assert schema.stdout == (root / "docs" / "manifest.schema.json").read_bytes()
+        missing = subprocess.run([sys.executable, "-c", script, mode, "validate", "nowhere"], capture_output=True,
+                                 cwd=tmp_path, text=True)
+        assert missing.returncode == 1 and "no such file" in missing.stderr and "handler ran" in missing.stderr
