@@ -147,6 +147,11 @@ def request_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, in
     }
 
 
+def arrivals_between(stats: dict[str, Any], start: float, end: float) -> list[float]:
+    """The arrival times (Unix seconds) of the requests the emulator saw between two instants."""
+    return sorted(t for t in stats.get("arrivals", []) if start <= t <= end)
+
+
 def quota_429_delta(before: dict[str, Any], after: dict[str, Any]) -> int:
     """429s the emulator's quotas issued between two stats snapshots."""
     return int(after["faults"].get("quota_429", 0)) - int(before["faults"].get("quota_429", 0))

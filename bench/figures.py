@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from bench.emulator import EmulatorProcess, quota_429_delta, request_delta
+from bench.emulator import EmulatorProcess, arrivals_between, quota_429_delta, request_delta
 from bench.measure import ChildRun, ratio, run_child, summary, timed
 from bench.workload import PROJECT, Workspace, page_bound, parents, write_config
 from reconciler.config import Settings
@@ -147,19 +147,41 @@ def listing_bound(bench: Bench, jobs_per_region: dict[str, int]) -> dict[str, An
 
 
 # -- (b) plan, and observe in-process -------------------------------------------------------------
+def _phases(runs: Sequence[ChildRun], arrivals: Sequence[list[float]]) -> dict[str, Any]:
+    """When each run's first request reached the emulator after its spawn (start-up: imports,
+    settings, the first manifests), and how long after its last request it exited (the last
+    page's latency and conversion, planning, printing, exit)."""
+    pairs = [(run, times) for run, times in zip(runs, arrivals, strict=True) if times]
+    if not pairs:
+        return {"first_request_s": None, "between_requests_s": None, "after_last_request_s": None}
+    return {"first_request_s": summary([times[0] - run.spawned_at for run, times in pairs]),
+            "between_requests_s": summary([times[-1] - times[0] for _, times in pairs]),
+            "after_last_request_s": summary([run.spawned_at + run.wall_s - times[-1] for run, times in pairs])}
+
+
+def _timed_runs(bench: Bench, command: Sequence[str], what: str, *, cwd: Path | None = None,
+                env: dict[str, str] | None = None) -> tuple[list[ChildRun], list[dict[str, int]], dict[str, Any]]:
+    """`bench.repeat` runs of a child that must exit 0: the runs, the requests of each, and the
+    start-up and finish split (`_phases`) from the emulator's arrival times."""
+    runs: list[ChildRun] = []
+    deltas: list[dict[str, int]] = []
+    arrivals: list[list[float]] = []
+    for _ in range(bench.repeat):
+        before = bench.emulator.stats()
+        run = _check(run_child(command, cwd=cwd, env=env or bench.env), 0, what)
+        after = bench.emulator.stats()
+        runs.append(run)
+        deltas.append(request_delta(before, after))
+        arrivals.append(arrivals_between(after, run.spawned_at, run.spawned_at + run.wall_s))
+    return runs, deltas, _phases(runs, arrivals)
+
+
 def plan(bench: Bench, workspace: Workspace, *, baseline: bool = False) -> dict[str, Any]:
     """(b) `reconciler plan --detailed-exitcode` of the unchanged folder (exit 0: no change); with
     `baseline`, the baseline checkout's."""
     command = [*CLI, "plan", str(workspace.root), "--detailed-exitcode"]
     env = bench.baseline_env if baseline else bench.env
-    runs: list[ChildRun] = []
-    deltas: list[dict[str, int]] = []
-    for _ in range(bench.repeat):
-        run, delta = bench.counted(
-            lambda: _check(run_child(command, cwd=workspace.root, env=env), 0, "plan")
-        )
-        runs.append(run)
-        deltas.append(delta)
+    runs, deltas, phases = _timed_runs(bench, command, "plan", cwd=workspace.root, env=env)
     return {
         "wall_s": summary([r.wall_s for r in runs]),
         "cpu_s": summary([r.cpu_s for r in runs]),
@@ -167,6 +189,7 @@ def plan(bench: Bench, workspace: Workspace, *, baseline: bool = False) -> dict[
         "requests": deltas[0],
         "requests_same_every_run": all(d == deltas[0] for d in deltas),
         "exit_code": runs[0].code,
+        **phases,
     }
 
 
@@ -175,17 +198,14 @@ def process_bound(bench: Bench) -> dict[str, Any]:
     keep-alive connection per region, json.loads of each page): the API's pages plus Python's
     start-up, the like-for-like bound of a whole `plan` process. Wall, CPU and peak RSS."""
     command = [sys.executable, str(PAGER), bench.emulator.url, PROJECT, *bench.regions]
-    runs: list[ChildRun] = []
-    delta: dict[str, int] = {}
-    for _ in range(bench.repeat):
-        run, delta = bench.counted(lambda: _check(run_child(command, env=bench.env), 0, "pager"))
-        runs.append(run)
+    runs, deltas, phases = _timed_runs(bench, command, "pager")
     return {
         "wall_s": summary([r.wall_s for r in runs]),
         "cpu_s": summary([r.cpu_s for r in runs]),
         "peak_rss_mb": summary([r.peak_rss_mb for r in runs]),
-        "requests": delta,
+        "requests": deltas[-1],
         "jobs": int(runs[-1].stdout.strip() or 0),
+        **phases,
     }
 
 

@@ -31,6 +31,7 @@ class ChildRun:
     stderr: str
     timed_out: bool
     cpu_s: float = 0.0  # user + system CPU of the command (its own rusage)
+    spawned_at: float = 0.0  # wall clock (time.time) when the command was spawned
 
 
 # Peak RSS must be taken from a small parent. Linux starts a child's `ru_maxrss` at the RSS of
@@ -41,13 +42,13 @@ class ChildRun:
 _TRAMPOLINE = """
 import json, os, sys, time
 report, argv = int(sys.argv[1]), sys.argv[2:]
-start = time.perf_counter()
+at, start = time.time(), time.perf_counter()
 pid = os.posix_spawnp(argv[0], argv, os.environ)
 _, status, usage = os.wait4(pid, 0)
 wall = time.perf_counter() - start
 os.write(report, json.dumps({"code": os.waitstatus_to_exitcode(status), "wall": wall,
                              "maxrss_kb": usage.ru_maxrss,
-                             "cpu": usage.ru_utime + usage.ru_stime}).encode())
+                             "cpu": usage.ru_utime + usage.ru_stime, "at": at}).encode())
 """
 
 
@@ -101,7 +102,7 @@ def run_child(
                             out.read(), err.read(), expired.is_set())
         figures = json.loads(report)
         return ChildRun(figures["code"], figures["wall"], figures["maxrss_kb"] / 1024, out.read(), err.read(),
-                        expired.is_set(), figures["cpu"])
+                        expired.is_set(), figures["cpu"], figures["at"])
 
 
 def summary(values: Sequence[float]) -> dict[str, Any]:

@@ -134,6 +134,38 @@ def _before(plan: dict[str, Any], to_bound: float | None, jobs: int) -> str:
             f"{plan['peak_rss_mb']['median'] * 1024 / jobs:.1f} KB/job")
 
 
+def _phase_row(what: str, process: str, figure: dict[str, Any]) -> list[str]:
+    parts = [figure.get(k) for k in ("first_request_s", "between_requests_s", "after_last_request_s")]
+    shown = [seconds(part["median"]) if part else "-" for part in parts]
+    return [what, process, *shown, seconds(figure["wall_s"]["median"])]
+
+
+def _phases(results: dict[str, Any]) -> list[str]:
+    """Start-up, listing and finish of the whole processes, from the emulator's arrival times."""
+    rows: list[list[str]] = []
+    workloads = [("main", results["listing_bound"]["process"], results["plan"], None)]
+    workloads += [(f"{r['page_size']:,}-job pages", r["process_bound"], r["plan"], r.get("plan_baseline"))
+                  for r in results.get("page_regimes") or []]
+    for what, pager, plan, baseline in workloads:
+        rows.append(_phase_row(what, "stdlib pager", pager))
+        rows.append(_phase_row(what, "`reconciler plan`", plan))
+        if baseline:
+            rows.append(_phase_row(what, "baseline `reconciler plan`", baseline))
+    return [
+        "",
+        "## Where a whole process spends its time",
+        "",
+        "Medians of the same runs as above, split by when the emulator saw the process's requests "
+        "arrive: from spawn to its first request (interpreter, imports, settings, the first "
+        "manifests), from its first to its last request, and from its last request to its exit "
+        "(the last page's latency and conversion, planning, printing, exit). Each part is a median "
+        "over the runs: they need not add up to the median wall exactly.",
+        "",
+        *_table(["workload", "process", "spawn → first request", "first → last request",
+                 "last request → exit", "wall"], rows),
+    ]
+
+
 def _regimes(results: dict[str, Any]) -> list[str]:
     regimes = results.get("page_regimes") or []
     if not regimes:
@@ -296,6 +328,6 @@ def _growth(results: dict[str, Any]) -> list[str]:
 def render(results: dict[str, Any]) -> str:
     """The whole report as markdown."""
     return "\n".join(
-        [*_header(results), *_listing(results), *_regimes(results), *_big_page(results), *_apply(results),
+        [*_header(results), *_listing(results), *_regimes(results), *_phases(results), *_big_page(results), *_apply(results),
          *_startup(results), *_growth(results)]
     )

@@ -289,6 +289,9 @@ class Backend:
         self._rules: list[dict[str, Any]] = []
         self._replies: dict[str, str] = {}
         self._requests = dict.fromkeys(_OPERATIONS, 0)
+        # when the latest requests arrived (wall clock): a benchmark tells a client's start-up
+        # (spawn to its first request) and finish (its last request to its exit) from them
+        self._arrivals: collections.deque[float] = collections.deque(maxlen=4096)
         self._by_parent: collections.Counter[str] = collections.Counter()
         self._faults = dict.fromkeys(_FAULTS, 0)
         self._windows: collections.defaultdict[tuple[str, ...], collections.deque[float]] = (
@@ -647,6 +650,7 @@ class Backend:
                 "requests_by_parent": dict(self._by_parent),
                 "faults": dict(self._faults),
                 "jobs": len(self._jobs),
+                "arrivals": list(self._arrivals),
             }
 
     # ----- internals ------------------------------------------------------------------
@@ -699,6 +703,7 @@ class Backend:
     def _admit(self, operation: str, resource: str) -> None:
         """Count the request, then apply the injected faults and the per-minute quotas."""
         self._requests[operation] += 1
+        self._arrivals.append(time.time())
         config = self.config
         if config.rate_503 and self._rng.random() < config.rate_503:
             self._faults["503"] += 1
