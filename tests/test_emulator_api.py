@@ -904,9 +904,12 @@ def test_reset_clears_jobs_rules_and_stats_and_restores_the_config(
         "requests_by_parent": {},
         "faults": {"503": 0, "429": 0, "lost_create": 0, "quota_429": 0},
         "jobs": 0,
+        "arrivals": [],
     }
     assert emulator.admin.get("/_emulator/config").json()["pending_seconds"] == 60
     job = create(http)
+    arrived = emulator.stats()["arrivals"]
+    assert len(arrived) == 1 and abs(arrived[0] - time.time()) < 60  # the create, by the wall clock
     emulator.advance(1000)
     assert get(http, job["name"])["state"] == "JOB_STATE_SUCCEEDED"  # the rule is gone
 
