@@ -487,3 +487,22 @@ def test_the_cli_waits_as_the_emulators_retry_info_says(workdir: Path, emulator,
     emulator.configure(rate_429=0.5, retry_after_seconds=0.02, fault_seed=3)
     assert cli("plan").code == 0
     assert emulator.stats()["faults"]["429"] > 1
+
+
+def test_the_shared_tls_context_follows_ssl_cert_file(monkeypatch, tmp_path):
+    """One TLS context per process (issue 15), but a new one when SSL_CERT_FILE or SSL_CERT_DIR
+    says other certificates: a missing file is an error, as httpx's own context would be."""
+    import certifi
+
+    from reconciler.http.clients import http_client, tls_context
+
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    default = tls_context()
+    assert tls_context() is default
+    monkeypatch.setenv("SSL_CERT_FILE", certifi.where())
+    own = tls_context()
+    assert own is not default and tls_context() is own
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "missing.pem"))
+    with pytest.raises(OSError):
+        http_client()
