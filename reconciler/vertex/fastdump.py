@@ -45,18 +45,16 @@ def dump(model: type[BaseModel], data: Any) -> dict[str, Any] | None:
 
 
 # -- checks of one value: its dumped form, or _Unsure --------------------------------------------
-def _str(value: Any) -> Any:
-    if type(value) is str:
-        return value
-    raise _UNSURE
+def _exactly(kind: type) -> _Check:
+    """A value of exactly this type, as a JSON decoder gives it (a bool is not an int here)."""
+    def checked(value: Any) -> Any:
+        if type(value) is kind:
+            return value
+        raise _UNSURE
+    return checked
 
 
-def _int(value: Any) -> Any:
-    if type(value) is int:
-        return value
-    raise _UNSURE
-
-
+_str, _int, _bool = _exactly(str), _exactly(int), _exactly(bool)
 _EXACT_FLOAT = 2**53  # ints a float holds exactly; past it pydantic's conversion is not guessed
 
 
@@ -68,32 +66,19 @@ def _float(value: Any) -> Any:
     raise _UNSURE
 
 
-def _bool(value: Any) -> Any:
-    if type(value) is bool:
-        return value
-    raise _UNSURE
-
-
 def _any(value: Any) -> Any:
     return value
 
 
-def _dict_of(check: _Check) -> _Check:
+def _container_of(kind: type, check: _Check) -> _Check:
+    """A dict (string keys, as a JSON object has) or a list whose members pass `check`, copied."""
     def checked(value: Any) -> Any:
-        if type(value) is not dict:
+        if type(value) is not kind:
             raise _UNSURE
         if check is _any:
-            return dict(value)
-        return {key: check(item) for key, item in value.items()}
-    return checked
-
-
-def _list_of(check: _Check) -> _Check:
-    def checked(value: Any) -> Any:
-        if type(value) is not list:
-            raise _UNSURE
-        if check is _any:
-            return list(value)
+            return kind(value)
+        if kind is dict:
+            return {key: check(item) for key, item in value.items()}
         return [check(item) for item in value]
     return checked
 
@@ -111,9 +96,9 @@ def _check_of(annotation: Any) -> _Check:
     elif annotation in _SCALARS:
         return _SCALARS[annotation]
     elif origin is dict and args[0] is str:
-        return _dict_of(_check_of(args[1]))
+        return _container_of(dict, _check_of(args[1]))
     elif origin is list:
-        return _list_of(_check_of(args[0]))
+        return _container_of(list, _check_of(args[0]))
     elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return _plan(annotation)
     raise TypeError(f"reconciler.vertex.fastdump does not know the field type {annotation!r}")
