@@ -29,6 +29,7 @@ from reconciler.spec import (
     fields_of,
     int64_names,
     int64_to_str,
+    narrowed,
     read_observed,
     restrict_to_wanted,
     spec_hash,
@@ -142,7 +143,9 @@ class SpecKind:
     def narrow(self, spec: TuningJobSpec) -> TuningJobSpec:
         """Only this kind's fields of a validated spec (a manifest's spec extends the model),
         normalised as from_data makes it (empty objects are unset), so that equal specs are equal."""
-        return self.from_data(as_data(spec))
+        narrow = narrowed(self.spec_type, spec)
+        assert isinstance(narrow, TuningJobSpec)
+        return narrow
 
     def canonical(self, spec: TuningJobSpec, project: str, region: str) -> dict[str, Any]:
         return {"project": project, "region": region, **without_cosmetic(spec)}

@@ -224,7 +224,8 @@ class DesiredModel:
     def written_labels(self, stack: str) -> dict[str, str]:
         """Every label a create of this model writes: the manifest's, the reconciler's own and
         the request label the client adds (values not known yet as placeholders of their length)."""
-        labels = {**self.job_labels(stack), LABEL_REQUEST: "0" * 24}
+        # the spec hash's value does not change the count (and is not computed for it)
+        labels = {**self.job_labels(stack, spec_hash="0" * SPEC_HASH_LENGTH), LABEL_REQUEST: "0" * 24}
         if self.pin_datasets:  # its value comes from Cloud Storage at plan time
             labels.setdefault(LABEL_DATA, "0" * SPEC_HASH_LENGTH)
         return labels
@@ -300,9 +301,10 @@ class DesiredModel:
         """Fields that jobs carry but that cannot alter the weights (never re-tune on their own)."""
         return self.kind.cosmetic(self.spec, name=self.name, labels=dict(self.labels))
 
-    def job_labels(self, stack: str) -> dict[str, str]:
-        """The labels of the create body: the manifest's and the ownership labels."""
-        labels = {**dict(self.labels), **ownership_labels(stack, self.name, self.spec_hash)}
+    def job_labels(self, stack: str, *, spec_hash: str | None = None) -> dict[str, str]:
+        """The labels of the create body: the manifest's and the ownership labels (with
+        `spec_hash` in place of the model's own, when given)."""
+        labels = {**dict(self.labels), **ownership_labels(stack, self.name, spec_hash or self.spec_hash)}
         if self.protect:
             labels[LABEL_PROTECT] = "true"
         if self.data_hash:

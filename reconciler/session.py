@@ -261,6 +261,8 @@ class Session:
             for parent in parents_to_observe([], state):
                 start(parent)
             loaded = self.load(paths, allow_empty=allow_empty, on_model=lambda d: start(d.parent))
+            for model in loaded.models:  # computed once (cached) while the listings are on their way
+                model.spec_hash  # noqa: B018
             observation = merge(future.result() for future in started.values())
         return loaded, observation
 

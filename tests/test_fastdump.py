@@ -160,3 +160,50 @@ def test_a_field_of_an_unknown_type_is_refused_when_the_module_reads_the_model()
 
     with pytest.raises(TypeError, match="does not know the field type"):
         dump(Odd, {})
+
+
+# -- a manifest's spec narrowed to its kind by validation (reconciler.spec.narrowed) ------------
+_HP = st.fixed_dictionaries({}, optional={
+    "epochCount": st.integers(1, 1000),
+    "learningRateMultiplier": st.floats(0.01, 1000) | st.integers(1, 1000),
+    "adapterSize": st.sampled_from(["ADAPTER_SIZE_ONE", "ADAPTER_SIZE_FOUR", "ADAPTER_SIZE_SIXTEEN"]),
+})
+_METHOD = st.fixed_dictionaries({"trainingDatasetUri": st.just("gs://bucket/t.jsonl")}, optional={
+    "validationDatasetUri": st.just("gs://bucket/v.jsonl"), "hyperParameters": _HP,
+    "exportLastCheckpointOnly": st.booleans(),
+    "evaluationConfig": st.just({"metrics": [{"aggregationMetrics": ["AVERAGE"]}],
+                                 "outputConfig": {"gcsDestination": {"outputUriPrefix": "gs://bucket/e"}}}),
+})
+_SPEC = st.builds(
+    lambda source, method, extra, preference: {
+        **source, **extra,
+        ("preferenceOptimizationSpec" if preference else "supervisedTuningSpec"):
+            {**{k: v for k, v in method.items() if not (preference and k == "evaluationConfig")},
+             **({"hyperParameters": {**method.get("hyperParameters", {}), "beta": 0.5}} if preference else {})}},
+    st.sampled_from([{"baseModel": "gemini-2.5-flash"},
+                     {"preTunedModel": {"tunedModelName": "projects/p/locations/us-central1/models/1"}},
+                     {"preTunedModel": {"model": "other-model", "checkpointId": "2"}}]),
+    _METHOD,
+    st.fixed_dictionaries({}, optional={
+        "tunedModelDisplayName": st.just("Shown"), "description": st.just("d"), "protect": st.booleans(),
+        "encryptionSpec": st.just({"kmsKeyName": "projects/p/locations/us-central1/keyRings/r/cryptoKeys/k"}),
+        "region": st.just("europe-west4")}),
+    st.booleans(),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_SPEC)
+def test_a_spec_narrowed_by_validation_is_the_one_construct_makes(spec: dict[str, Any]) -> None:
+    from reconciler.kinds import kind_of_spec
+    from reconciler.manifest import Manifest
+    from reconciler.spec import as_data, construct
+
+    manifest = Manifest.model_validate({"apiVersion": "reconciler/v1", "kind": "TunedModel",
+                                        "metadata": {"name": "m"}, "spec": spec})
+    kind = kind_of_spec(manifest.spec)
+    narrow = kind.narrow(manifest.spec)
+    built = construct(kind.spec_type, as_data(manifest.spec))
+    assert type(narrow) is type(built) is kind.spec_type
+    assert narrow == built and as_data(narrow) == as_data(built)
+    assert _same(as_data(narrow), as_data(built))
