@@ -8,10 +8,10 @@ is ever done at a path outside the parents this run reads. So is a job whose ide
 written (lowercase letters, digits, `_`, `-`, at most 63): it is not ours, whatever it claims.
 
 Every string of an observed job comes from the server: the transport cleans each answer
-(`reconciler.http.redact.clean`: control characters escaped, credentials masked), and
-`to_observed` cleans whatever it is given unless it is a job the transport listed (a `TuningJob`
-built elsewhere, a test's fake client), so no text of a job reaches the terminal, a plan or the
-state with a control character or a token in it.
+(`reconciler.http.redact.clean`: control characters escaped, credentials masked) and hands a
+listed job over as its dump (`observed_from_dump`); `to_observed` cleans whatever `TuningJob` it
+is given (one built elsewhere, a test's fake client), so no text of a job reaches the terminal, a
+plan or the state with a control character or a token in it.
 
 A listing converts each page as it arrives, while the next page's request is on its way
 (`VertexClient.list_converted`). The plan package is imported only once the first requests have
@@ -62,13 +62,12 @@ def _spec_fields(raw: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     return kind.name, kind.read_observed(raw)
 
 
-def to_observed(job: TuningJob, parent: str, *, cleaned: bool = False) -> ObservedJob:
+def to_observed(job: TuningJob, parent: str) -> ObservedJob:
     """Reduce a wire TuningJob to what planning needs; tolerant of absent fields. Every string
-    is cleaned (`redact.clean`): one line, no control characters, no credentials — unless
-    `cleaned` says the transport has already cleaned every string of it (a listed job)."""
+    is cleaned (`redact.clean`): one line, no control characters, no credentials (a listed job,
+    already cleaned by the transport, goes through `observed_from_dump` instead)."""
     # known fields and the ones kept as extra
-    raw: dict[str, Any] = job.model_dump(by_alias=True, exclude_none=True)
-    return observed_from_dump(raw if cleaned else clean_tree(raw), parent)
+    return observed_from_dump(clean_tree(job.model_dump(by_alias=True, exclude_none=True)), parent)
 
 
 def observed_from_dump(raw: dict[str, Any], parent: str) -> ObservedJob:
