@@ -234,19 +234,20 @@ def fingerprint(plan: Plan | dict[str, Any]) -> str:
     credentials) and the state it read. Apply recomputes it over the saved file
     (an edited file is refused) and over a fresh plan (a stale one is refused)."""
     if isinstance(plan, dict):
-        p = plan
-        changes = [parse_change(c) if isinstance(c, dict) else c for c in p["changes"]]
-    else:  # the fields read below, without dumping and parsing every change again
-        p = {name: getattr(plan, name) for name in ("desired", "stack", "targets", "replace", "prune",
-                                                   "prune_unrecorded", "state_lineage", "state_serial", "parents")}
-        changes = list(plan.changes)
+        field, stack = plan.get, plan["stack"]
+        changes = [parse_change(c) if isinstance(c, dict) else c for c in plan["changes"]]
+    else:  # a fresh plan: its own fields, without dumping and parsing every change again
+        def field(name: str, default: Any = None) -> Any:
+            return getattr(plan, name, default)
+        stack, changes = plan.stack, list(plan.changes)
     payload = canonical_json({
         "changes": sorted((c.key for c in changes if c.action is not Action.NOOP), key=canonical_json),
-        "desired": sorted(p.get("desired") or [], key=lambda d: str(d.get("name"))),
-        "stack": p["stack"], "targets": sorted(p.get("targets") or []), "replace": sorted(p.get("replace") or []),
-        "prune": p.get("prune", True), "prune_unrecorded": p.get("prune_unrecorded", False),
-        "lineage": p.get("state_lineage"), "serial": p.get("state_serial", 0),
-        "parents": sorted(p.get("parents") or [], key=canonical_json),
+        "desired": sorted(field("desired") or [], key=lambda d: str(d.get("name"))),
+        "stack": stack, "targets": sorted(field("targets") or []),
+        "replace": sorted(field("replace") or []),
+        "prune": field("prune", True), "prune_unrecorded": field("prune_unrecorded", False),
+        "lineage": field("state_lineage"), "serial": field("state_serial", 0),
+        "parents": sorted(field("parents") or [], key=canonical_json),
     })
     return hashlib.sha256(payload.encode()).hexdigest()
 
