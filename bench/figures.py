@@ -167,12 +167,10 @@ def _timed_runs(bench: Bench, command: Sequence[str], what: str, *, cwd: Path | 
     deltas: list[dict[str, int]] = []
     arrivals: list[list[float]] = []
     for _ in range(bench.repeat):
-        before = bench.emulator.stats()
-        run = _check(run_child(command, cwd=cwd, env=env or bench.env), 0, what)
-        after = bench.emulator.stats()
+        run, delta = bench.counted(lambda: _check(run_child(command, cwd=cwd, env=env or bench.env), 0, what))
         runs.append(run)
-        deltas.append(request_delta(before, after))
-        arrivals.append(arrivals_between(after, run.spawned_at, run.spawned_at + run.wall_s))
+        deltas.append(delta)
+        arrivals.append(arrivals_between(bench.emulator.stats(), run.spawned_at, run.spawned_at + run.wall_s))
     return runs, deltas, _phases(runs, arrivals)
 
 

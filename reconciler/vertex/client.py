@@ -151,9 +151,10 @@ class VertexClient:
     def list_converted(self, parent: str, convert: Callable[[dict[str, Any]], _T], filter: str | None = None
                        ) -> list[_T]:
         """`list_tuning_jobs`, each job validated and passed through `convert` as its page is
-        read (as its dump: `TuningJob.model_dump(by_alias=True, exclude_none=True)`), while the next page is already on its way: pages of one parent are sequential
-        (each needs the previous token), so the next request leaves as soon as the token is
-        known, and the work on a page overlaps the wait for the next. A page's decoded jobs are
+        read (as its dump: `TuningJob.model_dump(by_alias=True, exclude_none=True)`), while the
+        next page is already on its way: pages of one parent are sequential (each needs the
+        previous token), so the next request leaves as soon as the token is known, and the work
+        on a page overlaps the wait for the next. A page's decoded jobs are
         released one by one as they are converted: at most one page is held twice."""
         _, location = _parent_parts(parent)
         url = self._url(location, parent + "/tuningJobs")
