@@ -256,6 +256,9 @@ class Session:
         with ThreadPoolExecutor(max_workers=self.settings.concurrency, initializer=interrupt.worker_thread) as pool:
             def start(parent: str) -> None:
                 if parent not in started:
+                    if not started:  # the first list waits for the client alone: give it the GIL
+                        with contextlib.suppress(Exception):  # (raised again below, after the manifests' errors)
+                            self.client()
                     started[parent] = pool.submit(lambda: observe_parent(self.client(), parent))
 
             for parent in parents_to_observe([], state):
@@ -335,12 +338,22 @@ class Session:
         return Planned(plan, seen, models)
 
     def _network_ahead(self) -> None:
-        """Start what the first request needs and can be made beside this thread's work: the TLS
-        context (loading the CA bundle takes ~30 ms, mostly outside the GIL)."""
-        if self.api is None:
-            from reconciler.http.clients import prefetch_tls
+        """Start what the first request needs beside this thread's work (the state, the first
+        manifests): the TLS context (loading the CA bundle is mostly outside the GIL) and the
+        client itself (httpx, httpcore, credentials), on a thread. Best effort: an error there is
+        dropped, and raised again where the client is first needed."""
+        if self.api is not None:
+            return
+        from reconciler.http.clients import prefetch_tls
 
-            prefetch_tls()
+        prefetch_tls()
+        endpoint = self.settings.api_endpoint or ""
+        if endpoint != "embedded" and not endpoint.startswith("embedded:"):  # an emulator is started once, here
+            threading.Thread(target=self._client_ahead, name="reconciler-client", daemon=True).start()
+
+    def _client_ahead(self) -> None:
+        with contextlib.suppress(Exception):
+            self.client()
 
     def plan(self, paths: Sequence[Path], options: PlanOptions) -> Plan:
         """`reconciler plan`: list while loading, then plan."""
