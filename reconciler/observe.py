@@ -16,12 +16,19 @@ plan or the state with a control character or a token in it.
 A listing converts each page as it arrives, while the next page's request is on its way
 (`VertexClient.list_converted`). The plan package is imported only once the first requests have
 left: its import is CPU the first request need not wait for.
+
+Told which job names the state mentions (`keep`), a listing takes a job that carries no
+reconciler label and is not named there as a `ListedJob`: its name, state, labels and creation
+time are read at once (all ownership, identity and paths need), the rest — and the validation of
+the whole job — when something first reads it (an import hint, a status row). In a shared
+project most jobs are such, and a plan never reads more of them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -30,13 +37,27 @@ from reconciler import interrupt
 from reconciler.errors import MalformedResponseError, ReconcilerError
 from reconciler.http.redact import clean, clean_tree
 from reconciler.kinds import kind_of_job
-from reconciler.models import LABEL_NAME, LABEL_SPEC, LABEL_STACK, DesiredModel, ObservedJob
-from reconciler.vertex.client import REQUEST_LABEL, VertexClient, job_in_parent, split_job_name
-from reconciler.vertex.wire import TuningJob
+from reconciler.models import (
+    LABEL_MANAGED,
+    LABEL_NAME,
+    LABEL_SPEC,
+    LABEL_STACK,
+    RESERVED_LABEL_PREFIX,
+    DesiredModel,
+    ObservedJob,
+)
+from reconciler.vertex.client import (
+    REQUEST_LABEL,
+    VertexClient,
+    job_dump,
+    job_in_parent,
+    split_job_name,
+)
 
 if TYPE_CHECKING:
     from reconciler.plan import Observation
     from reconciler.state.model import State
+    from reconciler.vertex.wire import TuningJob
 
 
 def parents_to_observe(desired: Iterable[DesiredModel], state: State, extra: Iterable[str] = ()) -> list[str]:
@@ -113,13 +134,120 @@ def bad_identity(job: TuningJob | ObservedJob) -> str | None:
                 None)
 
 
-def list_observed(client: VertexClient, parent: str) -> list[ObservedJob]:
-    """Every job of `parent`, converted as its page arrives (the transport has cleaned it). A
-    client without `list_converted` (a test's fake) lists first, and each job is cleaned here."""
+# What a ListedJob reads at once; every other field of ObservedJob is read with the whole job.
+_AT_ONCE = ("name", "parent", "state", "labels", "create_time")
+_AT_ONCE_WIRE = ("name", "state", "labels", "createTime")
+
+
+class _Deferred:
+    """A field of a ListedJob read (with the whole job) when first used."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, job: ListedJob | None, owner: type | None = None) -> Any:
+        if job is None:
+            return self
+        values = job.__dict__
+        if self.name not in values:
+            job.read_whole()
+        return values[self.name]
+
+    def __set__(self, job: ListedJob, value: Any) -> None:  # dataclasses.replace, and read_whole
+        job.__dict__[self.name] = value
+
+
+class ListedJob(ObservedJob):
+    """An ObservedJob taken from a page without being read whole: `name`, `state`, `labels` and
+    `create_time` were read (and type-checked) off the listed job; any other field reads the
+    whole job — validated as every listed job is (`job_dump`), a malformed one then the same
+    one-line MalformedResponseError — and keeps it. Equal to the ObservedJob of the same job."""
+
+    @classmethod
+    def taken(cls, item: Any, parent: str, keep: Container[str]) -> ListedJob | None:
+        """`item` (a decoded, cleaned job of `parent`'s listing) as a ListedJob, or None when it
+        must be read whole now: a reconciler label (ours, another stack's, or forged), a name
+        `keep` holds, or anything read at once not plainly of its type."""
+        if type(item) is not dict:
+            return None
+        name, state, labels, created = (item.get(key) for key in _AT_ONCE_WIRE)
+        if type(name) is not str or name in keep or "create_time" in item:  # (a Python name: pydantic's to read)
+            return None
+        if not (state is None or type(state) is str) or not (created is None or type(created) is str):
+            return None
+        if labels is None:
+            labels = {}
+        elif type(labels) is not dict or not _plain_labels(labels):
+            return None
+        job = cls.__new__(cls)
+        job.__dict__.update(name=name, parent=parent, state=state or "", labels=dict(labels),
+                            create_time=created or "", _listed=item)
+        return job
+
+    def read_whole(self) -> None:
+        """Validate and read every field of the job (once; the listed form is then released)."""
+        values = self.__dict__
+        item = values.get("_listed")
+        if item is None:
+            return
+        what = f"the list of tuning jobs of {self.parent} (job {_shown(self.name)})"
+        whole = observed_from_dump(job_dump(item, what), self.parent)
+        values.update(whole.__dict__)
+        values.pop("_listed", None)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ObservedJob):
+            return NotImplemented
+        return _field_values(self) == _field_values(other)
+
+    __hash__ = ObservedJob.__hash__
+
+
+for _field in dataclasses.fields(ObservedJob):
+    if _field.name not in _AT_ONCE:
+        setattr(ListedJob, _field.name, _Deferred(_field.name))
+
+
+def _field_values(job: ObservedJob) -> tuple[Any, ...]:
+    return tuple(getattr(job, f.name) for f in dataclasses.fields(ObservedJob))
+
+
+def _plain_labels(labels: dict[Any, Any]) -> bool:
+    """Labels of strings, none of them the reconciler's (`managed-by`, `reconciler-…`)."""
+    return all(type(key) is str and type(value) is str and key != LABEL_MANAGED
+               and not key.startswith(RESERVED_LABEL_PREFIX) for key, value in labels.items())
+
+
+def state_job_names(state: State) -> frozenset[str]:
+    """Every job name the state mentions, wherever (adopted, recorded, serving, the journal): a
+    listed job so named is read whole, whatever its labels."""
+    names: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, str):
+            if "/tuningJobs/" in value:
+                names.add(value)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                walk(key)
+                walk(item)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                walk(item)
+
+    walk(state.model_dump())
+    return frozenset(names)
+
+
+def list_observed(client: VertexClient, parent: str, keep: Container[str] | None = None) -> list[ObservedJob]:
+    """Every job of `parent`, converted as its page arrives (the transport has cleaned it); with
+    `keep`, the jobs the plan has no reason to read are `ListedJob`s. A client without
+    `list_converted` (a test's fake) lists first, and each job is cleaned here."""
     each = getattr(client, "list_converted", None)
     if each is None:
         return [to_observed(job, parent) for job in client.list_tuning_jobs(parent)]
-    listed: list[ObservedJob] = each(parent, partial(observed_from_dump, parent=parent))
+    brief = None if keep is None else partial(ListedJob.taken, parent=parent, keep=keep)
+    listed: list[ObservedJob] = each(parent, partial(observed_from_dump, parent=parent), brief=brief)
     return listed
 
 
@@ -145,10 +273,10 @@ def observe(client: VertexClient, parents: Iterable[str], *, workers: int = 8) -
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-def observe_parent(client: VertexClient, parent: str) -> Observation:
-    """Every job of one parent (all pages), converted as it arrives; jobs not directly under
-    `parent` are left out and named in the observation's warnings."""
-    listed = list_observed(client, parent)
+def observe_parent(client: VertexClient, parent: str, keep: Container[str] | None = None) -> Observation:
+    """Every job of one parent (all pages), converted as it arrives (`keep`: `list_observed`);
+    jobs not directly under `parent` are left out and named in the observation's warnings."""
+    listed = list_observed(client, parent, keep)
     # imported once the first requests have left: plan's import is CPU they need not wait for
     from reconciler.plan import Observation
 

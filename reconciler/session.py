@@ -250,8 +250,9 @@ class Session:
         network, loading uses the CPU. Each parent is still listed once; manifest errors come first."""
         from concurrent.futures import Future, ThreadPoolExecutor
 
-        from reconciler.observe import merge, observe_parent, parents_to_observe
+        from reconciler.observe import merge, observe_parent, parents_to_observe, state_job_names
 
+        keep = state_job_names(state)  # a job named there is read whole, whatever its labels
         started: dict[str, Future[Observation]] = {}
         with ThreadPoolExecutor(max_workers=self.settings.concurrency, initializer=interrupt.worker_thread) as pool:
             def start(parent: str) -> None:
@@ -259,7 +260,7 @@ class Session:
                     if not started:  # the first list waits for the client alone: give it the GIL
                         with contextlib.suppress(Exception):  # (raised again below, after the manifests' errors)
                             self.client()
-                    started[parent] = pool.submit(lambda: observe_parent(self.client(), parent))
+                    started[parent] = pool.submit(lambda: observe_parent(self.client(), parent, keep))
 
             for parent in parents_to_observe([], state):
                 start(parent)

@@ -19,9 +19,11 @@ from reconciler.errors import MalformedResponseError, TransportError
 from reconciler.http.paging import Pager
 from reconciler.http.redact import clean_json, clean_tree, register_secret
 from reconciler.http.transport import _loads
-from reconciler.observe import observe_parent, to_observed
-from reconciler.vertex.client import VertexClient
+from reconciler.models import ObservedJob
+from reconciler.observe import ListedJob, observe_parent, observed_from_dump, to_observed
+from reconciler.vertex.client import VertexClient, job_dump
 from reconciler.vertex.wire import TuningJob
+from tests.test_fastdump import _model
 
 PARENT = "projects/demo-project/locations/us-central1"
 SECRET = "pipeline-test-secret-0123456789"
@@ -179,3 +181,75 @@ def test_decoding_accepts_and_refuses_what_the_standard_library_does(body: bytes
         else:
             with pytest.raises(MalformedResponseError, match=reason):
                 client.transport.send("GET", "http://api.test/v1/x")
+
+
+# -- jobs the plan has no reason to read (ListedJob) -------------------------------------------
+
+def _whole(item: Any) -> ObservedJob | None:
+    """What listing `item` gives read whole now: its ObservedJob, or None when it is malformed."""
+    try:
+        return observed_from_dump(job_dump(item, "a test"), PARENT)
+    except MalformedResponseError:
+        return None
+
+
+_KEPT = f"{PARENT}/tuningJobs/kept"
+_NAMES = st.sampled_from([f"{PARENT}/tuningJobs/7", _KEPT]) | st.text(max_size=6)
+_LABELS = st.dictionaries(st.sampled_from(["team", "managed-by", "reconciler-name", "reconciler-x", "x"]),
+                          st.text(max_size=3) | st.integers(), max_size=3)
+
+
+_AT_ONCE = st.fixed_dictionaries({}, optional={  # type: ignore[arg-type]
+    "name": _NAMES | st.none() | st.integers(), "labels": _LABELS | st.none() | st.just(["x"]),
+    "state": st.sampled_from(["JOB_STATE_RUNNING", "", "x"]) | st.integers(0, 9) | st.none(),
+    "createTime": st.sampled_from(["2026-01-01T00:00:00Z", ""]) | st.none() | st.integers(),
+    "create_time": st.sampled_from(["2026-01-02T00:00:00Z"])})
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.builds(_job, st.integers(0, 9)) | _model(TuningJob), _AT_ONCE)
+def test_a_job_taken_unread_reads_as_the_whole_job_would(data: dict[str, Any], at_once: dict[str, Any]) -> None:
+    """Whatever the job, `ListedJob.taken` either leaves it to be read now, or gives what reading
+    it whole gives, field by field — its malformed parts refused when first read, as before."""
+    item = {**data, **at_once}
+    taken = ListedJob.taken(item, PARENT, keep=frozenset({_KEPT}))
+    if taken is None:
+        return
+    assert item.get("name") != _KEPT
+    assert not any(k == "managed-by" or k.startswith("reconciler-") for k in taken.labels)
+    whole = _whole(item)
+    at_once = (taken.name, taken.parent, taken.state, taken.labels, taken.create_time)
+    assert all(type(v) is str for v in (taken.name, taken.state, taken.create_time, *taken.labels.values()))
+    if whole is None:
+        with pytest.raises(MalformedResponseError, match="malformed body"):
+            taken.read_whole()
+        return
+    assert at_once == (whole.name, whole.parent, whole.state, whole.labels, whole.create_time)
+    assert taken == whole and whole == taken and "_listed" not in taken.__dict__
+
+
+def test_listing_with_keep_reads_whole_only_jobs_that_may_be_ours() -> None:
+    ours = _job(1, labels={"managed-by": "reconciler", "reconciler-stack": "s", "reconciler-name": "a"})
+    adopted, other = _job(2), _job(3)
+    server = Server(_pages([ours, adopted, other], 2))
+    with server.client() as client:
+        observed = observe_parent(client, PARENT, keep=frozenset({adopted["name"]}))
+    kinds = [type(j).__name__ for j in observed.jobs]
+    assert kinds == ["ObservedJob", "ObservedJob", "ListedJob"]
+    assert list(observed.jobs) == [to_observed(TuningJob.model_validate(j), PARENT) for j in (ours, adopted, other)]
+    assert len(server.log) == 2
+
+
+def test_a_malformed_job_nobody_reads_is_not_an_error_and_one_that_is_read_is() -> None:
+    broken = _job(2, tuningDataStats=5)  # another team's job with a field of the wrong type
+    server = Server(_pages([_job(1), broken], 5))
+    with server.client() as client:
+        observed = observe_parent(client, PARENT, keep=frozenset())
+        with pytest.raises(MalformedResponseError) as caught:
+            observe_parent(client, PARENT)  # read whole (status, refresh): refused as before
+    assert "tuningJobs.1.tuningDataStats" in str(caught.value)
+    job = observed.jobs[1]
+    assert job.name == broken["name"] and job.state == "JOB_STATE_SUCCEEDED"  # read at once
+    with pytest.raises(MalformedResponseError) as caught:
+        job.spec  # noqa: B018  (read when something needs it: an import hint)
+    assert f"(job {broken['name']}) with a malformed body: tuningDataStats" in str(caught.value)

@@ -148,14 +148,18 @@ class VertexClient:
         MAX_LIST_PAGES pages or MAX_LISTED_JOBS jobs."""
         return self.list_converted(parent, TuningJob.model_validate, filter)
 
-    def list_converted(self, parent: str, convert: Callable[[dict[str, Any]], _T], filter: str | None = None
-                       ) -> list[_T]:
+    def list_converted(self, parent: str, convert: Callable[[dict[str, Any]], _T], filter: str | None = None,
+                       brief: Callable[[Any], _T | None] | None = None) -> list[_T]:
         """`list_tuning_jobs`, each job validated and passed through `convert` as its page is
         read (as its dump: `TuningJob.model_dump(by_alias=True, exclude_none=True)`), while the
         next page is already on its way: pages of one parent are sequential (each needs the
         previous token), so the next request leaves as soon as the token is known, and the work
         on a page overlaps the wait for the next. A page's decoded jobs are
-        released one by one as they are converted: at most one page is held twice."""
+        released one by one as they are converted: at most one page is held twice.
+
+        `brief`, when given, sees each decoded job first: what it returns (not None) stands for
+        the job, unvalidated and unconverted (it validates later what it reads later, with
+        `job_dump`)."""
         _, location = _parent_parts(parent)
         url = self._url(location, parent + "/tuningJobs")
         what = f"the list of tuning jobs of {parent}"
@@ -169,7 +173,7 @@ class VertexClient:
             ahead = None
             if pager.asks_again():
                 ahead = _Ahead(partial(self._list_page, url, location, filter, token))
-            out.extend(_convert_page(jobs, convert, f"{what} (page {number})"))
+            out.extend(_convert_page(jobs, convert, f"{what} (page {number})", brief))
         return out
 
     def _list_page(self, url: str, location: str, filter: str | None, token: str) -> Any:
@@ -323,27 +327,43 @@ def _page_parts(answer: Any, what: str) -> tuple[list[Any], str]:
     raise MalformedResponseError(f"Vertex AI answered {what} with a malformed body")  # pragma: no cover
 
 
-def _convert_page(jobs: list[Any], convert: Callable[[dict[str, Any]], _T], what: str) -> list[_T]:
-    """Each job of a page validated and converted, its decoded form released as soon as it is
-    (the list is emptied as it goes). A bad job is the error `_parse` gives for the whole page:
-    the first bad field, with the count of the others.
-
-    A job is handed over as its model's dump; `fastdump` gives it without building the model
-    when it is sure of the data (nearly always: ~3x faster), else pydantic validates it."""
+def _convert_page(jobs: list[Any], convert: Callable[[dict[str, Any]], _T], what: str,
+                  brief: Callable[[Any], _T | None] | None = None) -> list[_T]:
+    """Each job of a page validated and converted (or taken by `brief`), its decoded form
+    released as soon as it is (the list is emptied as it goes). A bad job is the error `_parse`
+    gives for the whole page: the first bad field, with the count of the others."""
     out: list[_T] = []
     for index, item in enumerate(jobs):
-        raw = dump(TuningJob, item)
-        if raw is None:
-            try:
-                raw = TuningJob.model_validate(item).model_dump(by_alias=True, exclude_none=True)
-            except ValidationError:
-                _parse(ListTuningJobsResponse, {"tuningJobs": [{}] * index + jobs[index:]}, what)
-                raise
-            except RecursionError:
-                raise MalformedResponseError(f"Vertex AI answered {what} with a body nested too deeply") from None
+        taken = brief(item) if brief is not None else None
+        if taken is not None:
+            jobs[index] = None
+            out.append(taken)
+            continue
+        try:
+            raw = job_dump(item, what)
+        except MalformedResponseError:  # named as the page's first bad field, with the count of the others
+            _parse(ListTuningJobsResponse, {"tuningJobs": [{}] * index + jobs[index:]}, what)
+            raise
         jobs[index] = None
         out.append(convert(raw))
     return out
+
+
+def job_dump(item: Any, what: str) -> dict[str, Any]:
+    """A listed job validated, as its model's dump (`TuningJob.model_dump(by_alias=True,
+    exclude_none=True)`): `fastdump` gives it without building the model when it is sure of the
+    data (nearly always: ~3x faster), else pydantic validates it. A bad job is a one-line
+    MalformedResponseError naming `what` and its first bad field."""
+    raw = dump(TuningJob, item)
+    if raw is not None:
+        return raw
+    try:
+        return TuningJob.model_validate(item).model_dump(by_alias=True, exclude_none=True)
+    except ValidationError:
+        _parse(TuningJob, item, what)
+        raise
+    except RecursionError:
+        raise MalformedResponseError(f"Vertex AI answered {what} with a body nested too deeply") from None
 
 
 def _parse(model: type[_Model], data: Any, what: str) -> _Model:
