@@ -50,7 +50,9 @@ from reconciler.vertex.client import (
     REQUEST_LABEL,
     VertexClient,
     job_dump,
-    job_in_parent,
+    job_place,
+    parent_parts,
+    place_in_parent,
     split_job_name,
 )
 
@@ -283,8 +285,10 @@ def observe_parent(client: VertexClient, parent: str, keep: Container[str] | Non
     # The service names jobs by project NUMBER even when the parent gave the project id: a
     # listing of one project must then use one number (the project's). Jobs under two numbers
     # cannot be told apart — which are ours? — so the listing is refused rather than guessed at.
-    project = parent.split("/")[1]
-    numbers = sorted({_project_of(job.name) for job in listed if job_in_parent(job.name, parent)} - {project})
+    want = parent_parts(parent)
+    places = [job_place(job.name) for job in listed]  # each name split once
+    numbers = sorted({place[0] for place in places if place is not None and place_in_parent(place, want)}
+                     - {want[0]})
     if len(numbers) > 1:
         raise MalformedResponseError(
             f"the list of tuning jobs of {parent} returned jobs under {len(numbers)} project numbers "
@@ -294,8 +298,8 @@ def observe_parent(client: VertexClient, parent: str, keep: Container[str] | Non
     jobs: list[ObservedJob] = []
     skipped: list[str] = []
     forged: list[str] = []
-    for job in listed:
-        if not job_in_parent(job.name, parent, number):
+    for job, place in zip(listed, places, strict=True):
+        if not place_in_parent(place, want, number):
             skipped.append(_shown(job.name))
         elif (key := bad_identity(job)) is not None:
             forged.append(f"{job.name} ({key}={_cut(repr(clean(job.labels[key])))})")
@@ -331,10 +335,6 @@ def _shown(name: str | None) -> str:
         text = repr(clean(name))
         return text if len(text) <= 120 else text[:120] + "…"
     return name
-
-
-def _project_of(name: str | None) -> str:
-    return (name or "").split("/")[1] if (name or "").count("/") >= 1 else ""
 
 
 def merge(observations: Iterable[Observation]) -> Observation:

@@ -160,7 +160,7 @@ class VertexClient:
         `brief`, when given, sees each decoded job first: what it returns (not None) stands for
         the job, unvalidated and unconverted (it validates later what it reads later, with
         `job_dump`)."""
-        _, location = _parent_parts(parent)
+        _, location = parent_parts(parent)
         url = self._url(location, parent + "/tuningJobs")
         what = f"the list of tuning jobs of {parent}"
         pager = Pager(what, "jobs", max_pages=MAX_LIST_PAGES, max_items=MAX_LISTED_JOBS)
@@ -203,7 +203,7 @@ class VertexClient:
         no answer came back; before each new attempt the jobs of the parent are searched for the
         request label, and a found job is returned instead of creating a second one.
         """
-        _, location = _parent_parts(parent)
+        _, location = parent_parts(parent)
         labels = dict(job.labels or {})
         labels[REQUEST_LABEL] = request_id
         body = job.model_copy(update={"labels": labels}).to_wire()
@@ -393,21 +393,32 @@ def job_in_parent(name: object, parent: str, number: str | None = None) -> bool:
     The service names jobs by project NUMBER whatever the parent said, so a parent given by
     project id also takes a name whose project is all digits — `number` when it is known (the
     caller checks that one listing uses one number), else any number."""
+    return place_in_parent(job_place(name), parent_parts(parent), number)
+
+
+def job_place(name: object) -> tuple[str, str] | None:
+    """(project, location) of a tuning job resource name; None for anything else."""
     if not isinstance(name, str):
-        return False
+        return None
     try:
         project, location, _ = split_job_name(name)
     except ReconcilerError:
+        return None
+    return project, location
+
+
+def place_in_parent(place: tuple[str, str] | None, parent: tuple[str, str], number: str | None = None) -> bool:
+    """`job_in_parent` of a name split by `job_place`, the parent split as (project, location)."""
+    if place is None or place[1] != parent[1]:
         return False
-    want_project, want_location = _parent_parts(parent)
-    if location != want_location:
-        return False
+    project, want_project = place[0], parent[0]
     if project == want_project:
         return True
     return not want_project.isdigit() and project.isdigit() and (number is None or project == number)
 
 
-def _parent_parts(parent: str) -> tuple[str, str]:
+def parent_parts(parent: str) -> tuple[str, str]:
+    """(project, location) of a parent resource name; InvalidNameError for anything else."""
     parts = parent.split("/")
     if len(parts) != 4 or parts[0] != "projects" or parts[2] != "locations":
         raise InvalidNameError(f"not a parent resource name: {parent!r}")
