@@ -191,11 +191,18 @@ def plan(bench: Bench, workspace: Workspace, *, baseline: bool = False) -> dict[
     }
 
 
-def process_bound(bench: Bench) -> dict[str, Any]:
+# The libraries `reconciler plan` cannot send its first request without (the command line, the
+# models, the manifests' YAML, the HTTP client): what the library-floor pager imports first.
+LIBRARIES = ("typer", "pydantic", "yaml", "httpx", "httpcore")
+
+
+def process_bound(bench: Bench, *, preload: Sequence[str] = ()) -> dict[str, Any]:
     """(a') The minimal pager as a whole process (bench/pager.py: stdlib only, a thread and a
     keep-alive connection per region, json.loads of each page): the API's pages plus Python's
-    start-up, the like-for-like bound of a whole `plan` process. Wall, CPU and peak RSS."""
-    command = [sys.executable, str(PAGER), bench.emulator.url, PROJECT, *bench.regions]
+    start-up, the like-for-like bound of a whole `plan` process. Wall, CPU and peak RSS. With
+    `preload`, the pager imports those modules first (the floor of those libraries)."""
+    options = ["--preload", ",".join(preload)] if preload else []
+    command = [sys.executable, str(PAGER), *options, bench.emulator.url, PROJECT, *bench.regions]
     runs, deltas, phases = _timed_runs(bench, command, "pager")
     return {
         "wall_s": summary([r.wall_s for r in runs]),
@@ -215,6 +222,7 @@ def page_regime(bench: Bench, workspace: Workspace, jobs_per_region: dict[str, i
     bench.emulator.config(max_page_size=page_size, latency_ms=latency_ms)
     bound = listing_bound(bench, jobs_per_region)
     process = process_bound(bench)
+    libraries = process_bound(bench, preload=LIBRARIES)
     planned = plan(bench, workspace)
     observed = observe_in_process(bench)
     bound_wall = bound["raw_client"]["wall_s"]["median"]
@@ -230,10 +238,12 @@ def page_regime(bench: Bench, workspace: Workspace, jobs_per_region: dict[str, i
         "manifests": len(workspace.models),
         "listing_bound": bound,
         "process_bound": process,
+        "library_bound": libraries,
         "plan": planned,
         "observe": observed,
         "plan_ratio_to_bound": ratio(planned["wall_s"]["median"], bound_wall),
         "plan_ratio_to_process_bound": ratio(planned["wall_s"]["median"], process["wall_s"]["median"]),
+        "plan_ratio_to_library_bound": ratio(planned["wall_s"]["median"], libraries["wall_s"]["median"]),
         "observe_ratio_to_bound": ratio(observed["wall_s"]["median"], bound_wall),
         "plan_rss_kb_per_job": planned["peak_rss_mb"]["median"] * 1024 / jobs if jobs else None,
     }

@@ -5,6 +5,9 @@ bound a whole `reconciler plan` process is compared with: the API's pages plus P
 start-up, nothing of the reconciler.
 
     python bench/pager.py URL PROJECT REGION [REGION …]    (prints the number of jobs)
+
+With `--preload MODULE,MODULE…` first, the pager imports those modules before its first request
+(and uses none of them): the bound of a process that cannot start without those libraries.
 """
 
 from __future__ import annotations
@@ -40,6 +43,10 @@ def list_region(url: str, project: str, region: str, counts: dict[str, int]) -> 
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["--preload"]:
+        for module in argv[1].split(","):
+            __import__(module)
+        argv = argv[2:]
     url, project, regions = argv[0], argv[1], argv[2:]
     counts: dict[str, int] = {}
     threads = [threading.Thread(target=list_region, args=(url, project, r, counts)) for r in regions]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from bench.figures import LIBRARIES
+
 
 def seconds(value: float | None) -> str:
     """`0.0123` → `12.3 ms`, `61.2` → `61.20 s`."""
@@ -70,6 +72,9 @@ def _listing(results: dict[str, Any]) -> list[str]:
         ["bound as a process: stdlib pager (bench/pager.py), Python start-up included",
          *_wall(bound["process"]), requests(bound["process"]["requests"]),
          times(ratio_of(bound["process"], raw)), f"{bound['process']['peak_rss_mb']['median']:.0f} MB"],
+        *([[f"the same pager importing {', '.join(LIBRARIES)} first (their floor)", *_wall(bound["libraries"]),
+            requests(bound["libraries"]["requests"]), times(ratio_of(bound["libraries"], raw)),
+            f"{bound['libraries']['peak_rss_mb']['median']:.0f} MB"]] if bound.get("libraries") else []),
         [f"`reconciler plan --detailed-exitcode` (CLI process, exit {plan['exit_code']})", *_wall(plan),
          requests(plan["requests"]), times(plan["ratio_to_bound"]),
          f"{plan['peak_rss_mb']['median']:.0f} MB"],
@@ -93,8 +98,10 @@ def _listing(results: dict[str, Any]) -> list[str]:
     ]
     if not sdk.get("available"):
         lines += ["", f"google-genai: {sdk['reason']}."]
+    floor = (f"; against the pager importing {', '.join(LIBRARIES)} first: "
+             f"{times(plan['ratio_to_library_bound'])}" if plan.get("ratio_to_library_bound") else "")
     lines += ["", f"Whole `plan` process against the bound as a process: "
-              f"{times(plan['ratio_to_process_bound'])}; its CPU: {seconds(plan['cpu_s']['median'])} "
+              f"{times(plan['ratio_to_process_bound'])}{floor}; its CPU: {seconds(plan['cpu_s']['median'])} "
               f"(the stdlib pager's: {seconds(bound['process']['cpu_s']['median'])})."]
     lists = plan["requests"]["list"]
     verdict = "yes" if lists == bound["pages"] and plan["requests"]["get"] == 0 else "**no**"
@@ -121,7 +128,7 @@ def _regime_row(r: dict[str, Any]) -> list[str]:
         seconds(process["wall_s"]["median"]), seconds(r["observe"]["wall_s"]["median"]),
         times(r["observe_ratio_to_bound"]), seconds(plan["wall_s"]["median"]),
         f"**{times(r['plan_ratio_to_bound'])}**", times(r["plan_ratio_to_process_bound"]),
-        seconds(plan["cpu_s"]["median"]), f"{plan['peak_rss_mb']['median']:.0f} MB",
+        times(r.get("plan_ratio_to_library_bound")), seconds(plan["cpu_s"]["median"]), f"{plan['peak_rss_mb']['median']:.0f} MB",
         f"{r['plan_rss_kb_per_job']:.1f} KB", f"{plan['requests']['list']} list, {plan['requests']['get']} get"
         + ("" if same else " (**not the bound**)"),
     ] + ([_before(r["plan_baseline"], r["plan_baseline_ratio_to_bound"], r["jobs"])] if r.get("plan_baseline")
@@ -143,11 +150,14 @@ def _phase_row(what: str, process: str, figure: dict[str, Any]) -> list[str]:
 def _phases(results: dict[str, Any]) -> list[str]:
     """Start-up, listing and finish of the whole processes, from the emulator's arrival times."""
     rows: list[list[str]] = []
-    workloads = [("main", results["listing_bound"]["process"], results["plan"], None)]
-    workloads += [(f"{r['page_size']:,}-job pages", r["process_bound"], r["plan"], r.get("plan_baseline"))
-                  for r in results.get("page_regimes") or []]
-    for what, pager, plan, baseline in workloads:
+    bound = results["listing_bound"]
+    workloads = [("main", bound["process"], bound.get("libraries"), results["plan"], None)]
+    workloads += [(f"{r['page_size']:,}-job pages", r["process_bound"], r.get("library_bound"), r["plan"],
+                   r.get("plan_baseline")) for r in results.get("page_regimes") or []]
+    for what, pager, libraries, plan, baseline in workloads:
         rows.append(_phase_row(what, "stdlib pager", pager))
+        if libraries:
+            rows.append(_phase_row(what, "pager importing " + ", ".join(LIBRARIES) + " first", libraries))
         rows.append(_phase_row(what, "`reconciler plan`", plan))
         if baseline:
             rows.append(_phase_row(what, "baseline `reconciler plan`", baseline))
@@ -159,7 +169,9 @@ def _phases(results: dict[str, Any]) -> list[str]:
         "arrive: from spawn to its first request (interpreter, imports, settings, the first "
         "manifests), from its first to its last request, and from its last request to its exit "
         "(the last page's latency and conversion, planning, printing, exit). Each part is a median "
-        "over the runs: they need not add up to the median wall exactly.",
+        "over the runs: they need not add up to the median wall exactly. The pager importing the "
+        "libraries `plan` cannot start without (and using none of them) is the floor those "
+        "libraries set, whatever the reconciler's own code does.",
         "",
         *_table(["workload", "process", "spawn → first request", "first → last request",
                  "last request → exit", "wall"], rows),
@@ -184,7 +196,7 @@ def _regimes(results: dict[str, Any]) -> list[str]:
         "",
         *_table(["max page size", "pages", "latency floor", "emulator CPU / listing", "bound",
                  "bound (process)", "observe", "observe / bound", "plan", "plan / bound",
-                 "plan / bound (process)", "plan CPU", "plan peak RSS", "RSS / job", "plan requests",
+                 "plan / bound (process)", "plan / library pager", "plan CPU", "plan peak RSS", "RSS / job", "plan requests",
                  *(["baseline plan (ratio), CPU, RSS / job"] if first.get("plan_baseline") else [])],
                 [_regime_row(r) for r in regimes]),
     ]  # fmt: skip
