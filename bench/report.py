@@ -55,6 +55,9 @@ def _header(results: dict[str, Any]) -> list[str]:
         f"matching; {p['others']:,} others, unmanaged or of another stack); {p['latency_ms']:g} ms "
         f"per API request; max page size {bound['max_page_size']:,}.",
         *([f"- Baseline (its `plan` measured beside this one's): {p['baseline']}"] if p.get("baseline") else []),
+        *([f"- Bytecode of the measured `reconciler` compiled before timing, as an installed copy has it "
+           f"(PYTHONDONTWRITEBYTECODE={m['PYTHONDONTWRITEBYTECODE']} here): {', '.join(m['bytecode_compiled'])}"]
+          if m.get("bytecode_compiled") else []),
         f"- Each figure measured k = {p['repeat']} times in this run: median and min. Load average "
         f"(1, 5, 15 min) at start {m['load_average_at_start']}, at end {m['load_average_at_end']}.",
     ]
