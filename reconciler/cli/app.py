@@ -5,6 +5,7 @@ sibling modules; this package's `__init__` registers them."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import os
@@ -332,8 +333,39 @@ def _click_exceptions() -> tuple[tuple[type[BaseException], ...], ...]:
     return tuple(tuple(classes) for classes in found.values())
 
 
-GLOBAL_OPTIONS = ("--api-endpoint", "--state", "--project", "--region", "--stack", "--env", "--config",
-                  "--allow-insecure-http", "--no-color", "--debug")
+GLOBAL_FLAGS = ("--allow-insecure-http", "--no-color", "--debug")
+GLOBAL_OPTIONS = ("--api-endpoint", "--state", "--project", "--region", "--stack", "--env", "--config", *GLOBAL_FLAGS)
+
+
+def _command_named(args: Sequence[str]) -> str | None:
+    """The command `args` run, read past the global options: None when anything else comes first
+    (an option not listed here, help, --version)."""
+    valued = [opt for opt in GLOBAL_OPTIONS if opt not in GLOBAL_FLAGS]
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg in valued:
+            i += 2
+        elif arg in GLOBAL_FLAGS or arg.partition("=")[0] in valued:
+            i += 1
+        else:
+            return None if arg.startswith("-") else arg
+    return None
+
+
+def _command_tree(args: Sequence[str]) -> Any:
+    """The click command of the app for `args`: the global options and only the command they run
+    when it is a plain one (building all of them reads every command's signature: ~25 ms of each
+    start), the whole app otherwise (no command, a group, a typo to suggest for, help, shell
+    completion)."""
+    name = _command_named(args)
+    chosen = [c for c in app.registered_commands
+              if name is not None and (c.name or typer.main.get_command_name(c.callback.__name__)) == name]
+    if len(chosen) != 1 or any(key.startswith("_") and key.endswith("_COMPLETE") for key in os.environ):
+        return typer.main.get_command(app)
+    part = copy.copy(app)
+    part.registered_commands, part.registered_groups = chosen, []
+    return typer.main.get_command(part)
 
 
 def _global_option_after_command(args: list[str], exc: BaseException) -> str | None:
@@ -364,7 +396,7 @@ def _usage_error(args: list[str], exc: Any) -> int:
 def _run(args: list[str], debug: bool) -> int:
     exit_types, abort_types, click_errors = _click_exceptions()
     try:
-        result = typer.main.get_command(app).main(args=args, prog_name="reconciler", standalone_mode=False)
+        result = _command_tree(args).main(args=args, prog_name="reconciler", standalone_mode=False)
     except exit_types as exc:
         return int(getattr(exc, "exit_code", 0))
     except abort_types:
