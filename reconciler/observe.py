@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import threading
 from collections.abc import Container, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -239,6 +240,38 @@ def state_job_names(state: State) -> frozenset[str]:
 
     walk(state.model_dump())
     return frozenset(names)
+
+
+class StateNames(Container[str]):
+    """`state_job_names` of a state read after the listings began (plan sends its first request as
+    soon as one manifest is valid; the state's import and validation are CPU that request need not
+    wait for). A page converted before the names are known waits for them. Once the run gives up
+    (the state or a manifest is wrong, Ctrl-C: `abandon`), a listing ends at the next job it
+    converts instead of reading its parent to the end for nobody."""
+
+    def __init__(self) -> None:
+        self._names: frozenset[str] = frozenset()
+        self._abandoned = False
+        self._known = threading.Event()
+
+    def know(self, state: State) -> None:
+        self._names = state_job_names(state)
+        self._known.set()
+
+    def abandon(self) -> None:
+        self._abandoned = True
+        self._known.set()
+
+    def __contains__(self, name: object) -> bool:
+        if not self._known.is_set():
+            self._known.wait()
+        if self._abandoned:
+            raise ListingAbandoned
+        return name in self._names
+
+
+class ListingAbandoned(Exception):
+    """A listing ended early because the run it served has failed (`StateNames.abandon`)."""
 
 
 def list_observed(client: VertexClient, parent: str, keep: Container[str] | None = None) -> list[ObservedJob]:

@@ -244,17 +244,20 @@ class Session:
                                                 workers=self.settings.concurrency)}
         return [resolved.get(d.name, d) for d in desired]
 
-    def load_and_observe(self, paths: Sequence[Path], state: State, *, allow_empty: bool
-                         ) -> tuple[LoadResult, Observation]:
+    def load_and_observe(self, paths: Sequence[Path], read_state: Callable[[], State], *, allow_empty: bool
+                         ) -> tuple[LoadResult, Observation, State]:
         """Load the manifests while their regions are being listed: each (project, region) is
-        listed as soon as the state or the first manifest naming it is read — listing waits on the
-        network, loading uses the CPU. Each parent is still listed once; manifest errors come first."""
+        listed as soon as the first manifest naming it is valid, or the state names it — listing
+        waits on the network, loading uses the CPU. The state is read once the first list has left
+        (or after the manifests, when none is valid). Each parent is still listed once; manifest
+        errors come first."""
         from concurrent.futures import Future, ThreadPoolExecutor
 
-        from reconciler.observe import merge, observe_parent, parents_to_observe, state_job_names
+        from reconciler.observe import StateNames, merge, observe_parent, parents_to_observe
 
-        keep = state_job_names(state)  # a job named there is read whole, whatever its labels
+        keep = StateNames()  # a job the state names is read whole, whatever its labels
         started: dict[str, Future[Observation]] = {}
+        state: State | None = None
         with ThreadPoolExecutor(max_workers=self.settings.concurrency, initializer=interrupt.worker_thread) as pool:
             def start(parent: str) -> None:
                 if parent not in started:
@@ -262,16 +265,29 @@ class Session:
                         with contextlib.suppress(Exception):  # (raised again below, after the manifests' errors)
                             self.client()
                     started[parent] = pool.submit(lambda: observe_parent(self.client(), parent, keep))
+                    read()
 
-            for parent in parents_to_observe([], state):
-                start(parent)
-            loaded = self.load(paths, allow_empty=allow_empty, on_model=lambda d: start(d.parent))
-            for model in loaded.models:  # computed once (cached) while the listings are on their way
-                model.spec_hash  # noqa: B018
-            if not all(future.done() for future in started.values()):
-                self.meanwhile()
-            observation = merge(future.result() for future in started.values())
-        return loaded, observation
+            def read() -> State:
+                nonlocal state
+                if state is None:
+                    state = read_state()
+                    keep.know(state)
+                    for parent in parents_to_observe([], state):
+                        start(parent)
+                return state
+
+            try:
+                loaded = self.load(paths, allow_empty=allow_empty, on_model=lambda d: start(d.parent))
+                read()
+                for model in loaded.models:  # computed once (cached) while the listings are on their way
+                    model.spec_hash  # noqa: B018
+                if not all(future.done() for future in started.values()):
+                    self.meanwhile()
+                observation = merge(future.result() for future in started.values())
+            except BaseException:
+                keep.abandon()
+                raise
+        return loaded, observation, read()
 
     # -- the model catalog ----------------------------------------------------------------------
     def catalog(self) -> Catalog:
@@ -362,10 +378,9 @@ class Session:
     def plan(self, paths: Sequence[Path], options: PlanOptions) -> Plan:
         """`reconciler plan`: list while loading, then plan."""
         self._network_ahead()
-        state = self.read_state()
         if options.destroy:
-            return self.make_plan(state, [], options, prune=True).plan
-        loaded, observation = self.load_and_observe(paths, state, allow_empty=options.allow_empty)
+            return self.make_plan(self.read_state(), [], options, prune=True).plan
+        loaded, observation, state = self.load_and_observe(paths, self.read_state, allow_empty=options.allow_empty)
         return self.make_plan(state, loaded.models, options, prune=self.prunes(paths, options.prune),
                               observation=observation).plan
 
