@@ -88,7 +88,6 @@ class Session:
     debug: bool = False
     warn: Callable[[str], None] = lambda _m: None
     info: Callable[[str], None] = lambda _m: None
-    meanwhile: Callable[[], None] = lambda: None  # what the caller prepares (its output) while lists run
     exit_stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     # Injected in tests (in-memory fakes); made from the settings otherwise.
     api: VertexClient | None = None
@@ -281,8 +280,6 @@ class Session:
                 read()
                 for model in loaded.models:  # computed once (cached) while the listings are on their way
                     model.spec_hash  # noqa: B018
-                if not all(future.done() for future in started.values()):
-                    self.meanwhile()
                 observation = merge(future.result() for future in started.values())
             except BaseException:
                 keep.abandon()

@@ -75,15 +75,8 @@ class Runtime:
                 self.settings, token=os.environ.get("RECONCILER_ACCESS_TOKEN") or None,
                 storage_emulator=os.environ.get("STORAGE_EMULATOR_HOST") or None,
                 allow_insecure_http=self.allow_insecure_http, debug=self.debug, warn=self.warn, info=self.info,
-                meanwhile=self._ready_output, exit_stack=self.exit_stack)
+                exit_stack=self.exit_stack)
         return self._session
-
-    def _ready_output(self) -> None:
-        """What printing the result needs (the renderer, rich, the consoles), made while the
-        session waits for the API: the end of the run does not spend that CPU."""
-        from reconciler import render  # noqa: F401
-
-        self.out, self.err  # noqa: B018
 
     def _make_console(self, stderr: bool) -> Console:
         from rich.console import Console
