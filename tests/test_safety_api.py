@@ -619,6 +619,39 @@ def test_a_signal_wakes_the_main_thread_whichever_thread_the_kernel_hands_it_to(
     print(f"12 signals while paging: slowest exit {max(took):.2f} s after its signal")
     assert max(took) < 15, took
 
+
+@pytest.mark.slow
+def test_a_signal_at_the_first_request_ends_the_run_even_inside_an_import(workdir: Path, emulator: Any) -> None:
+    # The signal handler runs in the main thread at its next bytecode, wherever that is. At the
+    # first request the main thread is still importing; a KeyboardInterrupt raised inside
+    # importlib's own critical section (a module lock's weakref callback holding the global import
+    # lock) was swallowed and left the lock held: the listing thread's next import (a retry's
+    # warning imports rich) blocked for ever, and the main thread waited on it (2 runs in 20 under
+    # load, 2026-12-04). The handler now only requests the stop while the import lock is held.
+    # Trials under CPU load, the signal sent as the first list request arrives.
+    write_config(workdir, retry={"initial": 40, "maximum": 60, "deadline": 120, "maxAttempts": 10})
+    (workdir / "manifests").mkdir()
+    (workdir / "manifests" / "bot.yaml").write_text(json.dumps(
+        {"apiVersion": "reconciler/v1", "kind": "TunedModel", "metadata": {"name": "bot"},
+         "spec": {"baseModel": "gemini-3.5-flash", "supervisedTuningSpec": {"trainingDatasetUri": "gs://bucket/bot/train.jsonl"}}}))
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    took = []
+    try:
+        emulator.configure(rate_503=1.0)
+        for trial in range(16):
+            before = emulator.stats()["requests"].get("list", 0)
+            sig = (signal.SIGTERM, signal.SIGINT)[trial % 2]
+            seconds, done = _run_cli_and_signal(workdir, emulator.url, sig,
+                                                lambda b=before: emulator.stats()["requests"].get("list", 0) > b)
+            assert done.returncode > 0 and "Traceback" not in done.stderr, (trial, done.returncode, done.stderr)
+            took.append(seconds)
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+    print(f"16 signals at the first request: slowest exit {max(took):.2f} s after its signal")
+    assert max(took) < 15, took
+
 @pytest.mark.parametrize(("answer", "expected"), [
     ({"tuningJobs": "x"}, "tuningJobs"),
     ({"tuningJobs": [{"name": 5}]}, "tuningJobs.0.name"),

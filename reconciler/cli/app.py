@@ -4,6 +4,7 @@ sibling modules; this package's `__init__` registers them."""
 
 from __future__ import annotations
 
+import _imp
 import contextlib
 import copy
 import json
@@ -301,6 +302,13 @@ def _terminate_as_interrupt() -> Iterator[None]:
 
     def interrupt(signum: int, frame: object) -> None:
         stop.request_stop()
+        if _import_lock_held():
+            # Raised inside importlib's own critical section (a module lock's weakref callback
+            # between taking and releasing the global import lock), the exception is swallowed
+            # and the lock stays held for ever: every other thread's next import blocks, the
+            # listing never ends and the main thread waits on it. Here the stop request alone
+            # ends every thread's wait, and the main thread sees it through them.
+            return
         raise KeyboardInterrupt
 
     previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -309,6 +317,14 @@ def _terminate_as_interrupt() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _import_lock_held() -> bool:
+    """Whether some thread is inside the import system's global lock right now (CPython's
+    `_imp.lock_held`; False where the interpreter has none). Called from a signal handler: imports
+    nothing."""
+    held = getattr(_imp, "lock_held", None)
+    return bool(held()) if held is not None else False
 
 
 def _click_exceptions() -> tuple[tuple[type[BaseException], ...], ...]:
