@@ -369,6 +369,7 @@ class Session:
             threading.Thread(target=self._client_ahead, name="reconciler-client", daemon=True).start()
 
     def _client_ahead(self) -> None:
+        interrupt.worker_thread()  # signals go to the main thread, as from every helper thread
         with contextlib.suppress(Exception):
             self.client()
 
