@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from bench.figures import LIBRARIES
+from bench.figures import LIBRARY_FLOOR
 
 
 def seconds(value: float | None) -> str:
@@ -75,7 +75,7 @@ def _listing(results: dict[str, Any]) -> list[str]:
         ["bound as a process: stdlib pager (bench/pager.py), Python start-up included",
          *_wall(bound["process"]), requests(bound["process"]["requests"]),
          times(ratio_of(bound["process"], raw)), f"{bound['process']['peak_rss_mb']['median']:.0f} MB"],
-        *([[f"the same pager importing {', '.join(LIBRARIES)} first (their floor)", *_wall(bound["libraries"]),
+        *([[f"the same pager {LIBRARY_FLOOR} (their floor)", *_wall(bound["libraries"]),
             requests(bound["libraries"]["requests"]), times(ratio_of(bound["libraries"], raw)),
             f"{bound['libraries']['peak_rss_mb']['median']:.0f} MB"]] if bound.get("libraries") else []),
         [f"`reconciler plan --detailed-exitcode` (CLI process, exit {plan['exit_code']})", *_wall(plan),
@@ -101,7 +101,7 @@ def _listing(results: dict[str, Any]) -> list[str]:
     ]
     if not sdk.get("available"):
         lines += ["", f"google-genai: {sdk['reason']}."]
-    floor = (f"; against the pager importing {', '.join(LIBRARIES)} first: "
+    floor = (f"; against the pager {LIBRARY_FLOOR}: "
              f"{times(plan['ratio_to_library_bound'])}" if plan.get("ratio_to_library_bound") else "")
     lines += ["", f"Whole `plan` process against the bound as a process: "
               f"{times(plan['ratio_to_process_bound'])}{floor}; its CPU: {seconds(plan['cpu_s']['median'])} "
@@ -160,7 +160,7 @@ def _phases(results: dict[str, Any]) -> list[str]:
     for what, pager, libraries, plan, baseline in workloads:
         rows.append(_phase_row(what, "stdlib pager", pager))
         if libraries:
-            rows.append(_phase_row(what, "pager importing " + ", ".join(LIBRARIES) + " first", libraries))
+            rows.append(_phase_row(what, f"pager {LIBRARY_FLOOR}", libraries))
         rows.append(_phase_row(what, "`reconciler plan`", plan))
         if baseline:
             rows.append(_phase_row(what, "baseline `reconciler plan`", baseline))
