@@ -26,8 +26,10 @@ from reconciler.vertex.client import VertexClient
 
 CLI = (sys.executable, "-m", "reconciler.cli")
 PAGER = Path(__file__).resolve().parent / "pager.py"
-FLOOR = 'python -c "import pydantic, yaml"'  # the start-up floor: the libraries any run needs
-ONE_MODEL = 'python -c "import pydantic, yaml; pydantic.create_model(\'M\', x=(int, ...))"'  # any use of pydantic
+FLOOR_CODE = "import pydantic, yaml"  # the start-up floor: the libraries any run needs
+ONE_MODEL_CODE = f"{FLOOR_CODE}; pydantic.create_model('M', x=(int, ...))"  # any use of pydantic pays that
+FLOOR = f'python -c "{FLOOR_CODE}"'
+ONE_MODEL = f'python -c "{ONE_MODEL_CODE}"'
 PAGE_SIZE = 1000
 APPLY_CONCURRENCY = Settings().concurrency  # the reconciler's default, which the harness keeps
 T = TypeVar("T")
@@ -440,8 +442,8 @@ def startup(bench: Bench, workspace: Workspace) -> dict[str, Any]:
     drift hits all alike; ratios to `python -c pass` and to the floor."""
     commands: dict[str, list[str]] = {
         "python -c pass": [sys.executable, "-c", "pass"],
-        FLOOR: [sys.executable, "-c", "import pydantic, yaml"],
-        ONE_MODEL: [sys.executable, "-c", "import pydantic, yaml; pydantic.create_model('M', x=(int, ...))"],
+        FLOOR: [sys.executable, "-c", FLOOR_CODE],
+        ONE_MODEL: [sys.executable, "-c", ONE_MODEL_CODE],
         "python -m reconciler.cli --help": [*CLI, "--help"],
     }
     script = console_script()

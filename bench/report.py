@@ -173,8 +173,8 @@ def _phases(results: dict[str, Any]) -> list[str]:
         "manifests), from its first to its last request, and from its last request to its exit "
         "(the last page's latency and conversion, planning, printing, exit). Each part is a median "
         "over the runs: they need not add up to the median wall exactly. The pager importing the "
-        "libraries `plan` cannot start without (and using none of them) is the floor those "
-        "libraries set, whatever the reconciler's own code does.",
+        "libraries `plan` cannot start without and building one pydantic model (using none of "
+        "them) is the floor those libraries set, whatever the reconciler's own code does.",
         "",
         *_table(["workload", "process", "spawn → first request", "first → last request",
                  "last request → exit", "wall"], rows),
