@@ -10,7 +10,8 @@ With `--preload MODULE,MODULE…` first, the pager imports those modules before 
 (and uses none of them): the bound of a process that cannot start without those libraries. A
 `pydantic` among them also gets one model class built (`class M(BaseModel): x: int`): `import
 pydantic` alone loads little, its model machinery is imported with the first model, and no
-program that uses pydantic avoids that.
+program that uses pydantic avoids that. httpx is imported without its own command line, as
+`reconciler plan` imports it.
 """
 
 from __future__ import annotations
@@ -54,6 +55,10 @@ def one_model() -> None:
 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--preload"]:
+        # httpx imports its own command line (click, rich, pygments) unless that module is
+        # missing; `reconciler plan` marks it missing (cli/app.py, _lean_process), so the floor
+        # does the same: what the libraries cost as plan uses them, not more.
+        sys.modules.setdefault("httpx._main", None)  # type: ignore[assignment]
         for module in argv[1].split(","):
             __import__(module)
             if module == "pydantic":
