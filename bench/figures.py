@@ -198,15 +198,17 @@ def plan(bench: Bench, workspace: Workspace, *, baseline: bool = False) -> dict[
 # models, the manifests' YAML, the HTTP client): what the library-floor pager imports first.
 LIBRARIES = ("typer", "pydantic", "yaml", "httpx", "httpcore")
 LIBRARY_FLOOR = f"importing {', '.join(LIBRARIES)} and building one pydantic model first"
+LIBRARY_AFTER = "importing the same once its first requests have left (while the pages arrive)"
 
 
-def process_bound(bench: Bench, *, preload: Sequence[str] = ()) -> dict[str, Any]:
+def process_bound(bench: Bench, *, preload: Sequence[str] = (), after: bool = False) -> dict[str, Any]:
     """(a') The minimal pager as a whole process (bench/pager.py: stdlib only, a thread and a
     keep-alive connection per region, json.loads of each page): the API's pages plus Python's
     start-up, the like-for-like bound of a whole `plan` process. Wall, CPU and peak RSS. With
     `preload`, the pager imports those modules first (the floor of those libraries; with pydantic,
-    one model class built, since `import pydantic` alone leaves its model machinery unloaded)."""
-    options = ["--preload", ",".join(preload)] if preload else []
+    one model class built, since `import pydantic` alone leaves its model machinery unloaded).
+    With `after`, those imports come once the first requests have left (`--preload-after`)."""
+    options = ["--preload-after" if after else "--preload", ",".join(preload)] if preload else []
     command = [sys.executable, str(PAGER), *options, bench.emulator.url, PROJECT, *bench.regions]
     runs, deltas, phases = _timed_runs(bench, command, "pager")
     return {
@@ -228,6 +230,7 @@ def page_regime(bench: Bench, workspace: Workspace, jobs_per_region: dict[str, i
     bound = listing_bound(bench, jobs_per_region)
     process = process_bound(bench)
     libraries = process_bound(bench, preload=LIBRARIES)
+    libraries_after = process_bound(bench, preload=LIBRARIES, after=True)
     planned = plan(bench, workspace)
     observed = observe_in_process(bench)
     bound_wall = bound["raw_client"]["wall_s"]["median"]
@@ -244,6 +247,7 @@ def page_regime(bench: Bench, workspace: Workspace, jobs_per_region: dict[str, i
         "listing_bound": bound,
         "process_bound": process,
         "library_bound": libraries,
+        "library_after_bound": libraries_after,
         "plan": planned,
         "observe": observed,
         "plan_ratio_to_bound": ratio(planned["wall_s"]["median"], bound_wall),

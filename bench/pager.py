@@ -11,7 +11,9 @@ With `--preload MODULE,MODULE…` first, the pager imports those modules before 
 `pydantic` among them also gets one model class built (`class M(BaseModel): x: int`): `import
 pydantic` alone loads little, its model machinery is imported with the first model, and no
 program that uses pydantic avoids that. httpx is imported without its own command line, as
-`reconciler plan` imports it.
+`reconciler plan` imports it. With `--preload-after MODULE,MODULE…` the same imports come after
+the first requests have left, on the main thread while the pages arrive: what those libraries
+would cost a process that could send its first request without them.
 """
 
 from __future__ import annotations
@@ -53,22 +55,32 @@ def one_model() -> None:
     pydantic.create_model("M", x=(int, ...))
 
 
+def preload(modules: list[str]) -> None:
+    """Import `modules` (and build one pydantic model when pydantic is among them)."""
+    # httpx imports its own command line (click, rich, pygments) unless that module is missing;
+    # `reconciler plan` marks it missing (cli/app.py, _lean_process), so the floor does the same:
+    # what the libraries cost as plan uses them, not more.
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[assignment]
+    for module in modules:
+        __import__(module)
+        if module == "pydantic":
+            one_model()
+
+
 def main(argv: list[str]) -> int:
-    if argv[:1] == ["--preload"]:
-        # httpx imports its own command line (click, rich, pygments) unless that module is
-        # missing; `reconciler plan` marks it missing (cli/app.py, _lean_process), so the floor
-        # does the same: what the libraries cost as plan uses them, not more.
-        sys.modules.setdefault("httpx._main", None)  # type: ignore[assignment]
-        for module in argv[1].split(","):
-            __import__(module)
-            if module == "pydantic":
-                one_model()
+    before: list[str] = []
+    after: list[str] = []
+    while argv[:1] in (["--preload"], ["--preload-after"]):
+        (before if argv[0] == "--preload" else after).extend(argv[1].split(","))
         argv = argv[2:]
+    preload(before)
     url, project, regions = argv[0], argv[1], argv[2:]
     counts: dict[str, int] = {}
     threads = [threading.Thread(target=list_region, args=(url, project, r, counts)) for r in regions]
     for thread in threads:
         thread.start()
+    if after:  # on the main thread while the first pages are on their way
+        preload(after)
     for thread in threads:
         thread.join()
     if len(counts) != len(regions):

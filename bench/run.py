@@ -215,12 +215,14 @@ def listing_figures(bench: Bench, root: Path, sizes: Sizes) -> dict[str, Any]:
     bound_wall = bound["raw_client"]["wall_s"]["median"]
     process = figures.process_bound(bench)
     libraries = figures.process_bound(bench, preload=figures.LIBRARIES)
+    libraries_after = figures.process_bound(bench, preload=figures.LIBRARIES, after=True)
     plan = figures.plan(bench, workspace)
     plan["ratio_to_bound"] = ratio(plan["wall_s"]["median"], bound_wall)
     plan["ratio_to_process_bound"] = ratio(plan["wall_s"]["median"], process["wall_s"]["median"])
     plan["ratio_to_library_bound"] = ratio(plan["wall_s"]["median"], libraries["wall_s"]["median"])
     bound["process"] = process
     bound["libraries"] = libraries
+    bound["libraries_after"] = libraries_after
     observe = figures.observe_in_process(bench)
     observe["ratio_to_bound"] = ratio(observe["wall_s"]["median"], bound_wall)
     sdk = figures.sdk_listing(bench)
