@@ -34,8 +34,9 @@ def test_quick_benchmark_reports_every_figure(tmp_path: Path) -> None:
     bound = results["listing_bound"]
     assert bound["pages"] == len(results["parameters"]["regions"])  # < 1000 jobs per region
     assert bound["raw_client"]["requests"]["list"] == bound["pages"]
-    for listing in (results["plan"], results["observe"]):
+    for listing in (results["plan"], results["observe"], bound["libraries"], bound["libraries_after"]):
         assert listing["requests"] == {"list": bound["pages"], "get": 0, "create": 0, "cancel": 0}
+    assert bound["libraries"]["jobs"] == bound["libraries_after"]["jobs"] == bound["jobs"]
     assert results["plan"]["exit_code"] == 0  # --detailed-exitcode: nothing to change
     assert results["plan"]["peak_rss_mb"]["median"] > 0
     assert results["observe"]["jobs"] == bound["jobs"] == sum(bound["jobs_by_region"].values())
@@ -47,10 +48,11 @@ def test_quick_benchmark_reports_every_figure(tmp_path: Path) -> None:
     for regime in regimes:  # every page size: no per-job GET, list requests equal to the page bound
         pages = regime["listing_bound"]["pages"]
         assert pages >= len(regime["regions"])
-        for listing in (regime["plan"], regime["observe"], regime["process_bound"]):
+        pagers = (regime["process_bound"], regime["library_bound"], regime["library_after_bound"])
+        for listing in (regime["plan"], regime["observe"], *pagers):
             assert listing["requests"] == {"list": pages, "get": 0, "create": 0, "cancel": 0}
         assert regime["plan"]["exit_code"] == 0 and regime["plan_rss_kb_per_job"] > 0
-        assert regime["process_bound"]["jobs"] == regime["observe"]["jobs"] == regime["jobs"]
+        assert all(pager["jobs"] == regime["observe"]["jobs"] == regime["jobs"] for pager in pagers)
     assert regimes[-1]["listing_bound"]["pages"] > regimes[0]["listing_bound"]["pages"]  # small pages: more
     big = results["big_page"]
     assert big["plan"]["requests"] == {"list": 1, "get": 0, "create": 0, "cancel": 0}
