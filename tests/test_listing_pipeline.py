@@ -6,7 +6,9 @@ and bounds as the plain path. No timing is asserted.
 from __future__ import annotations
 
 import json
+import re
 import threading
+import time
 from typing import Any
 
 import httpx
@@ -16,7 +18,7 @@ from hypothesis import strategies as st
 
 from reconciler import interrupt
 from reconciler.errors import MalformedResponseError, TransportError
-from reconciler.http.paging import Pager
+from reconciler.http.paging import Pager, next_token_in
 from reconciler.http.redact import clean_json, clean_tree, register_secret
 from reconciler.http.transport import _loads
 from reconciler.models import ObservedJob
@@ -54,6 +56,11 @@ class Server:
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         token = request.url.params.get("pageToken", "")
+        if token and not re.fullmatch(r"t[0-9]+", token):
+            with self.lock:
+                self.log.append(f"send {token}")
+            return httpx.Response(400, json={"error": {"code": 400, "message": "invalid page token",
+                                                       "status": "INVALID_ARGUMENT"}})
         number = int(token[1:]) if token else 0
         with self.lock:
             self.log.append(f"send {number}")
@@ -137,6 +144,19 @@ def test_page_bounds_hold_with_requests_sent_ahead() -> None:
     assert not pager.asks_again()  # the third page is refused before it is asked for
     with pytest.raises(TransportError, match="did not end after 2 pages"):
         next(pager)
+    edge = Pager("x", "jobs", max_pages=10, max_items=25, max_empty=2)
+    next(edge)
+    assert edge.would_follow("a", 10)
+    edge.took(10, "a")
+    next(edge)
+    assert edge.would_follow("b", 10) and not edge.would_follow("a", 10)  # a token seen is never guessed
+    edge.took(10, "b")
+    next(edge)
+    assert not edge.would_follow("c", 10)  # the page at hand could pass the 25 items: nothing early
+    edge.took(0, "c")
+    next(edge)
+    assert not edge.would_follow("d", 0)  # a second empty page would end the listing: nothing early
+
 
 
 # -- cleaning after one scan of the text ---------------------------------------------------------
@@ -181,6 +201,67 @@ def test_decoding_accepts_and_refuses_what_the_standard_library_does(body: bytes
         else:
             with pytest.raises(MalformedResponseError, match=reason):
                 client.transport.send("GET", "http://api.test/v1/x")
+
+
+# -- the next request sent on the token the page's bytes show, before it is decoded -------------
+
+def _logged(server: Server, entry: str) -> bool:
+    """Whether `entry` reaches the server's log within a few seconds (a request on its thread)."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        with server.lock:
+            if entry in server.log:
+                return True
+        time.sleep(0.01)
+    return False
+
+
+def test_the_next_request_leaves_before_the_page_is_decoded() -> None:
+    # A page that decodes but is malformed gives no token once decoded: page 2 can only have been
+    # asked for from the bytes, before decoding.
+    server = Server([{"tuningJobs": "x", "nextPageToken": "t1"}, {}])
+    with server.client() as client, pytest.raises(MalformedResponseError, match="tuningJobs"):
+        client.list_tuning_jobs(PARENT)
+    assert _logged(server, "send 1")
+
+
+def test_a_wrong_guess_costs_one_request_and_the_listing_follows_the_decoded_token() -> None:
+    # The real token first, then a job holding a key of the same name: the bytes' last one is wrong.
+    pages = [{"nextPageToken": "t1", "tuningJobs": [_job(0, nextPageToken="bogus")]},
+             {"tuningJobs": [_job(1)]}]
+    server = Server(pages)
+    with server.client() as client:
+        names = [job.name for job in client.list_tuning_jobs(PARENT)]
+    assert names == [f"{PARENT}/tuningJobs/0", f"{PARENT}/tuningJobs/1"]
+    assert _logged(server, "send bogus")  # answered 400 on its own thread, its answer dropped
+    assert server.log.count("send 0") == server.log.count("send 1") == 1
+
+
+@pytest.mark.parametrize("tail", [b'"t\\u0031"', b'"t1" ', b'\n "t1"\n'])
+def test_tokens_written_otherwise_are_followed_once_decoded(tail: bytes) -> None:
+    # An escaped token is not guessed (its bytes are not the token); spaces and pretty-printing are.
+    page0 = b'{"tuningJobs": [' + json.dumps(_job(0)).encode() + b'], "nextPageToken":' + tail + b"}"
+    server = Server([page0, {"tuningJobs": [_job(1)], "nextPageToken": "t2"}, {}])
+    with server.client() as client:
+        assert len(client.list_tuning_jobs(PARENT)) == 2
+    assert server.log == ["send 0", "send 1", "send 2"]
+
+
+_TOKENS = st.text(st.characters(min_codepoint=0, max_codepoint=0x2FF), max_size=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_JSON | st.dictionaries(st.just("nextPageToken"), _TOKENS), max_size=4), _TOKENS,
+       st.booleans(), st.booleans())
+def test_the_guess_is_the_token_or_nothing(jobs: list[Any], token: str, ascii_only: bool, indent: bool) -> None:
+    """Whatever the jobs hold, a body whose token comes last (as the API's field order puts it)
+    gives that token, or no guess when its bytes are not the token's text."""
+    body = json.dumps({"tuningJobs": jobs, "nextPageToken": token}, ensure_ascii=ascii_only,
+                      indent=2 if indent else None).encode()
+    guess = next_token_in(body)
+    assert guess in ("", token)
+    if token and re.fullmatch(r'[!#-\[\]-~]*', token):
+        assert guess == token
 
 
 # -- jobs the plan has no reason to read (ListedJob) -------------------------------------------

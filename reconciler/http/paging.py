@@ -8,6 +8,8 @@ minutes); more than `max_pages` pages or `max_items` items in all.
 
 from __future__ import annotations
 
+import re
+
 from reconciler.errors import TransportError
 
 # Empty pages with a next token, in a row: a server may send a few (AIP-158 allows a page shorter
@@ -44,6 +46,14 @@ class Pager:
         self.pages += 1
         return self.pages
 
+    def would_follow(self, token: str, most: int) -> bool:
+        """Whether the loop will ask for the page of `token` if the page at hand names it, whatever
+        that page holds up to `most` items (the page size asked for): a new token, within every
+        bound. A guess at the next page may then be sent before the page at hand is decoded; a
+        page that could end the listing on a bound sends nothing early."""
+        return (bool(token) and token not in self._seen and self.pages < self.max_pages
+                and self._empty + 1 < self.max_empty and self.total + most <= self.max_items)
+
     def asks_again(self) -> bool:
         """Whether the loop will ask for another page (what `__next__` says next), so that the
         request can be sent before the current page is worked on."""
@@ -67,3 +77,17 @@ class Pager:
         if self.total > self.max_items:
             raise TransportError(f"{self.what} returned more than {self.max_items:,} {self.items} "
                                  f"({self.pages} pages); stopping: is the server repeating itself?")
+
+
+# The last `"nextPageToken": "…"` of a body, its value printable ASCII without escapes (a token
+# that is not is left to the decoded page).
+_NEXT_TOKEN = re.compile(rb'"nextPageToken"\s*:\s*"([!#-\[\]-~]*)"')
+
+
+def next_token_in(content: bytes) -> str:
+    """A guess at a list answer's next-page token, read from its bytes before they are decoded:
+    the value of the last `nextPageToken` key ('' when there is none, or it is not plain). Only a
+    guess: a job could hold such a key too. The decoded page says which token is right."""
+    at = content.rfind(b'"nextPageToken"')
+    found = _NEXT_TOKEN.match(content, at) if at >= 0 else None
+    return found.group(1).decode("ascii") if found else ""

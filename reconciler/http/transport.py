@@ -231,28 +231,37 @@ class Transport:
         content: bytes | None = None,
         headers: dict[str, str] | None = None,
         raw: bool = False,
+        lazy: bool = False,
+        sent: threading.Event | None = None,
     ) -> Any:
-        """Send one logical call; return the decoded JSON body (`{}` when empty), or with `raw`
-        the body's bytes.
+        """Send one logical call; return the decoded JSON body (`{}` when empty), with `raw` the
+        body's bytes, with `lazy` an `Answer` (the body decoded when asked for).
 
         `before_retry(ambiguous)` runs before each new attempt; a non-None result ends the call
         with that result (used by create to find a job that an ambiguous failure did make).
-        `content` and `headers` send a body that is not JSON (Cloud Storage uploads).
+        `content` and `headers` send a body that is not JSON (Cloud Storage uploads). `sent` is
+        set once the request has been written and its answer is awaited (or the call has ended).
         """
         call = _Call(method, url, region, create, start=self._clock())
+        extensions = {"trace": _on_written(sent)} if sent is not None else None
 
         def request() -> httpx.Response:
-            return self.http.request(method, url, json=body, params=params, content=content, headers=headers)
+            return self.http.request(method, url, json=body, params=params, content=content, headers=headers,
+                                     extensions=extensions)
 
-        while True:
-            outcome = self._attempt(call, request)
-            if isinstance(outcome, httpx.Response):
-                return outcome.content if raw else _json_body(outcome)
-            self._back_off(call, outcome)
-            if before_retry is not None:
-                settled = before_retry(outcome.ambiguous)
-                if settled is not None:
-                    return settled
+        try:
+            while True:
+                outcome = self._attempt(call, request)
+                if isinstance(outcome, httpx.Response):
+                    return Answer(outcome) if lazy else outcome.content if raw else _json_body(outcome)
+                self._back_off(call, outcome)
+                if before_retry is not None:
+                    settled = before_retry(outcome.ambiguous)
+                    if settled is not None:
+                        return settled
+        finally:
+            if sent is not None:
+                sent.set()
 
     def _attempt(self, call: _Call, request: Callable[[], httpx.Response]) -> httpx.Response | _Failure:
         """One attempt, paced: the successful response, a failure worth retrying, or an error."""
@@ -359,6 +368,33 @@ def _loads(content: bytes) -> Any:
                     keep(child)
         level = below
     return value
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A successful response whose body is decoded (and cleaned) only when asked: its bytes can
+    be looked at first (a list page's next token, to send the next request before decoding)."""
+
+    response: httpx.Response
+
+    @property
+    def content(self) -> bytes:
+        return self.response.content
+
+    def decoded(self) -> Any:
+        """The body as `send` returns it: decoded JSON, cleaned; MalformedResponseError if not."""
+        return _json_body(self.response)
+
+
+def _on_written(sent: threading.Event) -> Callable[[str, Any], None]:
+    """An httpcore trace callback that sets `sent` once the request is written and the answer's
+    headers are awaited (the thread then waits on the network, not on the GIL)."""
+
+    def trace(event: str, info: Any) -> None:
+        if event.endswith("receive_response_headers.started"):
+            sent.set()
+
+    return trace
 
 
 def _json_body(response: httpx.Response) -> Any:
