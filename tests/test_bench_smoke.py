@@ -72,3 +72,18 @@ def test_quick_benchmark_reports_every_figure(tmp_path: Path) -> None:
     report = done.stdout
     for heading in ("## Listing", "## Page sizes", "## One page of", "## Apply", "## Start-up and validate"):
         assert heading in report
+
+
+def test_interleaved_rounds_run_every_process_each_round(tmp_path: Path) -> None:
+    results_file = tmp_path / "interleave.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.interleave", "--quick", "--rounds", "2", "--page-size", "5",
+         "--checkout", f"same={ROOT}", "--json", str(results_file)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    runs = json.loads(results_file.read_text())["runs"]
+    assert list(runs) == ["stdlib pager", "library floor", "late library pager", "plan", "plan at same"]
+    pages = 2 * 6  # 2 regions × ⌈30 jobs / 5⌉: every process lists every page once, no GET
+    assert all(len(each) == 2 and all(r["requests"] == pages for r in each) for each in runs.values())
+    assert "| plan at same |" in done.stdout and "/ pager (median of rounds)" in done.stdout
