@@ -156,9 +156,10 @@ class VertexClient:
         """`list_tuning_jobs`, each job validated and passed through `convert` as its page is
         read (as its dump: `TuningJob.model_dump(by_alias=True, exclude_none=True)`), while the
         next page is already on its way: pages of one parent are sequential (each needs the
-        previous token), so the next request leaves as soon as the token is known, and the work
-        on a page overlaps the wait for the next. A page's decoded jobs are
-        released one by one as they are converted: at most one page is held twice.
+        previous token), so the next request leaves as soon as the token is known — read from
+        the page's bytes before they are decoded, and confirmed by the decoded page — and the work
+        on a page overlaps the wait for the next. A page's decoded jobs are released one by one as
+        they are converted: at most one page is held twice.
 
         `brief`, when given, sees each decoded job first: what it returns (not None) stands for
         the job, unvalidated and unconverted (it validates later what it reads later, with
