@@ -17,9 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reconciler import interrupt
-from reconciler.errors import MalformedResponseError, TransportError
+from reconciler.errors import MalformedResponseError, ReconcilerError, TransportError
 from reconciler.http.paging import Pager, next_token_in
-from reconciler.http.redact import clean_json, clean_tree, register_secret
+from reconciler.http.redact import clean, clean_json, clean_tree, register_secret
 from reconciler.http.transport import _loads
 from reconciler.models import ObservedJob
 from reconciler.observe import ListedJob, observe_parent, observed_from_dump, to_observed
@@ -237,14 +237,23 @@ def test_a_wrong_guess_costs_one_request_and_the_listing_follows_the_decoded_tok
     assert server.log.count("send 0") == server.log.count("send 1") == 1
 
 
-@pytest.mark.parametrize("tail", [b'"t\\u0031"', b'"t1" ', b'\n "t1"\n'])
-def test_tokens_written_otherwise_are_followed_once_decoded(tail: bytes) -> None:
-    # An escaped token is not guessed (its bytes are not the token); spaces and pretty-printing are.
+@pytest.mark.parametrize(("tail", "early"), [
+    (b'"t\\u0031"', True),  # an escaped token is read as JSON reads it (a server may write `=` as \\u003d)
+    (b'"t1" ', True), (b'\n "t1"\n', True),  # spaces, pretty-printing
+    (b'"t1\\u0007"', False),  # cleaning changes it (a control character): left to the decoded page
+])
+def test_tokens_written_otherwise_are_guessed_as_decoded_or_not_at_all(tail: bytes, early: bool) -> None:
     page0 = b'{"tuningJobs": [' + json.dumps(_job(0)).encode() + b'], "nextPageToken":' + tail + b"}"
+    assert next_token_in(page0) == ("t1" if early else "")
     server = Server([page0, {"tuningJobs": [_job(1)], "nextPageToken": "t2"}, {}])
     with server.client() as client:
-        assert len(client.list_tuning_jobs(PARENT)) == 2
-    assert server.log == ["send 0", "send 1", "send 2"]
+        if early:
+            assert len(client.list_tuning_jobs(PARENT)) == 2
+            assert server.log == ["send 0", "send 1", "send 2"]
+        else:  # the decoded (cleaned) token is sent after decoding, and refused, as before
+            with pytest.raises(ReconcilerError, match="invalid page token"):
+                client.list_tuning_jobs(PARENT)
+            assert server.log == ["send 0", "send t1\\x07"]
 
 
 _TOKENS = st.text(st.characters(min_codepoint=0, max_codepoint=0x2FF), max_size=8)
@@ -253,15 +262,14 @@ _TOKENS = st.text(st.characters(min_codepoint=0, max_codepoint=0x2FF), max_size=
 @settings(max_examples=300, deadline=None)
 @given(st.lists(_JSON | st.dictionaries(st.just("nextPageToken"), _TOKENS), max_size=4), _TOKENS,
        st.booleans(), st.booleans())
-def test_the_guess_is_the_token_or_nothing(jobs: list[Any], token: str, ascii_only: bool, indent: bool) -> None:
+def test_the_guess_is_the_decoded_token_or_nothing(jobs: list[Any], token: str, ascii_only: bool,
+                                                   indent: bool) -> None:
     """Whatever the jobs hold, a body whose token comes last (as the API's field order puts it)
-    gives that token, or no guess when its bytes are not the token's text."""
+    gives that token as the decoded and cleaned page will name it, or no guess when cleaning
+    changes it."""
     body = json.dumps({"tuningJobs": jobs, "nextPageToken": token}, ensure_ascii=ascii_only,
                       indent=2 if indent else None).encode()
-    guess = next_token_in(body)
-    assert guess in ("", token)
-    if token and re.fullmatch(r'[!#-\[\]-~]*', token):
-        assert guess == token
+    assert next_token_in(body) == (token if clean(token) == token else "")
 
 
 # -- jobs the plan has no reason to read (ListedJob) -------------------------------------------

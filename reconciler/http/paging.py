@@ -8,9 +8,11 @@ minutes); more than `max_pages` pages or `max_items` items in all.
 
 from __future__ import annotations
 
+import json
 import re
 
 from reconciler.errors import TransportError
+from reconciler.http.redact import clean
 
 # Empty pages with a next token, in a row: a server may send a few (AIP-158 allows a page shorter
 # than asked, even an empty one), never this many.
@@ -79,15 +81,24 @@ class Pager:
                                  f"({self.pages} pages); stopping: is the server repeating itself?")
 
 
-# The last `"nextPageToken": "…"` of a body, its value printable ASCII without escapes (a token
-# that is not is left to the decoded page).
-_NEXT_TOKEN = re.compile(rb'"nextPageToken"\s*:\s*"([!#-\[\]-~]*)"')
+# The last `"nextPageToken": "…"` of a body: the key, then a JSON string literal (escapes and all:
+# a server may write `=` as `\u003d`). Linear: no two ways to match a character of the literal.
+_NEXT_TOKEN = re.compile(rb'"nextPageToken"\s*:\s*("(?:[^"\\]|\\.)*")')
 
 
 def next_token_in(content: bytes) -> str:
     """A guess at a list answer's next-page token, read from its bytes before they are decoded:
-    the value of the last `nextPageToken` key ('' when there is none, or it is not plain). Only a
-    guess: a job could hold such a key too. The decoded page says which token is right."""
+    the value of the last `nextPageToken` key ('' when there is none, its value is not a valid
+    JSON string, or cleaning would change it). Only a guess: a job could hold such a key too. The decoded page says which
+    token is right."""
     at = content.rfind(b'"nextPageToken"')
     found = _NEXT_TOKEN.match(content, at) if at >= 0 else None
-    return found.group(1).decode("ascii") if found else ""
+    if found is None:
+        return ""
+    try:
+        token = json.loads(found.group(1))
+    except ValueError:  # a raw control character, a bad escape: left to the decoded page
+        return ""
+    # What the decoded page will say, cleaned as every string of an answer is: a token that
+    # cleaning changes (a control character, something like a credential) is not sent early.
+    return token if isinstance(token, str) and clean(token) == token else ""
