@@ -85,7 +85,8 @@ class Bench:
         return walls, result, delta
 
 
-def _check(run: ChildRun, expected: int, what: str) -> ChildRun:
+def check_exit(run: ChildRun, expected: int, what: str) -> ChildRun:
+    """`run`, or RuntimeError with its output's tail when it did not exit `expected`."""
     if run.code != expected:
         raise RuntimeError(
             f"{what}: exit {run.code}, expected {expected}\n{run.stdout[-2000:]}\n{run.stderr[-2000:]}"
@@ -170,17 +171,29 @@ def _timed_runs(bench: Bench, command: Sequence[str], what: str, *, cwd: Path | 
     deltas: list[dict[str, int]] = []
     arrivals: list[list[float]] = []
     for _ in range(bench.repeat):
-        run, delta = bench.counted(lambda: _check(run_child(command, cwd=cwd, env=env or bench.env), 0, what))
+        run, delta = bench.counted(lambda: check_exit(run_child(command, cwd=cwd, env=env or bench.env), 0, what))
         runs.append(run)
         deltas.append(delta)
         arrivals.append(arrivals_between(bench.emulator.stats(), run.spawned_at, run.spawned_at + run.wall_s))
     return runs, deltas, _phases(runs, arrivals)
 
 
+def plan_command(workspace: Workspace) -> list[str]:
+    """`reconciler plan --detailed-exitcode` of the workspace (exit 0: no change)."""
+    return [*CLI, "plan", str(workspace.root), "--detailed-exitcode"]
+
+
+def pager_command(bench: Bench, *, preload: Sequence[str] = (), after: bool = False) -> list[str]:
+    """The stdlib pager over the bench's regions; with `preload`, importing those libraries first
+    (or, with `after`, once its first requests have left)."""
+    options = ["--preload-after" if after else "--preload", ",".join(preload)] if preload else []
+    return [sys.executable, str(PAGER), *options, bench.emulator.url, PROJECT, *bench.regions]
+
+
 def plan(bench: Bench, workspace: Workspace, *, baseline: bool = False) -> dict[str, Any]:
     """(b) `reconciler plan --detailed-exitcode` of the unchanged folder (exit 0: no change); with
     `baseline`, the baseline checkout's."""
-    command = [*CLI, "plan", str(workspace.root), "--detailed-exitcode"]
+    command = plan_command(workspace)
     env = bench.baseline_env if baseline else bench.env
     runs, deltas, phases = _timed_runs(bench, command, "plan", cwd=workspace.root, env=env)
     return {
@@ -208,8 +221,7 @@ def process_bound(bench: Bench, *, preload: Sequence[str] = (), after: bool = Fa
     `preload`, the pager imports those modules first (the floor of those libraries; with pydantic,
     one model class built, since `import pydantic` alone leaves its model machinery unloaded).
     With `after`, those imports come once the first requests have left (`--preload-after`)."""
-    options = ["--preload-after" if after else "--preload", ",".join(preload)] if preload else []
-    command = [sys.executable, str(PAGER), *options, bench.emulator.url, PROJECT, *bench.regions]
+    command = pager_command(bench, preload=preload, after=after)
     runs, deltas, phases = _timed_runs(bench, command, "pager")
     return {
         "wall_s": summary([r.wall_s for r in runs]),
@@ -434,7 +446,7 @@ def heavy_imports(bench: Bench, args: Sequence[str], cwd: Path) -> list[str]:
 def validate(bench: Bench, workspace: Workspace) -> dict[str, Any]:
     """`reconciler validate` of the workspace's files: wall time and peak RSS."""
     runs = [
-        _check(run_child([*CLI, "validate", str(workspace.root)], cwd=workspace.root, env=bench.env), 0, "validate")
+        check_exit(run_child([*CLI, "validate", str(workspace.root)], cwd=workspace.root, env=bench.env), 0, "validate")
         for _ in range(bench.repeat)
     ]
     return {"wall_s": summary([r.wall_s for r in runs]), "peak_rss_mb": summary([r.peak_rss_mb for r in runs])}
@@ -458,7 +470,7 @@ def startup(bench: Bench, workspace: Workspace) -> dict[str, Any]:
     walls: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(bench.repeat):
         for name, command in commands.items():
-            walls[name].append(_check(run_child(command, cwd=workspace.root, env=bench.env), 0, name).wall_s)
+            walls[name].append(check_exit(run_child(command, cwd=workspace.root, env=bench.env), 0, name).wall_s)
     python = summary(walls["python -c pass"])["median"]
     floor = summary(walls[FLOOR])["median"]
     figures = {

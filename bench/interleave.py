@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.emulator import EmulatorProcess, arrivals_between
-from bench.figures import CLI, LIBRARIES, PAGER, Bench
-from bench.measure import ChildRun, run_child
+from bench.figures import LIBRARIES, Bench, check_exit, pager_command, plan_command
+from bench.measure import run_child
 from bench.run import FULL, QUICK, REPOSITORY, compile_bytecode, machine, seed_workload
-from bench.workload import DEFAULT_REGIONS, PROJECT, Workspace
+from bench.workload import DEFAULT_REGIONS, Workspace
 
 PAGER_NAME = "stdlib pager"
 
@@ -65,22 +65,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def processes(bench: Bench, workspace: Workspace, checkouts: Sequence[tuple[str, Path]],
               libraries: bool) -> list[tuple[str, list[str], dict[str, str]]]:
     """(name, command, environment) of each process a round runs, the stdlib pager first."""
-    pager = [sys.executable, str(PAGER)]
-    where = [bench.emulator.url, PROJECT, *bench.regions]
-    plan = [*CLI, "plan", str(workspace.root), "--detailed-exitcode"]
-    out = [(PAGER_NAME, [*pager, *where], bench.env)]
+    plan = plan_command(workspace)
+    out = [(PAGER_NAME, pager_command(bench), bench.env)]
     if libraries:
-        out += [("library floor", [*pager, "--preload", ",".join(LIBRARIES), *where], bench.env),
-                ("late library pager", [*pager, "--preload-after", ",".join(LIBRARIES), *where], bench.env)]
+        out += [("library floor", pager_command(bench, preload=LIBRARIES), bench.env),
+                ("late library pager", pager_command(bench, preload=LIBRARIES, after=True), bench.env)]
     out.append(("plan", plan, bench.env))
     out += [(f"plan at {name}", plan, {**bench.env, "PYTHONPATH": str(root)}) for name, root in checkouts]
     return out
 
 
 def _one(bench: Bench, name: str, command: Sequence[str], env: dict[str, str], cwd: Path) -> dict[str, Any]:
-    run: ChildRun = run_child(command, cwd=cwd, env=env)
-    if run.code != 0:
-        raise RuntimeError(f"{name}: exit {run.code}\n{run.stdout[-1500:]}\n{run.stderr[-1500:]}")
+    run = check_exit(run_child(command, cwd=cwd, env=env), 0, name)
     arrivals = arrivals_between(bench.emulator.stats(), run.spawned_at, run.spawned_at + run.wall_s)
     return {"wall_s": run.wall_s, "cpu_s": run.cpu_s, "requests": len(arrivals),
             "first_request_s": arrivals[0] - run.spawned_at if arrivals else None}

@@ -158,7 +158,6 @@ def test_page_bounds_hold_with_requests_sent_ahead() -> None:
     assert not edge.would_follow("d", 0)  # a second empty page would end the listing: nothing early
 
 
-
 # -- cleaning after one scan of the text ---------------------------------------------------------
 _PIECES = [*"abcBEARerBasic ya29.1/\\\"'é\u017f\u0131\n\t\x1b\x7f\u2028\u200b-", "bearer ", "ya29.", "1//", SECRET]
 _TEXT = st.lists(st.sampled_from(_PIECES), max_size=12).map("".join)

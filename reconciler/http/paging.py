@@ -89,8 +89,8 @@ _NEXT_TOKEN = re.compile(rb'"nextPageToken"\s*:\s*("(?:[^"\\]|\\.)*")')
 def next_token_in(content: bytes) -> str:
     """A guess at a list answer's next-page token, read from its bytes before they are decoded:
     the value of the last `nextPageToken` key ('' when there is none, its value is not a valid
-    JSON string, or cleaning would change it). Only a guess: a job could hold such a key too. The decoded page says which
-    token is right."""
+    JSON string, or cleaning would change it). Only a guess: a job could hold such a key too;
+    the decoded page says which token is right."""
     at = content.rfind(b'"nextPageToken"')
     found = _NEXT_TOKEN.match(content, at) if at >= 0 else None
     if found is None:

@@ -253,7 +253,8 @@ class Transport:
             while True:
                 outcome = self._attempt(call, request)
                 if isinstance(outcome, httpx.Response):
-                    return Answer(outcome) if lazy else outcome.content if raw else _json_body(outcome)
+                    answer = Answer(outcome)
+                    return answer if lazy else answer.content if raw else answer.decoded()
                 self._back_off(call, outcome)
                 if before_retry is not None:
                     settled = before_retry(outcome.ambiguous)
